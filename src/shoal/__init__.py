@@ -1,0 +1,1 @@
+"""shoal: a self-hosted serverless GPU platform for unmodified Modal apps."""

@@ -1,0 +1,386 @@
+"""Function calls: inputs in, outputs out, retries, cancellation.
+
+Every accepted input is written to the store before the caller hears back, so
+a restart loses nothing; the queues and output logs here are the in-memory view
+that long-polls wait on.
+"""
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, select, update
+
+from modal_proto import api_pb2
+
+from ..store import schema as t
+from ..store.database import Database
+from .errors import NotFound
+from .ids import new_id
+from .pulse import Pulse
+from .retries import retry_delay
+
+log = logging.getLogger(__name__)
+
+GenericResult = api_pb2.GenericResult
+TERMINAL_FAILURES = (
+    GenericResult.GENERIC_STATUS_FAILURE,
+    GenericResult.GENERIC_STATUS_TIMEOUT,
+    GenericResult.GENERIC_STATUS_INTERNAL_FAILURE,
+)
+
+
+@dataclass
+class Input:
+    input_id: str
+    call_id: str
+    function_id: str
+    idx: int
+    input: api_pb2.FunctionInput
+    invocation_type: int
+    retry_count: int = 0
+
+
+@dataclass
+class Call:
+    call_id: str
+    function_id: str
+    invocation_type: int
+    outputs: list[api_pb2.FunctionGetOutputsItem] = field(default_factory=list)
+    unfinished: set[str] = field(default_factory=set)
+    cleared: bool = False
+    cancelled: bool = False
+    pulse: Pulse = field(default_factory=Pulse)
+    # generator output chunks (FunctionCallPutDataOut), in index order
+    data_out: list[api_pb2.DataChunk] = field(default_factory=list)
+    data_pulse: Pulse = field(default_factory=Pulse)
+
+
+@dataclass
+class Running:
+    input: Input
+    task_id: str
+    started_at: float
+
+
+class FunctionQueue:
+    def __init__(self) -> None:
+        self.pending: deque[Input] = deque()
+        self.pulse = Pulse()
+
+
+class Calls:
+    """Owns every call's inputs and outputs.
+
+    `on_backlog(function_id)` is called whenever a function gains pending
+    inputs, so the scheduler can add containers.
+    """
+
+    def __init__(self, db: Database, retry_policy_of: Callable[[str], api_pb2.FunctionRetryPolicy]):
+        self.db = db
+        self.retry_policy_of = retry_policy_of
+        self.calls: dict[str, Call] = {}
+        self.queues: dict[str, FunctionQueue] = {}
+        self.running: dict[str, Running] = {}
+        self.on_backlog: Callable[[str], None] = lambda function_id: None
+
+    def queue(self, function_id: str) -> FunctionQueue:
+        q = self.queues.get(function_id)
+        if q is None:
+            q = self.queues[function_id] = FunctionQueue()
+        return q
+
+    def get(self, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise NotFound(f"Function call {call_id} not found")
+        return call
+
+    # -- caller side -------------------------------------------------------
+
+    async def create(
+        self, function_id: str, invocation_type: int, items: list[tuple[int, api_pb2.FunctionInput]]
+    ) -> tuple[Call, list[Input]]:
+        call = Call(new_id("fc"), function_id, invocation_type)
+        new_inputs = self._new_inputs(call, items)
+        async with self.db.tx() as conn:
+            await conn.execute(
+                insert(t.function_calls).values(
+                    function_call_id=call.call_id,
+                    function_id=function_id,
+                    invocation_type=invocation_type,
+                    cancelled=False,
+                    created_at=time.time(),
+                )
+            )
+            await self._insert_inputs(conn, new_inputs)
+        self.calls[call.call_id] = call
+        self._enqueue(call, new_inputs)
+        return call, new_inputs
+
+    async def put_inputs(self, call_id: str, items: list[tuple[int, api_pb2.FunctionInput]]) -> list[Input]:
+        call = self.get(call_id)
+        new_inputs = self._new_inputs(call, items)
+        async with self.db.tx() as conn:
+            await self._insert_inputs(conn, new_inputs)
+        self._enqueue(call, new_inputs)
+        return new_inputs
+
+    def _new_inputs(self, call: Call, items: list[tuple[int, api_pb2.FunctionInput]]) -> list[Input]:
+        return [
+            Input(new_id("in"), call.call_id, call.function_id, idx, inp, call.invocation_type) for idx, inp in items
+        ]
+
+    async def _insert_inputs(self, conn, new_inputs: list[Input]) -> None:
+        if not new_inputs:
+            return
+        now = time.time()
+        await conn.execute(
+            insert(t.inputs),
+            [
+                dict(
+                    input_id=i.input_id,
+                    function_call_id=i.call_id,
+                    function_id=i.function_id,
+                    idx=i.idx,
+                    input=i.input.SerializeToString(),
+                    status="pending",
+                    retry_count=0,
+                    created_at=now,
+                )
+                for i in new_inputs
+            ],
+        )
+
+    def _enqueue(self, call: Call, new_inputs: list[Input]) -> None:
+        call.unfinished.update(i.input_id for i in new_inputs)
+        if not new_inputs:
+            return
+        q = self.queue(call.function_id)
+        q.pending.extend(new_inputs)
+        q.pulse.notify()
+        self.on_backlog(call.function_id)
+
+    async def get_outputs(
+        self,
+        call_id: str,
+        *,
+        last_entry_id: str,
+        timeout: float,
+        clear_on_success: bool,
+        start_idx: int | None = None,
+    ) -> tuple[list[api_pb2.FunctionGetOutputsItem], str, int]:
+        """Outputs after `last_entry_id`, waiting up to `timeout` for the first one."""
+        call = self.get(call_id)
+        offset = _entry_offset(last_entry_id)
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            items = call.outputs[offset:]
+            if start_idx is not None:
+                items = [o for o in items if o.idx == start_idx]
+            if items or call.cleared or time.monotonic() >= deadline:
+                break
+            await call.pulse.wait(deadline - time.monotonic())
+        if clear_on_success and (start_idx is not None or not items):
+            # The caller acknowledged what it needs; results are no longer kept for it.
+            call.cleared = not call.unfinished
+        return list(items), str(len(call.outputs)), len(call.unfinished)
+
+    async def retry_inputs(self, call_id: str, input_ids: list[str]) -> list[str]:
+        """Client-requested retries: the inputs go back on the queue as they were."""
+        call = self.get(call_id)
+        retried = []
+        async with self.db.tx() as conn:
+            for input_id in input_ids:
+                row = (
+                    await conn.execute(select(t.inputs).where(t.inputs.c.input_id == input_id))
+                ).one_or_none()
+                if row is None or row.function_call_id != call_id:
+                    raise NotFound(f"Input {input_id} not found in call {call_id}")
+                await conn.execute(
+                    update(t.inputs)
+                    .where(t.inputs.c.input_id == input_id)
+                    .values(status="pending", retry_count=row.retry_count + 1)
+                )
+                inp = api_pb2.FunctionInput.FromString(row.input)
+                retried.append(Input(input_id, call_id, call.function_id, row.idx, inp, call.invocation_type, row.retry_count + 1))
+        self._enqueue(call, retried)
+        return [i.input_id for i in retried]
+
+    async def cancel(self, call_id: str) -> list[str]:
+        """Cancel a call: queued inputs are dropped; returns ids of inputs now running."""
+        call = self.get(call_id)
+        call.cancelled = True
+        async with self.db.tx() as conn:
+            await conn.execute(
+                update(t.function_calls).where(t.function_calls.c.function_call_id == call_id).values(cancelled=True)
+            )
+        q = self.queue(call.function_id)
+        q.pending = deque(i for i in q.pending if i.call_id != call_id)
+        for input_id in list(call.unfinished):
+            if input_id not in self.running:
+                await self._record_output(
+                    call, input_id, -1, 0, _result(GenericResult.GENERIC_STATUS_TERMINATED, "Function call was cancelled")
+                )
+        return [r.input.input_id for r in self.running.values() if r.input.call_id == call_id]
+
+    # -- container side ----------------------------------------------------
+
+    async def next_inputs(self, function_id: str, task_id: str, max_n: int, timeout: float, stop: asyncio.Event) -> list[Input]:
+        """Hand up to `max_n` queued inputs to a container, waiting up to `timeout`."""
+        q = self.queue(function_id)
+        deadline = time.monotonic() + timeout
+        while not q.pending and not stop.is_set() and time.monotonic() < deadline:
+            await q.pulse.wait(min(deadline - time.monotonic(), 0.5))
+        taken = []
+        now = time.time()
+        while q.pending and len(taken) < max_n and not stop.is_set():
+            inp = q.pending.popleft()
+            self.running[inp.input_id] = Running(inp, task_id, now)
+            taken.append(inp)
+        return taken
+
+    async def put_output(self, input_id: str, result: api_pb2.GenericResult, data_format: int, retry_count: int) -> None:
+        running = self.running.pop(input_id, None)
+        if running is None:
+            log.info("output for input %s that is not running; ignored", input_id)
+            return
+        await self._finish(running, result, data_format)
+
+    async def fail_running(self, task_id: str, result: api_pb2.GenericResult) -> None:
+        """A container ended with inputs in flight: each fails (and may be retried)."""
+        for input_id, running in list(self.running.items()):
+            if running.task_id == task_id:
+                del self.running[input_id]
+                await self._finish(running, result, 0)
+
+    async def fail_queued(self, function_id: str, result: api_pb2.GenericResult) -> None:
+        """Fail every queued input of a function that cannot start containers."""
+        q = self.queue(function_id)
+        failed, q.pending = list(q.pending), deque()
+        for inp in failed:
+            call = self.calls.get(inp.call_id)
+            if call:
+                await self._record_output(call, inp.input_id, inp.idx, inp.retry_count, result)
+
+    def running_on(self, task_id: str) -> list[Running]:
+        return [r for r in self.running.values() if r.task_id == task_id]
+
+    async def _finish(self, running: Running, result: api_pb2.GenericResult, data_format: int) -> None:
+        inp = running.input
+        call = self.calls.get(inp.call_id)
+        if call is None:
+            return
+        if result.status in TERMINAL_FAILURES and not call.cancelled:
+            delay = retry_delay(self.retry_policy_of(inp.function_id), inp.retry_count + 1)
+            if delay is not None:
+                await self._retry_later(inp, delay)
+                return
+        await self._record_output(call, inp.input_id, inp.idx, inp.retry_count, result, data_format, running.task_id)
+
+    async def _retry_later(self, inp: Input, delay: float) -> None:
+        inp.retry_count += 1
+        async with self.db.tx() as conn:
+            await conn.execute(
+                update(t.inputs).where(t.inputs.c.input_id == inp.input_id).values(retry_count=inp.retry_count)
+            )
+        call = self.calls[inp.call_id]
+        asyncio.get_running_loop().call_later(delay, lambda: self._requeue(call, inp))
+
+    def _requeue(self, call: Call, inp: Input) -> None:
+        if not call.cancelled:
+            self._enqueue(call, [inp])
+
+    async def _record_output(
+        self,
+        call: Call,
+        input_id: str,
+        idx: int,
+        retry_count: int,
+        result: api_pb2.GenericResult,
+        data_format: int = 0,
+        task_id: str = "",
+    ) -> None:
+        if input_id not in call.unfinished:
+            return
+        item = api_pb2.FunctionGetOutputsItem(
+            result=result,
+            idx=idx,
+            input_id=input_id,
+            data_format=data_format,
+            task_id=task_id,
+            output_created_at=time.time(),
+            retry_count=retry_count,
+        )
+        async with self.db.tx() as conn:
+            await conn.execute(
+                insert(t.outputs).values(
+                    input_id=input_id,
+                    function_call_id=call.call_id,
+                    idx=idx,
+                    item=item.SerializeToString(),
+                    created_at=time.time(),
+                )
+            )
+            await conn.execute(update(t.inputs).where(t.inputs.c.input_id == input_id).values(status="done"))
+        call.unfinished.discard(input_id)
+        call.outputs.append(item)
+        call.pulse.notify()
+
+    # -- generators --------------------------------------------------------
+
+    def put_data_out(self, call_id: str, chunks: list[api_pb2.DataChunk]) -> None:
+        call = self.get(call_id)
+        call.data_out.extend(chunks)
+        call.data_out.sort(key=lambda c: c.index)
+        call.data_pulse.notify()
+
+    # -- recovery ----------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Rebuild calls, queues and outputs from the store after a restart.
+
+        Inputs that were running when the server stopped go back on the queue:
+        their containers did not survive it.
+        """
+        async with self.db.tx() as conn:
+            for row in await conn.execute(select(t.function_calls)):
+                self.calls[row.function_call_id] = Call(
+                    row.function_call_id, row.function_id, row.invocation_type, cancelled=row.cancelled
+                )
+            for row in await conn.execute(select(t.outputs).order_by(t.outputs.c.created_at)):
+                call = self.calls.get(row.function_call_id)
+                if call:
+                    call.outputs.append(api_pb2.FunctionGetOutputsItem.FromString(row.item))
+            pending = await conn.execute(
+                select(t.inputs).where(t.inputs.c.status == "pending").order_by(t.inputs.c.created_at)
+            )
+            for row in pending:
+                call = self.calls.get(row.function_call_id)
+                if call is None or call.cancelled:
+                    continue
+                inp = Input(
+                    row.input_id,
+                    row.function_call_id,
+                    row.function_id,
+                    row.idx,
+                    api_pb2.FunctionInput.FromString(row.input),
+                    call.invocation_type,
+                    row.retry_count,
+                )
+                self._enqueue(call, [inp])
+
+
+def _entry_offset(last_entry_id: str) -> int:
+    # The client starts from "0-0" or ""; later it echoes the entry id we gave.
+    try:
+        return max(0, int(last_entry_id))
+    except ValueError:
+        return 0
+
+
+def _result(status: int, message: str) -> api_pb2.GenericResult:
+    return api_pb2.GenericResult(status=status, exception=message)

@@ -1,0 +1,62 @@
+"""App logs: container output and system messages, kept per app and followed live."""
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+
+from ..store import schema as t
+from ..store.database import Database
+from .pulse import Pulse
+
+
+@dataclass
+class LogEntry:
+    seq: int
+    task_id: str
+    function_id: str
+    fd: int
+    data: str
+    ts: float
+
+
+class Logs:
+    """Writes go to the store; readers long-poll on a per-app pulse."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._pulse: dict[str, Pulse] = defaultdict(Pulse)
+        self._done: set[str] = set()
+
+    async def append(self, app_id: str, task_id: str, function_id: str, fd: int, data: str) -> None:
+        async with self.db.tx() as conn:
+            await conn.execute(
+                insert(t.app_logs).values(
+                    app_id=app_id, task_id=task_id, function_id=function_id, fd=fd, data=data, ts=time.time()
+                )
+            )
+        self._pulse[app_id].notify()
+
+    def mark_done(self, app_id: str) -> None:
+        self._done.add(app_id)
+        self._pulse[app_id].notify()
+
+    def is_done(self, app_id: str) -> bool:
+        return app_id in self._done
+
+    async def read(self, app_id: str, after_seq: int, timeout: float) -> list[LogEntry]:
+        entries = await self._since(app_id, after_seq)
+        if not entries and not self.is_done(app_id):
+            await self._pulse[app_id].wait(timeout)
+            entries = await self._since(app_id, after_seq)
+        return entries
+
+    async def _since(self, app_id: str, after_seq: int) -> list[LogEntry]:
+        async with self.db.tx() as conn:
+            rows = await conn.execute(
+                select(t.app_logs)
+                .where(t.app_logs.c.app_id == app_id, t.app_logs.c.seq > after_seq)
+                .order_by(t.app_logs.c.seq)
+            )
+            return [LogEntry(r.seq, r.task_id, r.function_id, r.fd, r.data, r.ts) for r in rows]

@@ -1,0 +1,278 @@
+"""The embedded platform: one control plane and one local worker in one process.
+
+This module wires the domain services together and turns the scheduler's
+decisions into container plans for the worker.
+"""
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from modal_proto import api_pb2
+
+from ..images.base import BaseResolver
+from ..images.builder import Builder
+from ..images.client_pkg import ensure_client_pkg
+from ..images.store import LayerStore
+from ..runtime import Runtime
+from ..store.blobs import BlobStore
+from ..store.database import Database
+from ..worker.agent import ContainerPlan, LocalWorker, SocketServer
+from .apps import Apps
+from .calls import Calls
+from .functions import Functions, retry_policy
+from .images import Images
+from .logs import Logs
+from .mounts import CLIENT_MOUNT_ID, Mounts
+from .scheduler import Scheduler, Task
+from .tokens import Tokens
+
+log = logging.getLogger(__name__)
+
+IMAGE_BUILDER_VERSION = "2025.06"
+# An ephemeral app whose client stopped sending heartbeats is stopped after this long.
+APP_HEARTBEAT_TIMEOUT = 120.0
+GenericResult = api_pb2.GenericResult
+
+
+@dataclass
+class Settings:
+    home: str
+    database: str = ""  # file path (SQLite, the default) or postgresql:// URL
+    server_url: str = ""  # how clients and containers reach the API over TCP
+
+    @property
+    def blob_dir(self) -> str:
+        return os.path.join(self.home, "blobs")
+
+
+class Platform:
+    def __init__(self, settings: Settings, serve_socket: SocketServer):
+        self.settings = settings
+        home = settings.home
+        os.makedirs(home, exist_ok=True)
+        self.db = Database(settings.database or os.path.join(home, "shoal.db"))
+        self.blobs = BlobStore(settings.blob_dir)
+        self.tokens = Tokens(self.db)
+        self.apps = Apps(self.db)
+        self.functions = Functions(self.db)
+        self.logs = Logs(self.db)
+        self.mounts = Mounts(self.db, self.blobs, os.path.join(home, "mounts"))
+        self.calls = Calls(self.db, lambda fid: retry_policy(self.functions.cached(fid)))
+        self.runtime = Runtime(os.path.join(home, "runtime"))
+        self.worker = LocalWorker(self.runtime, home, serve_socket)
+        self.layers = LayerStore(os.path.join(home, "images"))
+        builder = Builder(self.layers, self.worker.run_build_step, BaseResolver(self.layers))
+        self.images = Images(self.db, self.mounts, builder, IMAGE_BUILDER_VERSION)
+        self.scheduler = Scheduler(self.calls, self.functions.cached, self._launch, self._terminate)
+        self.calls.on_backlog = self.scheduler.kick
+        self.last_heartbeat: dict[str, float] = {}
+        self._tick: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.db.create_schema()
+        await self.apps.ensure_environment("")
+        await self.runtime.cleanup_all()
+        await self._recover()
+        self.scheduler.start()
+        self._tick = asyncio.create_task(self._watch_heartbeats())
+
+    async def close(self) -> None:
+        if self._tick:
+            self._tick.cancel()
+        await self.scheduler.close()
+        await self.worker.close()
+        await self.db.close()
+
+    async def _recover(self) -> None:
+        """Pick up accepted work from before a restart."""
+        await self.calls.recover()
+        for function_id in [fid for fid, q in self.calls.queues.items() if q.pending]:
+            try:
+                await self.functions.get(function_id)
+                self.scheduler.app_of[function_id] = await self.functions.app_of(function_id)
+            except Exception:
+                log.warning("pending inputs for unknown function %s", function_id)
+        now = time.time()
+        for app in await self.apps.live_ephemeral():
+            self.last_heartbeat[app.app_id] = now
+
+    # -- apps --------------------------------------------------------------
+
+    def heartbeat(self, app_id: str) -> None:
+        self.last_heartbeat[app_id] = time.time()
+
+    async def stop_app(self, app_id: str) -> None:
+        await self.apps.mark_stopped(app_id)
+        self.last_heartbeat.pop(app_id, None)
+        for fid in [fid for fid, aid in self.scheduler.app_of.items() if aid == app_id]:
+            del self.scheduler.app_of[fid]
+        for task in self.scheduler.tasks_of_app(app_id):
+            await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "App was stopped")
+        self.logs.mark_done(app_id)
+
+    async def _watch_heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            cutoff = time.time() - APP_HEARTBEAT_TIMEOUT
+            for app_id, seen in list(self.last_heartbeat.items()):
+                if seen < cutoff:
+                    log.info("app %s lost its client; stopping it", app_id)
+                    await self.stop_app(app_id)
+
+    async def cancel_running(self, input_ids: list[str], terminate: bool) -> None:
+        """Cancelled inputs still running: tell their containers, or stop them."""
+        for input_id in input_ids:
+            running = self.calls.running.get(input_id)
+            task = self.scheduler.tasks.get(running.task_id) if running else None
+            if task is None:
+                continue
+            if terminate:
+                await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Function call was cancelled")
+            else:
+                task.cancelled_inputs.append(input_id)
+                task.cancel_pulse.notify()
+
+    async def wait_cancellations(self, task: Task, timeout: float) -> list[str]:
+        if not task.cancelled_inputs:
+            await task.cancel_pulse.wait(timeout)
+        cancelled, task.cancelled_inputs = task.cancelled_inputs, []
+        return cancelled
+
+    async def register_function(self, app_id: str, function_id: str) -> None:
+        """Make a function schedulable: its inputs may now start containers."""
+        self.scheduler.app_of[function_id] = app_id
+        self.scheduler.kick(function_id)
+
+    # -- containers --------------------------------------------------------
+
+    async def _launch(self, task: Task) -> None:
+        asyncio.create_task(self._start_container(task))
+
+    async def _start_container(self, task: Task) -> None:
+        try:
+            plan = await self._plan(task)
+        except Exception as e:
+            log.exception("cannot plan container for %s", task.function_id)
+            await self.logs.append(task.app_id, task.task_id, task.function_id, 2, f"{e}\n")
+            await self._container_exited(task, -1, False, startup_error=str(e))
+            return
+        output = _OrderedOutput(self.logs, task)
+        await self.worker.start(
+            plan,
+            output.put,
+            lambda code, oom: self._container_exited(task, code, oom, output=output),
+        )
+
+    async def _plan(self, task: Task) -> ContainerPlan:
+        fdef = await self.functions.get(task.function_id)
+        built = await self.images.built(fdef.image_id)
+        python = built.config.python_version or "3.11"
+        client_dir = await asyncio.to_thread(ensure_client_pkg, os.path.join(self.settings.home, "client"), python)
+        mount_dirs = [await self.mounts.materialise(m) for m in fdef.mount_ids if m != CLIENT_MOUNT_ID]
+        env = dict(built.config.env)
+        env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", ""), "/root") if p)
+        app = await self.apps.get(task.app_id)
+        objects = await self.apps.objects(task.app_id)
+        container_args = api_pb2.ContainerArguments(
+            task_id=task.task_id,
+            function_id=task.function_id,
+            app_id=task.app_id,
+            function_def=fdef,
+            environment_name=app.environment,
+            app_layout=await self.app_layout(objects),
+            serialized_params=self.functions.params(task.function_id),
+        )
+        resources = fdef.resources
+        return ContainerPlan(
+            task_id=task.task_id,
+            lower_dirs=[self.layers.layer_dir(layer) for layer in built.layers] + [client_dir] + mount_dirs,
+            args=list(built.config.entrypoint or []) + ["python", "-m", "modal._container_entrypoint"],
+            env=env,
+            cwd=built.config.workdir if built.config.workdir not in ("", "/") else "/root",
+            user=built.config.user,
+            container_args=container_args.SerializeToString(),
+            cpu=resources.milli_cpu_max / 1000 if resources.milli_cpu_max else None,
+            memory_mb=resources.memory_mb_max or None,
+        )
+
+    async def app_layout(self, objects: dict[str, str]) -> api_pb2.AppLayout:
+        layout = api_pb2.AppLayout()
+        for tag, object_id in objects.items():
+            if object_id.startswith("fu-"):
+                layout.function_ids[tag] = object_id
+                fdef = self.functions.cached(object_id) or await self.functions.get(object_id)
+                layout.objects.append(
+                    api_pb2.Object(object_id=object_id, function_handle_metadata=function_metadata(object_id, fdef))
+                )
+            elif object_id.startswith("cs-"):
+                layout.class_ids[tag] = object_id
+                layout.objects.append(api_pb2.Object(object_id=object_id))
+        return layout
+
+    async def _terminate(self, task: Task) -> None:
+        await self.worker.stop(task.task_id)
+
+    async def _container_exited(
+        self, task: Task, code: int, oom: bool, startup_error: str = "", output: "_OrderedOutput | None" = None
+    ) -> None:
+        if output:
+            await output.flush()
+        was_draining = task.state == "draining"
+        self.scheduler.exited(task.task_id)
+        if task.kill_status:
+            result = GenericResult(status=task.kill_status, exception=task.kill_message)
+        elif oom:
+            result = GenericResult(
+                status=GenericResult.GENERIC_STATUS_INTERNAL_FAILURE,
+                exception="Container ran out of memory (OOM) and was killed; request more with memory=",
+            )
+        else:
+            result = GenericResult(
+                status=GenericResult.GENERIC_STATUS_INTERNAL_FAILURE,
+                exception=startup_error or f"Container exited unexpectedly with code {code}",
+            )
+        await self.calls.fail_running(task.task_id, result)
+        if code != 0 and not task.kill_status and not was_draining and not task.took_input:
+            # It died before serving anything: fail the queue rather than crash-loop.
+            await self.calls.fail_queued(task.function_id, result)
+
+
+def function_metadata(function_id: str, fdef: api_pb2.Function) -> api_pb2.FunctionHandleMetadata:
+    return api_pb2.FunctionHandleMetadata(
+        function_name=fdef.function_name,
+        function_type=fdef.function_type,
+        web_url=fdef.web_url,
+        is_method=fdef.is_method,
+        class_parameter_info=fdef.class_parameter_info,
+        method_handle_metadata={},
+        function_schema=fdef.function_schema,
+        supported_input_formats=fdef.supported_input_formats,
+        supported_output_formats=fdef.supported_output_formats,
+    )
+
+
+class _OrderedOutput:
+    """Container output, written to the app log in the order it was produced."""
+
+    def __init__(self, logs: Logs, task: Task):
+        self.logs = logs
+        self.task = task
+        self.queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self.pump = asyncio.create_task(self._pump())
+
+    def put(self, fd: int, data: bytes) -> None:
+        self.queue.put_nowait((fd, data))
+
+    async def flush(self) -> None:
+        self.queue.put_nowait(None)
+        await self.pump
+
+    async def _pump(self) -> None:
+        while (item := await self.queue.get()) is not None:
+            fd, data = item
+            await self.logs.append(
+                self.task.app_id, self.task.task_id, self.task.function_id, fd, data.decode(errors="replace")
+            )

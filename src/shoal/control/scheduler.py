@@ -1,0 +1,194 @@
+"""Containers per function: scale up from the input backlog, down when idle.
+
+The scheduler decides; `launch` and `terminate` (given by the platform) act.
+Each function's desired container count is recomputed whenever its backlog
+grows and on a steady tick, so scale-to-zero needs no other trigger.
+"""
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from modal_proto import api_pb2
+
+from .calls import Calls
+from .ids import new_id
+from .pulse import Pulse
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCALEDOWN_WINDOW = 60.0
+DEFAULT_MAX_CONTAINERS = 32
+# A container that was told to exit but has not after this long is killed.
+DRAIN_GRACE = 30.0
+
+
+@dataclass
+class Task:
+    task_id: str
+    function_id: str
+    app_id: str
+    started_at: float
+    state: str = "starting"  # starting | running | draining | stopped
+    idle_since: float = field(default_factory=time.monotonic)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    drain_deadline: float = 0.0
+    took_input: bool = False
+    cancelled_inputs: list[str] = field(default_factory=list)
+    cancel_pulse: Pulse = field(default_factory=Pulse)
+    # why the platform killed it, reported to the inputs it was running
+    kill_status: int = 0
+    kill_message: str = ""
+
+
+def concurrency(fdef: api_pb2.Function) -> int:
+    return max(1, fdef.max_concurrent_inputs or 1, fdef.target_concurrent_inputs or 1)
+
+
+def scaledown_window(fdef: api_pb2.Function) -> float:
+    return float(
+        fdef.autoscaler_settings.scaledown_window or fdef.task_idle_timeout_secs or DEFAULT_SCALEDOWN_WINDOW
+    )
+
+
+def min_containers(fdef: api_pb2.Function) -> int:
+    return fdef.autoscaler_settings.min_containers or fdef.warm_pool_size or 0
+
+
+def max_containers(fdef: api_pb2.Function) -> int:
+    return fdef.autoscaler_settings.max_containers or fdef.concurrency_limit or DEFAULT_MAX_CONTAINERS
+
+
+class Scheduler:
+    def __init__(
+        self,
+        calls: Calls,
+        definition_of: Callable[[str], api_pb2.Function | None],
+        launch: Callable[[Task], Awaitable[None]],
+        terminate: Callable[[Task], Awaitable[None]],
+    ):
+        self.calls = calls
+        self.definition_of = definition_of
+        self.launch = launch
+        self.terminate = terminate
+        self.tasks: dict[str, Task] = {}
+        self.app_of: dict[str, str] = {}  # function_id -> app_id, for functions with backlog
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._loop_task:
+            self._loop_task.cancel()
+
+    def kick(self, function_id: str) -> None:
+        self._dirty.add(function_id)
+        self._wake.set()
+
+    def live_tasks(self, function_id: str) -> list[Task]:
+        return [t for t in self.tasks.values() if t.function_id == function_id and t.state in ("starting", "running")]
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            for function_id in dirty | {t.function_id for t in self.tasks.values()} | self._functions_with_backlog():
+                try:
+                    await self.reconcile(function_id)
+                except Exception:
+                    log.exception("reconcile of %s failed", function_id)
+
+    def _functions_with_backlog(self) -> set[str]:
+        return {fid for fid, q in self.calls.queues.items() if q.pending}
+
+    async def reconcile(self, function_id: str) -> None:
+        fdef = self.definition_of(function_id)
+        app_id = self.app_of.get(function_id)
+        if fdef is None or app_id is None:
+            return
+        live = self.live_tasks(function_id)
+        per_task = concurrency(fdef)
+        backlog = len(self.calls.queue(function_id).pending)
+        busy = {r.task_id for r in self.calls.running.values() if r.input.function_id == function_id}
+        idle_slots = sum(per_task - sum(1 for r in self.calls.running_on(t.task_id)) for t in live)
+        wanted = len(live)
+        if backlog > idle_slots:
+            wanted += math.ceil((backlog - idle_slots) / per_task)
+        wanted = max(wanted, min_containers(fdef))
+        wanted = min(wanted, max_containers(fdef))
+        for _ in range(wanted - len(live)):
+            task = Task(new_id("ta"), function_id, app_id, time.time())
+            self.tasks[task.task_id] = task
+            await self.launch(task)
+
+        await self._enforce_timeout(function_id, fdef)
+        now = time.monotonic()
+        window = scaledown_window(fdef)
+        surplus = len(live) - max(min_containers(fdef), 0)
+        for task in live:
+            if task.task_id in busy:
+                task.idle_since = now
+            elif surplus > 0 and backlog == 0 and now - task.idle_since >= window:
+                surplus -= 1
+                await self.drain(task)
+        for task in self.tasks.values():
+            if task.function_id == function_id and task.state == "draining" and now > task.drain_deadline:
+                await self.terminate(task)
+
+    async def _enforce_timeout(self, function_id: str, fdef: api_pb2.Function) -> None:
+        if not fdef.timeout_secs:
+            return
+        now = time.time()
+        for running in list(self.calls.running.values()):
+            task = self.tasks.get(running.task_id)
+            if running.input.function_id != function_id or task is None or task.kill_status:
+                continue
+            if now - running.started_at > fdef.timeout_secs:
+                await self.kill(
+                    task,
+                    api_pb2.GenericResult.GENERIC_STATUS_TIMEOUT,
+                    f"Function '{fdef.function_name}' timed out after {fdef.timeout_secs} seconds",
+                )
+
+    async def kill(self, task: Task, status: int, message: str) -> None:
+        """Stop a container now; its running inputs fail with `status` and `message`."""
+        task.kill_status, task.kill_message = status, message
+        task.state = "draining"
+        task.stop.set()
+        await self.terminate(task)
+
+    async def drain(self, task: Task) -> None:
+        """Ask a container to finish: its next input request is answered with exit."""
+        if task.state in ("draining", "stopped"):
+            return
+        task.state = "draining"
+        task.drain_deadline = time.monotonic() + DRAIN_GRACE
+        task.stop.set()
+        self.calls.queue(task.function_id).pulse.notify()
+
+    def mark_running(self, task_id: str) -> None:
+        task = self.tasks.get(task_id)
+        if task and task.state == "starting":
+            task.state = "running"
+            task.idle_since = time.monotonic()
+
+    def exited(self, task_id: str) -> Task | None:
+        task = self.tasks.pop(task_id, None)
+        if task:
+            task.state = "stopped"
+            task.stop.set()
+            self.kick(task.function_id)
+        return task
+
+    def tasks_of_app(self, app_id: str) -> list[Task]:
+        return [t for t in self.tasks.values() if t.app_id == app_id]

@@ -1,0 +1,111 @@
+"""The store's interface on both backends: SQLite and PostgreSQL."""
+
+import pytest
+from sqlalchemy import delete
+
+from modal_proto import api_pb2
+from shoal.control.apps import Apps
+from shoal.control.calls import Calls
+from shoal.control.errors import NotFound, Unauthenticated
+from shoal.control.functions import Functions, retry_policy
+from shoal.control.tokens import Tokens
+from shoal.store import schema
+from shoal.store.database import Database, database_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request, tmp_path):
+    if request.param == "sqlite":
+        database = Database(str(tmp_path / "shoal.db"))
+    else:
+        database = Database(request.getfixturevalue("postgres_url"))
+    await database.create_schema()
+    async with database.tx() as conn:
+        for table in reversed(schema.metadata.sorted_tables):
+            await conn.execute(delete(table))
+    yield database
+    await database.close()
+
+
+def test_database_url_forms():
+    assert database_url("/x/shoal.db") == "sqlite+aiosqlite:////x/shoal.db"
+    assert database_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
+
+
+async def test_tokens_verify(db):
+    tokens = Tokens(db)
+    token_id, secret = await tokens.create()
+    await Tokens(db).verify(token_id, secret)
+    with pytest.raises(Unauthenticated):
+        await Tokens(db).verify(token_id, secret + "x")
+    with pytest.raises(Unauthenticated):
+        await Tokens(db).verify("ak-unknown", secret)
+
+
+async def test_apps_lifecycle(db):
+    apps = Apps(db)
+    app = await apps.create("", "my app", api_pb2.APP_STATE_EPHEMERAL)
+    assert app.environment == "main"
+    await apps.set_objects(app.app_id, {"f": "fu-1", "g": "fu-2"})
+    assert await apps.objects(app.app_id) == {"f": "fu-1", "g": "fu-2"}
+    await apps.publish(app.app_id, "named", api_pb2.APP_STATE_DEPLOYED)
+    assert (await apps.by_name("main", "named")).app_id == app.app_id
+    await apps.mark_stopped(app.app_id)
+    assert await apps.by_name("main", "named") is None
+    assert [a.app_id for a in await apps.in_environment("main")] == [app.app_id]
+    with pytest.raises(NotFound):
+        await apps.get("ap-missing")
+    with pytest.raises(NotFound):
+        await apps.create("staging", "x", 0)
+
+
+async def test_function_definitions_persist(db):
+    functions = Functions(db)
+    fid = await functions.precreate("ap-1", "f")
+    fdef = api_pb2.Function(function_name="f", retry_policy=api_pb2.FunctionRetryPolicy(retries=2))
+    await functions.create("ap-1", fdef, fid)
+    again = await Functions(db).get(fid)
+    assert again.function_name == "f"
+    assert retry_policy(again).retries == 2
+    bound = await functions.bind(fid, b"params")
+    fresh = Functions(db)
+    await fresh.get(bound)
+    assert fresh.params(bound) == b"params"
+
+
+async def test_calls_survive_restart(db):
+    calls = Calls(db, lambda fid: api_pb2.FunctionRetryPolicy())
+    inp = api_pb2.FunctionInput(args=b"a")
+    call, inputs = await calls.create("fu-1", api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC, [(0, inp), (1, inp)])
+    import asyncio
+
+    taken = await calls.next_inputs("fu-1", "ta-1", 1, 0, asyncio.Event())
+    assert [i.idx for i in taken] == [0]
+    ok = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS, data=b"r")
+    await calls.put_output(taken[0].input_id, ok, 0, 0)
+
+    # A new process: the finished output is still there, the unfinished input is queued again.
+    recovered = Calls(db, lambda fid: api_pb2.FunctionRetryPolicy())
+    await recovered.recover()
+    outputs, last, unfinished = await recovered.get_outputs(
+        call.call_id, last_entry_id="0-0", timeout=0, clear_on_success=False
+    )
+    assert [o.result.data for o in outputs] == [b"r"]
+    assert [i.idx for i in recovered.queue("fu-1").pending] == [1]
+
+
+async def test_failed_input_is_retried_then_reported(db):
+    policy = api_pb2.FunctionRetryPolicy(retries=1, initial_delay_ms=10, backoff_coefficient=1.0)
+    calls = Calls(db, lambda fid: policy)
+    call, _ = await calls.create("fu-1", 0, [(0, api_pb2.FunctionInput())])
+    import asyncio
+
+    failure = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception="boom")
+    first = await calls.next_inputs("fu-1", "ta-1", 1, 0, asyncio.Event())
+    await calls.put_output(first[0].input_id, failure, 0, 0)
+    assert call.outputs == []
+    second = await calls.next_inputs("fu-1", "ta-1", 1, 2, asyncio.Event())
+    assert second[0].retry_count == 1
+    await calls.put_output(second[0].input_id, failure, 0, 1)
+    outputs, _, unfinished = await calls.get_outputs(call.call_id, last_entry_id="", timeout=0, clear_on_success=False)
+    assert outputs[0].result.exception == "boom" and unfinished == 0
