@@ -1,0 +1,6 @@
+"""Container runtime: runs processes in runc containers whose rootfs is an overlay of directories."""
+
+from .runc import Container, Runtime
+from .spec import BindMount, ContainerError, ContainerSpec
+
+__all__ = ["BindMount", "Container", "ContainerError", "ContainerSpec", "Runtime"]

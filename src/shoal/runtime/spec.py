@@ -1,0 +1,33 @@
+"""What a container is made of: the caller's description, independent of runc."""
+
+from dataclasses import dataclass, field
+
+
+class ContainerError(RuntimeError):
+    """A container could not be set up or started."""
+
+
+@dataclass
+class BindMount:
+    source: str  # host path
+    target: str  # path in the container
+    readonly: bool = True
+
+
+@dataclass
+class ContainerSpec:
+    id: str  # unique; also the runc container id
+    lower_dirs: list[str]  # overlay lower dirs, bottom first
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # the full environment
+    cwd: str = "/"
+    # None = root; "name", "uid", "uid:gid" or "name:group", resolved in the container's /etc files.
+    user: str | None = None
+    # Kept after the container ends (an image build captures its layer here);
+    # None = a throw-away upper dir removed with the container.
+    upper_dir: str | None = None
+    bind_mounts: list[BindMount] = field(default_factory=list)
+    cpu: float | None = None  # cores
+    memory_mb: int | None = None
+    hostname: str | None = None
+    gpu_devices: list[str] = field(default_factory=list)  # e.g. ["/dev/nvidia0"]
