@@ -52,6 +52,25 @@ class Logs:
             entries = await self._since(app_id, after_seq)
         return entries
 
+    async def fetch(
+        self, app_id: str, since: float, until: float, limit: int, function_id: str = "", task_id: str = "", fd: int = 0,
+        search: str = "",
+    ) -> list[LogEntry]:
+        """The newest `limit` entries in [since, until), oldest first."""
+        c = t.app_logs.c
+        query = select(t.app_logs).where(c.app_id == app_id, c.ts >= since, c.ts < until, c.data != "")
+        if function_id:
+            query = query.where(c.function_id == function_id)
+        if task_id:
+            query = query.where(c.task_id == task_id)
+        if fd:
+            query = query.where(c.fd == fd)
+        if search:
+            query = query.where(c.data.contains(search, autoescape=True))
+        async with self.db.tx() as conn:
+            rows = list(await conn.execute(query.order_by(c.seq.desc()).limit(limit or 100)))
+        return [LogEntry(r.seq, r.task_id, r.function_id, r.fd, r.data, r.ts) for r in reversed(rows)]
+
     async def _since(self, app_id: str, after_seq: int) -> list[LogEntry]:
         async with self.db.tx() as conn:
             rows = await conn.execute(

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
 
@@ -23,6 +23,7 @@ from ..worker.agent import ContainerPlan, LocalWorker, SocketServer
 from .apps import Apps
 from .calls import Calls
 from .functions import Functions, retry_policy
+from .handles import function_metadata
 from .images import Images
 from .logs import Logs
 from .mounts import CLIENT_MOUNT_ID, Mounts
@@ -37,11 +38,18 @@ APP_HEARTBEAT_TIMEOUT = 120.0
 GenericResult = api_pb2.GenericResult
 
 
+def _host_ca_bundle() -> str:
+    path = "/etc/ssl/certs/ca-certificates.crt"
+    return path if os.path.exists(path) else ""
+
+
 @dataclass
 class Settings:
     home: str
     database: str = ""  # file path (SQLite, the default) or postgresql:// URL
     server_url: str = ""  # how clients and containers reach the API over TCP
+    # CA bundle containers trust: the host's by default, "" for none (SHOAL_CA_BUNDLE)
+    ca_bundle: str = field(default_factory=lambda: os.environ.get("SHOAL_CA_BUNDLE", _host_ca_bundle()))
 
     @property
     def blob_dir(self) -> str:
@@ -62,7 +70,7 @@ class Platform:
         self.mounts = Mounts(self.db, self.blobs, os.path.join(home, "mounts"))
         self.calls = Calls(self.db, lambda fid: retry_policy(self.functions.cached(fid)))
         self.runtime = Runtime(os.path.join(home, "runtime"))
-        self.worker = LocalWorker(self.runtime, home, serve_socket)
+        self.worker = LocalWorker(self.runtime, home, serve_socket, settings.ca_bundle)
         self.layers = LayerStore(os.path.join(home, "images"))
         builder = Builder(self.layers, self.worker.run_build_step, BaseResolver(self.layers))
         self.images = Images(self.db, self.mounts, builder, IMAGE_BUILDER_VERSION)
@@ -174,15 +182,21 @@ class Platform:
         mount_dirs = [await self.mounts.materialise(m) for m in fdef.mount_ids if m != CLIENT_MOUNT_ID]
         env = dict(built.config.env)
         env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", ""), "/root") if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the log as they happen
         app = await self.apps.get(task.app_id)
-        objects = await self.apps.objects(task.app_id)
+        layout = await self.app_layout(await self.apps.objects(task.app_id))
+        # The function's own dependencies (image, mounts, ...) are hydrated from the layout too.
+        present = {o.object_id for o in layout.objects}
+        layout.objects.extend(
+            api_pb2.Object(object_id=dep.object_id) for dep in fdef.object_dependencies if dep.object_id not in present
+        )
         container_args = api_pb2.ContainerArguments(
             task_id=task.task_id,
             function_id=task.function_id,
             app_id=task.app_id,
             function_def=fdef,
             environment_name=app.environment,
-            app_layout=await self.app_layout(objects),
+            app_layout=layout,
             serialized_params=self.functions.params(task.function_id),
         )
         resources = fdef.resources
@@ -205,7 +219,7 @@ class Platform:
                 layout.function_ids[tag] = object_id
                 fdef = self.functions.cached(object_id) or await self.functions.get(object_id)
                 layout.objects.append(
-                    api_pb2.Object(object_id=object_id, function_handle_metadata=function_metadata(object_id, fdef))
+                    api_pb2.Object(object_id=object_id, function_handle_metadata=function_metadata(fdef))
                 )
             elif object_id.startswith("cs-"):
                 layout.class_ids[tag] = object_id
@@ -238,20 +252,6 @@ class Platform:
         if code != 0 and not task.kill_status and not was_draining and not task.took_input:
             # It died before serving anything: fail the queue rather than crash-loop.
             await self.calls.fail_queued(task.function_id, result)
-
-
-def function_metadata(function_id: str, fdef: api_pb2.Function) -> api_pb2.FunctionHandleMetadata:
-    return api_pb2.FunctionHandleMetadata(
-        function_name=fdef.function_name,
-        function_type=fdef.function_type,
-        web_url=fdef.web_url,
-        is_method=fdef.is_method,
-        class_parameter_info=fdef.class_parameter_info,
-        method_handle_metadata={},
-        function_schema=fdef.function_schema,
-        supported_input_formats=fdef.supported_input_formats,
-        supported_output_formats=fdef.supported_output_formats,
-    )
 
 
 class _OrderedOutput:

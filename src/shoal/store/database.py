@@ -4,6 +4,7 @@ Both speak SQLAlchemy Core; the only differences live here: how the engine is
 made and how SQLite is tuned for a single-process server.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,6 +28,8 @@ class Database:
         self.url = database_url(spec)
         self.is_sqlite = self.url.startswith("sqlite")
         self.engine: AsyncEngine = create_async_engine(self.url, **self._engine_options())
+        # One connection for SQLite means transactions must take turns on it.
+        self._turn = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
 
@@ -46,7 +49,11 @@ class Database:
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[AsyncConnection]:
         """A transaction: committed on normal exit, rolled back on error."""
-        async with self.engine.begin() as conn:
+        if self._turn is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._turn, self.engine.begin() as conn:
             yield conn
 
     async def close(self) -> None:

@@ -1,0 +1,24 @@
+"""Runs every benchmark of the walking skeleton and prints a summary.
+
+    eval "$(shoal env)"; python bench/run_all.py
+"""
+
+import json
+import platform
+import time
+
+import cold_start
+import map_throughput
+import remote_latency
+import second_run
+
+if __name__ == "__main__":
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.node()} {platform.machine()}, {__import__('os').cpu_count()} cores",
+        "remote_latency": remote_latency.main(),
+        "map_throughput": map_throughput.main(),
+        "cold_start": cold_start.main(),
+        "second_run": second_run.main(),
+    }
+    print(json.dumps(results, indent=2))

@@ -1,0 +1,99 @@
+"""gRPC plumbing shared by the servicer: handler decorators, error mapping, and
+the default for RPCs shoal does not implement.
+"""
+
+import functools
+import logging
+import re
+
+from grpclib import GRPCError, Status
+
+from modal_proto.api_grpc import ModalClientBase
+
+from ..control import errors
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    errors.NotFound: Status.NOT_FOUND,
+    errors.InvalidArgument: Status.INVALID_ARGUMENT,
+    errors.FailedPrecondition: Status.FAILED_PRECONDITION,
+    errors.Unauthenticated: Status.UNAUTHENTICATED,
+    errors.AlreadyExists: Status.ALREADY_EXISTS,
+}
+
+
+def _to_grpc(e: Exception, rpc: str) -> GRPCError:
+    if isinstance(e, GRPCError):
+        return e
+    for cls, status in _STATUS.items():
+        if isinstance(e, cls):
+            return GRPCError(status, str(e))
+    log.exception("%s failed", rpc)
+    return GRPCError(Status.INTERNAL, f"shoal: {rpc} failed: {type(e).__name__}: {e}")
+
+
+def unary(fn):
+    """`async def X(self, request) -> response` as a grpclib unary handler."""
+
+    @functools.wraps(fn)
+    async def handler(self, stream):
+        request = await stream.recv_message()
+        try:
+            response = await fn(self, request)
+        except Exception as e:
+            raise _to_grpc(e, fn.__name__) from None
+        await stream.send_message(response)
+
+    handler.shoal_implemented = True
+    return handler
+
+
+def streaming(fn):
+    """`async def X(self, request)` yielding responses, as a unary-stream handler."""
+
+    @functools.wraps(fn)
+    async def handler(self, stream):
+        request = await stream.recv_message()
+        try:
+            async for response in fn(self, request):
+                await stream.send_message(response)
+        except Exception as e:
+            raise _to_grpc(e, fn.__name__) from None
+
+    handler.shoal_implemented = True
+    return handler
+
+
+def feature_name(rpc: str) -> str:
+    """'SandboxCreate' -> 'Sandbox create': what the user tried to use."""
+    words = re.findall(r"[A-Z][a-z0-9]*", rpc)
+    return " ".join([words[0]] + [w.lower() for w in words[1:]]) if words else rpc
+
+
+def _unimplemented(name: str):
+    async def handler(self, stream):
+        await stream.recv_message()
+        raise GRPCError(
+            Status.UNIMPLEMENTED,
+            f"shoal does not support this feature yet: {feature_name(name)} (RPC {name})",
+        )
+
+    handler.__name__ = name
+    return handler
+
+
+# Every RPC of the client's protocol answers; the ones shoal has not built say so.
+UnimplementedServicer = type(
+    "UnimplementedServicer",
+    (ModalClientBase,),
+    {name: _unimplemented(name) for name in ModalClientBase.__abstractmethods__},
+)
+
+
+def implemented_rpcs(servicer_cls: type) -> set[str]:
+    return {
+        name
+        for name in ModalClientBase.__abstractmethods__
+        if getattr(getattr(servicer_cls, name), "shoal_implemented", False)
+    }

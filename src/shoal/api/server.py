@@ -1,0 +1,102 @@
+"""Runs the platform behind its two endpoints: gRPC for the client, HTTP for blobs."""
+
+import asyncio
+import logging
+import os
+import secrets
+
+from aiohttp import web
+from grpclib import GRPCError, Status
+from grpclib.events import RecvRequest, listen
+from grpclib.server import Server
+
+from modal_version import __version__ as CLIENT_VERSION
+
+from ..control.errors import Unauthenticated
+from ..control.platform import Platform, Settings
+from .blob_urls import BlobUrls
+from .http import http_app
+from .servicer import ShoalServicer
+
+log = logging.getLogger(__name__)
+
+
+class ShoalServer:
+    def __init__(self, settings: Settings, host: str, port: int, http_port: int):
+        self.settings = settings
+        self.host, self.port, self.http_port = host, port, http_port
+        settings.server_url = settings.server_url or f"http://{host}:{port}"
+        self.blob_urls = BlobUrls(f"http://{host}:{http_port}", _server_secret(settings.home))
+        self.platform = Platform(settings, self._serve_task)
+        self._grpc: Server | None = None
+        self._http: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        await self.platform.start()
+        self._grpc = Server([ShoalServicer(self.platform, self.blob_urls)])
+        listen(self._grpc, RecvRequest, self._authenticate)
+        await self._grpc.start(self.host, self.port)
+        self._http = web.AppRunner(http_app(self.platform.blobs, self.blob_urls), access_log=None)
+        await self._http.setup()
+        await web.TCPSite(self._http, self.host, self.http_port).start()
+        log.info("shoal listening on %s (blobs on port %d)", self.settings.server_url, self.http_port)
+
+    async def close(self) -> None:
+        if self._grpc:
+            self._grpc.close()
+        await self.platform.close()
+        if self._http:
+            await self._http.cleanup()
+        if self._grpc:
+            await self._grpc.wait_closed()
+
+    async def _authenticate(self, event: RecvRequest) -> None:
+        version = event.metadata.get("x-modal-client-version", "")
+        if version != CLIENT_VERSION:
+            raise GRPCError(
+                Status.FAILED_PRECONDITION,
+                f"shoal supports the modal client version {CLIENT_VERSION} only; this client is {version or 'unknown'}. "
+                f"Install it with: pip install modal=={CLIENT_VERSION}",
+            )
+        try:
+            await self.platform.tokens.verify(
+                str(event.metadata.get("x-modal-token-id", "")), str(event.metadata.get("x-modal-token-secret", ""))
+            )
+        except Unauthenticated as e:
+            raise GRPCError(Status.UNAUTHENTICATED, str(e)) from None
+
+    async def _serve_task(self, task_id: str, path: str):
+        """A private endpoint for one container: the socket itself says who calls."""
+        server = Server([ShoalServicer(self.platform, self.blob_urls, task_id)])
+        await server.start(path=path)
+
+        async def stop() -> None:
+            server.close()
+            await server.wait_closed()
+
+        return stop
+
+
+def _server_secret(home: str) -> bytes:
+    path = os.path.join(home, "server.secret")
+    os.makedirs(home, exist_ok=True)
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    with open(path, "rb") as f:
+        return f.read()
+
+
+async def serve_forever(server: ShoalServer, ready: asyncio.Event | None = None) -> None:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    if ready:
+        ready.set()
+    await stop.wait()
+    await server.close()

@@ -1,0 +1,438 @@
+"""The Modal gRPC API: translate requests into calls on the platform, and back.
+
+One servicer instance answers the TCP endpoint (clients, token-checked by the
+server); one more per container answers its private unix socket, where
+`task_id` says who is calling.
+"""
+
+import base64
+import time
+
+from google.protobuf import empty_pb2
+
+from modal_proto import api_pb2
+
+from ..control.calls import Input
+from ..control.errors import InvalidArgument, NotFound
+from ..control.logs import LogEntry
+from ..control.handles import function_metadata, method_metadata
+from ..control.platform import Platform
+from .blob_urls import BlobUrls
+from .rpc import UnimplementedServicer, streaming, unary
+
+GenericResult = api_pb2.GenericResult
+# Long-polls return before the client's own attempt timeout would fire.
+MAX_POLL = 50.0
+INPUTS_POLL = 5.0
+# The container heartbeats every 15 s; holding the request lets cancellations reach it at once.
+HEARTBEAT_HOLD = 13.0
+
+
+class ShoalServicer(UnimplementedServicer):
+    def __init__(self, platform: Platform, blob_urls: BlobUrls, task_id: str = ""):
+        self.p = platform
+        self.blob_urls = blob_urls
+        self.task_id = task_id
+
+    # -- client and environment --------------------------------------------
+
+    @unary
+    async def ClientHello(self, req):
+        return api_pb2.ClientHelloResponse()
+
+    @unary
+    async def EnvironmentGetOrCreate(self, req):
+        name = req.deployment_name or "main"
+        env_id = await self.p.apps.ensure_environment(name)
+        return api_pb2.EnvironmentGetOrCreateResponse(
+            environment_id=env_id,
+            metadata=api_pb2.EnvironmentMetadata(
+                name=name,
+                settings=api_pb2.EnvironmentSettings(image_builder_version=self.p.images.builder_version),
+            ),
+        )
+
+    # -- apps --------------------------------------------------------------
+
+    @unary
+    async def AppCreate(self, req):
+        app = await self.p.apps.create(req.environment_name, req.description, req.app_state, req.client_id)
+        self.p.heartbeat(app.app_id)
+        return api_pb2.AppCreateResponse(app_id=app.app_id, app_page_url=self._app_url(app.app_id))
+
+    def _app_url(self, app_id: str) -> str:
+        return f"{self.p.settings.server_url}/apps/{app_id}"
+
+    @unary
+    async def AppHeartbeat(self, req):
+        self.p.heartbeat(req.app_id)
+        return empty_pb2.Empty()
+
+    @unary
+    async def AppClientDisconnect(self, req):
+        app = await self.p.apps.get(req.app_id)
+        if app.state in (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_INITIALIZING, api_pb2.APP_STATE_UNSPECIFIED):
+            await self.p.stop_app(req.app_id)
+        return empty_pb2.Empty()
+
+    @unary
+    async def AppStop(self, req):
+        await self.p.apps.get(req.app_id)
+        await self.p.stop_app(req.app_id)
+        return empty_pb2.Empty()
+
+    @unary
+    async def AppPublish(self, req):
+        objects = dict(req.function_ids) | dict(req.class_ids)
+        await self.p.apps.set_objects(req.app_id, objects)
+        app = await self.p.apps.publish(req.app_id, req.name, req.app_state)
+        for function_id in req.function_ids.values():
+            await self.p.register_function(req.app_id, function_id)
+        return api_pb2.AppPublishResponse(url=self._app_url(app.app_id), deployed_at=time.time())
+
+    @unary
+    async def AppGetLayout(self, req):
+        objects = await self.p.apps.objects(req.app_id)
+        return api_pb2.AppGetLayoutResponse(app_layout=await self.p.app_layout(objects))
+
+    @unary
+    async def AppList(self, req):
+        apps = await self.p.apps.in_environment(req.environment_name)
+        items = []
+        for app in apps:
+            items.append(
+                api_pb2.AppListResponse.AppListItem(
+                    app_id=app.app_id,
+                    description=app.description or app.name or "",
+                    name=app.name or "",
+                    state=app.state,
+                    created_at=app.created_at,
+                    stopped_at=app.stopped_at or 0,
+                    n_running_tasks=len(self.p.scheduler.tasks_of_app(app.app_id)),
+                )
+            )
+        return api_pb2.AppListResponse(apps=items)
+
+    @unary
+    async def AppGetByDeploymentName(self, req):
+        app = await self.p.apps.by_name(req.environment_name, req.name)
+        return api_pb2.AppGetByDeploymentNameResponse(app_id=app.app_id if app else "")
+
+    @streaming
+    async def AppGetLogs(self, req):
+        app_id = req.app_id
+        if not app_id and req.task_id:
+            task = self.p.scheduler.tasks.get(req.task_id)
+            app_id = task.app_id if task else ""
+        await self.p.apps.get(app_id)
+        after = int(req.last_entry_id) if req.last_entry_id.isdigit() else 0
+        entries = await self.p.logs.read(app_id, after, min(req.timeout, MAX_POLL))
+        for e in entries:
+            if req.function_id and e.function_id != req.function_id:
+                continue
+            if req.task_id and e.task_id != req.task_id:
+                continue
+            yield _log_batch(e)
+        if entries:
+            return
+        if self.p.logs.is_done(app_id) or (await self.p.apps.get(app_id)).stopped_at:
+            yield api_pb2.TaskLogsBatch(app_done=True)
+
+    @unary
+    async def AppFetchLogs(self, req):
+        await self.p.apps.get(req.app_id)
+        until = req.until.ToSeconds() if req.HasField("until") else time.time() + 1
+        fd = {api_pb2.FILE_DESCRIPTOR_STDOUT: 1, api_pb2.FILE_DESCRIPTOR_STDERR: 2}.get(req.source, 0)
+        entries = await self.p.logs.fetch(
+            req.app_id, req.since.ToSeconds(), until, req.limit, req.function_id, req.task_id, fd, req.search_text
+        )
+        return api_pb2.AppFetchLogsResponse(batches=[_log_batch(e) for e in entries])
+
+    @unary
+    async def TaskList(self, req):
+        tasks = [t for t in self.p.scheduler.tasks.values() if not req.app_id or t.app_id == req.app_id]
+        return api_pb2.TaskListResponse(
+            tasks=[api_pb2.TaskStats(task_id=t.task_id, app_id=t.app_id, started_at=t.started_at) for t in tasks]
+        )
+
+    # -- mounts and blobs --------------------------------------------------
+
+    @unary
+    async def MountBatchedCheckExistence(self, req):
+        return api_pb2.MountBatchedCheckExistenceResponse(
+            missing_sha256_hex_hashes=self.p.mounts.missing(list(req.sha256_hex_hashes))
+        )
+
+    @unary
+    async def MountPutFile(self, req):
+        data = req.data
+        if req.data_blob_id:
+            data = self.p.blobs.get(_blob_sha(req.data_blob_id))
+        self.p.mounts.put_file(req.sha256_hex, data)
+        return api_pb2.MountPutFileResponse(exists=True)
+
+    @unary
+    async def MountGetOrCreate(self, req):
+        if req.deployment_name and not req.files and req.object_creation_type in (
+            api_pb2.OBJECT_CREATION_TYPE_UNSPECIFIED,
+        ):
+            mount_id = await self.p.mounts.lookup(req.deployment_name)
+        else:
+            mount_id = await self.p.mounts.create(list(req.files), req.deployment_name)
+        return api_pb2.MountGetOrCreateResponse(mount_id=mount_id)
+
+    @unary
+    async def BlobCreate(self, req):
+        if not req.content_sha256_base64:
+            raise InvalidArgument("BlobCreate needs content_sha256_base64")
+        sha = base64.b64decode(req.content_sha256_base64).hex()
+        blob_id = f"bl-{sha}"
+        return api_pb2.BlobCreateResponse(blob_id=blob_id, upload_url=self.blob_urls.upload(blob_id))
+
+    @unary
+    async def BlobGet(self, req):
+        if not self.p.blobs.has(_blob_sha(req.blob_id)):
+            raise NotFound(f"Blob {req.blob_id} not found")
+        return api_pb2.BlobGetResponse(download_url=self.blob_urls.download(req.blob_id))
+
+    # -- images ------------------------------------------------------------
+
+    @unary
+    async def ImageGetOrCreate(self, req):
+        image_id, result = await self.p.images.get_or_create(req.image, req.force_build)
+        response = api_pb2.ImageGetOrCreateResponse(image_id=image_id)
+        if result is not None:
+            response.result.CopyFrom(result)
+            response.metadata.CopyFrom(await self.p.images.metadata(image_id))
+        return response
+
+    @streaming
+    async def ImageJoinStreaming(self, req):
+        after = int(req.last_entry_id) if req.last_entry_id.isdigit() else 0
+        lines, entry, result = await self.p.images.join(req.image_id, after, min(req.timeout or MAX_POLL, MAX_POLL))
+        if lines:
+            yield api_pb2.ImageJoinStreamingResponse(
+                task_logs=[api_pb2.TaskLogs(data=line, file_descriptor=api_pb2.FILE_DESCRIPTOR_STDOUT) for line in lines],
+                entry_id=str(entry),
+            )
+        if result is not None:
+            response = api_pb2.ImageJoinStreamingResponse(result=result, entry_id=str(entry), eof=True)
+            if result.status == GenericResult.GENERIC_STATUS_SUCCESS:
+                response.metadata.CopyFrom(await self.p.images.metadata(req.image_id))
+            yield response
+
+    # -- functions ---------------------------------------------------------
+
+    @unary
+    async def FunctionPrecreate(self, req):
+        function_id = await self.p.functions.precreate(req.app_id, req.function_name, req.existing_function_id)
+        return api_pb2.FunctionPrecreateResponse(
+            function_id=function_id,
+            handle_metadata=api_pb2.FunctionHandleMetadata(
+                function_name=req.function_name,
+                function_type=req.function_type,
+                function_schema=req.function_schema,
+                method_handle_metadata=method_metadata(req.method_definitions),
+                supported_input_formats=req.supported_input_formats,
+                supported_output_formats=req.supported_output_formats,
+            ),
+        )
+
+    @unary
+    async def FunctionCreate(self, req):
+        if req.HasField("function"):
+            fdef = req.function
+            ranked = [api_pb2.FunctionData.RankedFunction(rank=0, function=fdef)]
+        elif req.function_data.ranked_functions:
+            # GPU fallback lists: the first preference runs until the scheduler knows the others.
+            ranked = sorted(req.function_data.ranked_functions, key=lambda r: r.rank)
+            fdef = ranked[0].function
+        else:
+            raise InvalidArgument("FunctionCreate needs a function definition")
+        if fdef.image_id:
+            await self.p.images.built(fdef.image_id)
+        function_id = await self.p.functions.create(req.app_id, fdef, req.existing_function_id)
+        return api_pb2.FunctionCreateResponse(
+            function_id=function_id,
+            function=fdef,
+            handle_metadata=function_metadata(fdef),
+            function_data=api_pb2.FunctionData(
+                module_name=fdef.module_name, function_name=fdef.function_name, ranked_functions=ranked
+            ),
+        )
+
+    @unary
+    async def FunctionBindParams(self, req):
+        bound_id = await self.p.functions.bind(req.function_id, req.serialized_params)
+        fdef = await self.p.functions.get(bound_id)
+        app_id = await self.p.functions.app_of(bound_id)
+        await self.p.register_function(app_id, bound_id)
+        return api_pb2.FunctionBindParamsResponse(bound_function_id=bound_id, handle_metadata=function_metadata(fdef))
+
+    @unary
+    async def ClassCreate(self, req):
+        class_id = await self.p.functions.create_class(req.app_id, req.existing_class_id)
+        return api_pb2.ClassCreateResponse(class_id=class_id)
+
+    @unary
+    async def FunctionMap(self, req):
+        fdef = await self.p.functions.get(req.function_id)
+        items = [(item.idx, item.input) for item in req.pipelined_inputs]
+        self._check_inputs(items)
+        call, inputs = await self.p.calls.create(req.function_id, req.function_call_invocation_type, items)
+        return api_pb2.FunctionMapResponse(
+            function_call_id=call.call_id,
+            function_call_jwt=call.call_id,
+            pipelined_inputs=[_input_item(i) for i in inputs],
+            retry_policy=fdef.retry_policy,
+            max_inputs_outstanding=1000,
+        )
+
+    @unary
+    async def FunctionPutInputs(self, req):
+        items = [(item.idx, item.input) for item in req.inputs]
+        self._check_inputs(items)
+        inputs = await self.p.calls.put_inputs(req.function_call_id, items)
+        return api_pb2.FunctionPutInputsResponse(inputs=[_input_item(i) for i in inputs])
+
+    def _check_inputs(self, items: list[tuple[int, api_pb2.FunctionInput]]) -> None:
+        for _, inp in items:
+            if inp.args_blob_id and not self.p.blobs.has(_blob_sha(inp.args_blob_id)):
+                raise InvalidArgument(f"Input arguments blob {inp.args_blob_id} was not uploaded")
+
+    @unary
+    async def FunctionGetOutputs(self, req):
+        outputs, last_entry_id, unfinished = await self.p.calls.get_outputs(
+            req.function_call_id,
+            last_entry_id=req.last_entry_id,
+            timeout=min(req.timeout, MAX_POLL),
+            clear_on_success=req.clear_on_success,
+            start_idx=req.start_idx if req.HasField("start_idx") else None,
+        )
+        return api_pb2.FunctionGetOutputsResponse(
+            outputs=outputs,
+            idxs=[o.idx for o in outputs],
+            last_entry_id=last_entry_id,
+            num_unfinished_inputs=unfinished,
+        )
+
+    @unary
+    async def FunctionRetryInputs(self, req):
+        ids = [item.input_jwt for item in req.inputs]
+        retried = await self.p.calls.retry_inputs(req.function_call_jwt, ids)
+        return api_pb2.FunctionRetryInputsResponse(input_jwts=retried)
+
+    @unary
+    async def FunctionCallCancel(self, req):
+        running = await self.p.calls.cancel(req.function_call_id)
+        await self.p.cancel_running(running, req.terminate_containers)
+        return empty_pb2.Empty()
+
+    @unary
+    async def FunctionCallFromId(self, req):
+        call = self.p.calls.get(req.function_call_id)
+        return api_pb2.FunctionCallFromIdResponse(
+            function_call_id=call.call_id, num_inputs=len(call.outputs) + len(call.unfinished)
+        )
+
+    @streaming
+    async def FunctionCallGetDataOut(self, req):
+        call = self.p.calls.get(req.function_call_id)
+        index = req.last_index
+        deadline = time.monotonic() + MAX_POLL
+        while time.monotonic() < deadline:
+            chunks = [c for c in call.data_out if c.index > index]
+            for chunk in chunks:
+                yield chunk
+                index = chunk.index
+            if not call.unfinished and not chunks:
+                return
+            await call.data_pulse.wait(min(1.0, deadline - time.monotonic()))
+
+    # -- container side ----------------------------------------------------
+
+    def _task(self):
+        task = self.p.scheduler.tasks.get(self.task_id)
+        if task is None:
+            raise NotFound(f"Task {self.task_id or '(none)'} is not running")
+        return task
+
+    @unary
+    async def ContainerHello(self, req):
+        self.p.scheduler.mark_running(self._task().task_id)
+        return empty_pb2.Empty()
+
+    @unary
+    async def ContainerHeartbeat(self, req):
+        task = self._task()
+        cancelled = await self.p.wait_cancellations(task, HEARTBEAT_HOLD)
+        response = api_pb2.ContainerHeartbeatResponse()
+        if cancelled:
+            response.cancel_input_event.input_ids.extend(cancelled)
+        return response
+
+    @unary
+    async def FunctionGetInputs(self, req):
+        task = self._task()
+        if task.stop.is_set():
+            return api_pb2.FunctionGetInputsResponse(inputs=[api_pb2.FunctionGetInputsItem(kill_switch=True)])
+        inputs = await self.p.calls.next_inputs(
+            task.function_id, task.task_id, max(1, req.batch_max_size), INPUTS_POLL, task.stop
+        )
+        if not inputs:
+            if task.stop.is_set():
+                return api_pb2.FunctionGetInputsResponse(inputs=[api_pb2.FunctionGetInputsItem(kill_switch=True)])
+            return api_pb2.FunctionGetInputsResponse()
+        task.took_input = True
+        self.p.scheduler.kick(task.function_id)
+        return api_pb2.FunctionGetInputsResponse(
+            inputs=[
+                api_pb2.FunctionGetInputsItem(
+                    input_id=i.input_id,
+                    input=i.input,
+                    function_call_id=i.call_id,
+                    function_call_invocation_type=i.invocation_type,
+                    retry_count=i.retry_count,
+                    function_map_idx=i.idx,
+                )
+                for i in inputs
+            ]
+        )
+
+    @unary
+    async def FunctionPutOutputs(self, req):
+        for item in req.outputs:
+            await self.p.calls.put_output(item.input_id, item.result, item.data_format, item.retry_count)
+        self.p.scheduler.kick(self._task().function_id)
+        return empty_pb2.Empty()
+
+    @unary
+    async def FunctionCallPutDataOut(self, req):
+        self.p.calls.put_data_out(req.function_call_id, list(req.data_chunks))
+        return empty_pb2.Empty()
+
+
+def _log_batch(e: LogEntry) -> api_pb2.TaskLogsBatch:
+    return api_pb2.TaskLogsBatch(
+        task_id=e.task_id,
+        function_id=e.function_id,
+        entry_id=str(e.seq),
+        items=[
+            api_pb2.TaskLogs(
+                data=e.data,
+                file_descriptor=api_pb2.FILE_DESCRIPTOR_STDERR if e.fd == 2 else api_pb2.FILE_DESCRIPTOR_STDOUT,
+                timestamp=e.ts,
+                container_id=e.task_id,
+            )
+        ],
+    )
+
+
+def _blob_sha(blob_id: str) -> str:
+    if not blob_id.startswith("bl-") or len(blob_id) != 67:
+        raise InvalidArgument(f"Malformed blob id {blob_id!r}")
+    return blob_id[3:]
+
+
+def _input_item(i: Input) -> api_pb2.FunctionPutInputsResponseItem:
+    return api_pb2.FunctionPutInputsResponseItem(idx=i.idx, input_id=i.input_id, input_jwt=i.input_id)

@@ -1,0 +1,159 @@
+"""The worker: turns container plans into running containers on this machine.
+
+It knows images only as directories and apps not at all. Each container gets
+a private directory bind-mounted at /__shoal holding its arguments file and the
+unix socket its client runtime talks to; who owns the socket is who is calling.
+"""
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ..runtime import BindMount, Container, ContainerSpec, Runtime
+
+log = logging.getLogger(__name__)
+
+TASK_MOUNT = "/__shoal"
+# The host's CA bundle, so containers trust what the host trusts (a proxy's or a
+# company's own CA); Python's, pip's, uv's and curl's TLS read these variables.
+CA_MOUNT = "/etc/shoal/ca-certificates.crt"
+CA_ENV = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+SOCKET_NAME = "modal.sock"
+ARGS_NAME = "container_args.bin"
+
+# serve_socket(task_id, path) starts answering RPCs on a unix socket and
+# returns the coroutine function that stops it.
+SocketServer = Callable[[str, str], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+@dataclass
+class ContainerPlan:
+    task_id: str
+    lower_dirs: list[str]  # bottom first: image layers, client package, code mounts
+    args: list[str]
+    env: dict[str, str]
+    cwd: str
+    user: str | None
+    container_args: bytes
+    cpu: float | None = None
+    memory_mb: int | None = None
+
+
+class LocalWorker:
+    def __init__(self, runtime: Runtime, home: str, serve_socket: SocketServer, ca_bundle: str = ""):
+        self.runtime = runtime
+        self.ca_bundle = ca_bundle
+        self.serve_socket = serve_socket
+        # Unix socket paths are limited to 108 bytes: keep them short and off the home dir.
+        self.run_dir = f"/run/shoal/{hashlib.sha256(home.encode()).hexdigest()[:10]}"
+        self.containers: dict[str, Container] = {}
+        self._watchers: set[asyncio.Task] = set()
+
+    async def start(
+        self,
+        plan: ContainerPlan,
+        on_output: Callable[[int, bytes], None],
+        on_exit: Callable[[int, bool], Awaitable[None]],
+    ) -> None:
+        task_dir = os.path.join(self.run_dir, plan.task_id)
+        os.makedirs(task_dir, exist_ok=True)
+        with open(os.path.join(task_dir, ARGS_NAME), "wb") as f:
+            f.write(plan.container_args)
+        stop_serving = await self.serve_socket(plan.task_id, os.path.join(task_dir, SOCKET_NAME))
+        env = dict(plan.env)
+        env.update(
+            MODAL_SERVER_URL=f"unix://{TASK_MOUNT}/{SOCKET_NAME}",
+            MODAL_CONTAINER_ARGUMENTS_PATH=f"{TASK_MOUNT}/{ARGS_NAME}",
+            MODAL_TASK_ID=plan.task_id,
+            MODAL_IS_REMOTE="1",
+        )
+        spec = ContainerSpec(
+            id=plan.task_id,
+            lower_dirs=plan.lower_dirs,
+            args=plan.args,
+            env=env,
+            cwd=plan.cwd,
+            user=plan.user,
+            bind_mounts=[BindMount(task_dir, TASK_MOUNT, readonly=False), *self._ca_mounts(env)],
+            cpu=plan.cpu,
+            memory_mb=plan.memory_mb,
+        )
+        try:
+            container = await self.runtime.start(spec, on_output)
+        except Exception as e:
+            await stop_serving()
+            shutil.rmtree(task_dir, ignore_errors=True)
+            on_output(2, f"container failed to start: {e}\n".encode())
+            await on_exit(-1, False)
+            return
+        self.containers[plan.task_id] = container
+
+        async def watch() -> None:
+            code = await container.wait()
+            try:
+                await on_exit(code, container.oom_killed)
+            finally:
+                self.containers.pop(plan.task_id, None)
+                await self.runtime.remove(container)
+                await stop_serving()
+                shutil.rmtree(task_dir, ignore_errors=True)
+
+        watcher = asyncio.create_task(watch())
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    def _ca_mounts(self, env: dict[str, str]) -> list[BindMount]:
+        """Mount the host's CA bundle and point TLS clients at it (unless the image chose its own)."""
+        if not self.ca_bundle:
+            return []
+        for name in CA_ENV:
+            env.setdefault(name, CA_MOUNT)
+        return [BindMount(self.ca_bundle, CA_MOUNT)]
+
+    async def stop(self, task_id: str) -> None:
+        container = self.containers.get(task_id)
+        if container:
+            await container.kill()
+
+    async def run_build_step(
+        self,
+        lower_dirs: list[str],
+        upper_dir: str,
+        argv: list[str],
+        env: dict[str, str],
+        workdir: str,
+        user: str | None,
+        log_text: Callable[[str], None],
+    ) -> int:
+        """One image build step (a RUN) in a container whose writes become the layer."""
+        env = dict(env)
+        spec = ContainerSpec(
+            id="bu-" + hashlib.sha256(upper_dir.encode()).hexdigest()[:16],
+            lower_dirs=lower_dirs,
+            args=argv,
+            env=env,
+            cwd=workdir or "/",
+            user=user,
+            upper_dir=upper_dir,
+            bind_mounts=self._ca_mounts(env),
+        )
+        container = await self.runtime.start(spec, lambda fd, data: log_text(data.decode(errors="replace")))
+        try:
+            return await container.wait()
+        finally:
+            await self.runtime.remove(container)
+
+    async def close(self) -> None:
+        for container in list(self.containers.values()):
+            await container.kill()
+        for watcher in list(self._watchers):
+            try:
+                await asyncio.wait_for(watcher, 10)
+            except Exception:
+                pass
+        await self.runtime.cleanup_all()
+        shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -1,0 +1,88 @@
+"""Runs one scenario of basics.py through the Python API (`with app.run()`) and
+prints what it observed as JSON on the last line."""
+
+import asyncio
+import json
+import sys
+import time
+
+import modal
+
+from basics import (
+    Counter,
+    add,
+    app,
+    countdown,
+    fail,
+    fail_on_multiples_of_three,
+    reverse_bytes,
+    sleep_for,
+    square,
+    succeed_on_third_try,
+    with_helper,
+)
+
+
+def scenario(name: str) -> dict:
+    if name == "remote":
+        return {"remote": square.remote(4), "local": square.local(5), "aio": asyncio.run(square.remote.aio(6))}
+    if name == "map":
+        return {
+            "ordered": list(square.map(range(20))),
+            "unordered": sorted(square.map(range(10), order_outputs=False)),
+            "starmap": list(add.starmap([(1, 2), (3, 4)])),
+            "for_each": square.for_each(range(3)),
+            "exceptions": [
+                repr(r) for r in fail_on_multiples_of_three.map(range(5), return_exceptions=True)
+            ],
+        }
+    if name == "error":
+        try:
+            fail.remote(7)
+        except ValueError as e:
+            import traceback
+
+            return {"type": "ValueError", "message": str(e), "traceback": traceback.format_exc()}
+        return {"type": None}
+    if name == "spawn":
+        call = square.spawn(9)
+        slow = sleep_for.spawn(2.5)
+        try:
+            slow.get(timeout=0.2)
+            early = "returned"
+        except TimeoutError:
+            early = "timeout"
+        cancelled = sleep_for.spawn(2.9)
+        time.sleep(1)
+        cancelled.cancel()
+        try:
+            cancelled.get()
+            after_cancel = "returned"
+        except Exception as e:
+            after_cancel = type(e).__name__
+        return {"value": call.get(timeout=60), "early": early, "slow": slow.get(), "after_cancel": after_cancel}
+    if name == "generator":
+        return {"items": list(countdown.remote_gen(4))}
+    if name == "big":
+        data = bytes(range(256)) * 20000  # 5 MB: over the inline limit both ways
+        return {"ok": reverse_bytes.remote(data) == data[::-1], "size": len(data)}
+    if name == "timeout":
+        try:
+            sleep_for.remote(30)
+            return {"type": None}
+        except Exception as e:
+            return {"type": type(e).__name__, "message": str(e)}
+    if name == "retries":
+        return {"attempts": succeed_on_third_try.remote(str(time.time()))}
+    if name == "mounts":
+        return {"double": with_helper.remote(21)}
+    if name == "cls":
+        counter = Counter(start=10)
+        return {"first": counter.add.remote(1), "second": counter.add.remote(2), "default": Counter().add.remote(5)}
+    raise SystemExit(f"unknown scenario {name}")
+
+
+if __name__ == "__main__":
+    with modal.enable_output(), app.run():
+        result = scenario(sys.argv[1])
+    print(json.dumps(result))

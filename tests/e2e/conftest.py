@@ -1,0 +1,122 @@
+"""End-to-end fixture: a real `shoal up` and the real modal client against it."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from helpers import require_root_and_runc
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+APPS = Path(__file__).parent / "apps"
+# Image layers and client packages outlive a test run, so only the first run on a
+# machine pays for building the base image; everything else starts fresh.
+CACHE = Path(os.environ.get("SHOAL_TEST_CACHE", "/var/tmp/shoal-test-cache"))
+
+
+def _free_port_pair() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s2:
+            if s2.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return port
+
+
+class Shoal:
+    def __init__(self, home: Path, port: int):
+        self.home = home
+        self.port = port
+
+    def shoal(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(VENV_BIN / "shoal"), *args],
+            env=self.base_env(),
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
+
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
+        env["SHOAL_HOME"] = str(self.home)
+        env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+        return env
+
+    def client_env(self) -> dict[str, str]:
+        env = self.base_env()
+        for line in self.shoal("env").stdout.splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = value
+        env["MODAL_CONFIG_PATH"] = str(self.home / "modal.toml")
+        return env
+
+    def modal(self, *args: str, check: bool = True, timeout: float = 600, cwd: Path = APPS) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [str(VENV_BIN / "modal"), *args],
+            env=self.client_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"modal {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def python(self, script: str, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, script, *args],
+            env=self.client_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=APPS,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def spawn_modal(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(VENV_BIN / "modal"), *args],
+            env=self.client_env(),
+            cwd=APPS,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def up(self) -> None:
+        self.shoal("up", "--detach", "--port", str(self.port))
+
+    def down(self) -> None:
+        self.shoal("down", check=False)
+
+
+@pytest.fixture(scope="session")
+def shoal():
+    require_root_and_runc()
+    home = Path(tempfile.mkdtemp(prefix="shoal-e2e-"))
+    for shared in ("images", "client"):
+        (CACHE / shared).mkdir(parents=True, exist_ok=True)
+        os.symlink(CACHE / shared, home / shared)
+    instance = Shoal(home, _free_port_pair())
+    instance.up()
+    try:
+        yield instance
+    finally:
+        instance.down()
+        log = home / "server.log"
+        if log.exists():
+            tail = log.read_text(errors="replace")[-4000:]
+            print("---- shoal server log (tail) ----\n" + tail)
+        shutil.rmtree(home, ignore_errors=True)
