@@ -1,0 +1,39 @@
+"""Where `FROM <image>` comes from: an OCI registry when one is configured,
+otherwise shoal's own bootstrap from Debian packages (no Docker Hub needed).
+"""
+
+import os
+from collections.abc import Callable
+
+from .bootstrap import bootstrap_python_base, parse_python_ref
+from .registry import RegistryError, pull
+from .spec import BuiltImage
+from .store import LayerStore
+
+
+def registry_mirrors() -> dict[str, str]:
+    """SHOAL_REGISTRY_MIRRORS="docker.io=localhost:5000,ghcr.io=mirror:5000"; SHOAL_REGISTRY is docker.io's."""
+    mirrors = {}
+    for pair in filter(None, os.environ.get("SHOAL_REGISTRY_MIRRORS", "").split(",")):
+        source, _, target = pair.partition("=")
+        mirrors[source.strip()] = target.strip()
+    if registry := os.environ.get("SHOAL_REGISTRY"):
+        mirrors.setdefault("docker.io", registry)
+    return mirrors
+
+
+class BaseResolver:
+    def __init__(self, store: LayerStore):
+        self.store = store
+
+    async def __call__(self, ref: str, log_text: Callable[[str], None]) -> BuiltImage:
+        mirrors = registry_mirrors()
+        python_base = parse_python_ref(ref) is not None
+        if mirrors or not python_base:
+            try:
+                return await pull(self.store, ref, mirrors=mirrors, log=log_text)
+            except RegistryError as e:
+                if not python_base:
+                    raise
+                log_text(f"registry pull of {ref} failed ({e}); building it from Debian packages instead\n")
+        return await bootstrap_python_base(self.store, ref, log_text)

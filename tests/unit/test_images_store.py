@@ -1,0 +1,91 @@
+import asyncio
+import os
+
+import pytest
+
+from shoal.images.spec import BuiltImage, ImageConfig
+from shoal.images.store import LayerStore
+
+
+async def test_building_renames_into_place(tmp_path):
+    store = LayerStore(str(tmp_path))
+    assert not store.has("l1")
+    async with store.building("l1") as tmp:
+        assert os.path.isdir(tmp) and tmp != store.layer_dir("l1")
+        assert os.stat(tmp).st_mode & 0o777 == 0o755
+        open(os.path.join(tmp, "f"), "w").close()
+    assert store.has("l1")
+    assert store.layer_dir("l1") == str(tmp_path / "layers" / "l1")
+    assert os.listdir(store.layer_dir("l1")) == ["f"]
+    assert os.listdir(tmp_path / "tmp") == []
+    async with store.building("l1") as again:
+        assert again is None  # exists: nothing to build
+
+
+async def test_failure_caches_nothing(tmp_path):
+    store = LayerStore(str(tmp_path))
+    with pytest.raises(RuntimeError):
+        async with store.building("l1") as tmp:
+            open(os.path.join(tmp, "f"), "w").close()
+            raise RuntimeError("step failed")
+    assert not store.has("l1")
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+async def test_concurrent_builders_of_one_layer_build_it_once(tmp_path):
+    store = LayerStore(str(tmp_path))
+    runs = []
+
+    async def build(tag):
+        async with store.building("same") as tmp:
+            if tmp is not None:
+                runs.append(tag)
+                await asyncio.sleep(0.05)
+                open(os.path.join(tmp, tag), "w").close()
+
+    await asyncio.gather(build("a"), build("b"), build("c"))
+    assert len(runs) == 1
+    assert os.listdir(store.layer_dir("same")) == runs
+
+
+async def test_rebuild_replaces_the_layer(tmp_path):
+    store = LayerStore(str(tmp_path))
+    for name in ("old", "new"):
+        async with store.building("l1", rebuild=True) as tmp:
+            open(os.path.join(tmp, name), "w").close()
+    assert os.listdir(store.layer_dir("l1")) == ["new"]
+    # The old copy waits in the trash (a running container may use it) until the store is reopened
+    # by a later process.
+    assert len(os.listdir(tmp_path / "trash")) == 1
+
+
+def test_abandoned_work_of_dead_processes_is_removed(tmp_path):
+    LayerStore(str(tmp_path))
+    dead = tmp_path / "tmp" / "999999999-abc"  # no such pid
+    live = tmp_path / "tmp" / f"{os.getppid()}-abc"
+    old = tmp_path / "trash" / "999999999-x"
+    for path in (dead, live, old):
+        path.mkdir()
+    LayerStore(str(tmp_path))
+    assert not dead.exists() and not old.exists()
+    assert live.exists()
+
+
+def test_built_image_json_round_trip():
+    image = BuiltImage(
+        ["a", "b"],
+        ImageConfig(
+            env={"PATH": "/usr/bin", "X": "1"},
+            workdir="/app",
+            user="app",
+            entrypoint=["tini", "--"],
+            cmd=["python3"],
+            shell=["/bin/bash", "-c"],
+            python_version="3.11",
+        ),
+        built=2,
+    )
+    assert BuiltImage.from_json(image.to_json()) == image
+    assert BuiltImage.from_dict(image.to_dict()) == image
+    minimal = BuiltImage.from_dict({"layers": [], "config": {"env": {}}})
+    assert minimal.config.shell == ["/bin/sh", "-c"] and minimal.config.workdir == "/" and minimal.built == 0
