@@ -13,6 +13,7 @@ from google.protobuf import empty_pb2
 from modal_proto import api_pb2
 
 from ..control.calls import Input
+from ..control.apps import App
 from ..control.errors import InvalidArgument, NotFound
 from ..control.logs import LogEntry
 from ..control.handles import function_metadata, method_metadata
@@ -116,7 +117,15 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def AppGetByDeploymentName(self, req):
         app = await self.p.apps.by_name(req.environment_name, req.name)
-        return api_pb2.AppGetByDeploymentNameResponse(app_id=app.app_id if app else "")
+        if app is None:
+            return api_pb2.AppGetByDeploymentNameResponse()
+        return api_pb2.AppGetByDeploymentNameResponse(
+            app_id=app.app_id, environment_name=app.environment, lifecycle=_lifecycle(app)
+        )
+
+    @unary
+    async def AppGetLifecycle(self, req):
+        return api_pb2.AppGetLifecycleResponse(lifecycle=_lifecycle(await self.p.apps.get(req.app_id)))
 
     @streaming
     async def AppGetLogs(self, req):
@@ -187,7 +196,9 @@ class ShoalServicer(UnimplementedServicer):
             raise InvalidArgument("BlobCreate needs content_sha256_base64")
         sha = base64.b64decode(req.content_sha256_base64).hex()
         blob_id = f"bl-{sha}"
-        return api_pb2.BlobCreateResponse(blob_id=blob_id, upload_url=self.blob_urls.upload(blob_id))
+        return api_pb2.BlobCreateResponse(
+            blob_ids=[blob_id], upload_urls=api_pb2.UploadUrlList(items=[self.blob_urls.upload(blob_id)])
+        )
 
     @unary
     async def BlobGet(self, req):
@@ -272,7 +283,7 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def ClassCreate(self, req):
         class_id = await self.p.functions.create_class(req.app_id, req.existing_class_id)
-        return api_pb2.ClassCreateResponse(class_id=class_id)
+        return api_pb2.ClassCreateResponse(class_id=class_id, handle_metadata=api_pb2.ClassHandleMetadata())
 
     @unary
     async def FunctionMap(self, req):
@@ -363,6 +374,12 @@ class ShoalServicer(UnimplementedServicer):
         return empty_pb2.Empty()
 
     @unary
+    async def TaskResult(self, req):
+        # The container failed before it could serve (an import error, a failing @enter).
+        self._task().startup_failure = req.result
+        return empty_pb2.Empty()
+
+    @unary
     async def ContainerHeartbeat(self, req):
         task = self._task()
         cancelled = await self.p.wait_cancellations(task, HEARTBEAT_HOLD)
@@ -410,6 +427,10 @@ class ShoalServicer(UnimplementedServicer):
     async def FunctionCallPutDataOut(self, req):
         self.p.calls.put_data_out(req.function_call_id, list(req.data_chunks))
         return empty_pb2.Empty()
+
+
+def _lifecycle(app: App) -> api_pb2.AppLifecycle:
+    return api_pb2.AppLifecycle(app_state=app.state, created_at=app.created_at, stopped_at=app.stopped_at or 0)
 
 
 def _log_batch(e: LogEntry) -> api_pb2.TaskLogsBatch:

@@ -50,7 +50,7 @@ class Call:
     function_id: str
     invocation_type: int
     outputs: list[api_pb2.FunctionGetOutputsItem] = field(default_factory=list)
-    unfinished: set[str] = field(default_factory=set)
+    unfinished: dict[str, int] = field(default_factory=dict)  # input id -> idx
     cleared: bool = False
     cancelled: bool = False
     pulse: Pulse = field(default_factory=Pulse)
@@ -156,7 +156,7 @@ class Calls:
         )
 
     def _enqueue(self, call: Call, new_inputs: list[Input]) -> None:
-        call.unfinished.update(i.input_id for i in new_inputs)
+        call.unfinished.update((i.input_id, i.idx) for i in new_inputs)
         if not new_inputs:
             return
         q = self.queue(call.function_id)
@@ -211,7 +211,7 @@ class Calls:
         return [i.input_id for i in retried]
 
     async def cancel(self, call_id: str) -> list[str]:
-        """Cancel a call: queued inputs are dropped; returns ids of inputs now running."""
+        """Cancel a call: every unfinished input ends as terminated; returns the ids still running."""
         call = self.get(call_id)
         call.cancelled = True
         async with self.db.tx() as conn:
@@ -220,12 +220,11 @@ class Calls:
             )
         q = self.queue(call.function_id)
         q.pending = deque(i for i in q.pending if i.call_id != call_id)
-        for input_id in list(call.unfinished):
-            if input_id not in self.running:
-                await self._record_output(
-                    call, input_id, -1, 0, _result(GenericResult.GENERIC_STATUS_TERMINATED, "Function call was cancelled")
-                )
-        return [r.input.input_id for r in self.running.values() if r.input.call_id == call_id]
+        running = [r.input.input_id for r in self.running.values() if r.input.call_id == call_id]
+        terminated = _result(GenericResult.GENERIC_STATUS_TERMINATED, "Function call was cancelled")
+        for input_id, idx in list(call.unfinished.items()):
+            await self._record_output(call, input_id, idx, 0, terminated)
+        return running
 
     # -- container side ----------------------------------------------------
 
@@ -326,7 +325,7 @@ class Calls:
                 )
             )
             await conn.execute(update(t.inputs).where(t.inputs.c.input_id == input_id).values(status="done"))
-        call.unfinished.discard(input_id)
+        call.unfinished.pop(input_id, None)
         call.outputs.append(item)
         call.pulse.notify()
 

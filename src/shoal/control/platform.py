@@ -178,7 +178,7 @@ class Platform:
         fdef = await self.functions.get(task.function_id)
         built = await self.images.built(fdef.image_id)
         python = built.config.python_version or "3.11"
-        client_dir = await asyncio.to_thread(ensure_client_pkg, os.path.join(self.settings.home, "client"), python)
+        client_dir = await asyncio.to_thread(ensure_client_pkg, self.settings.home, python)
         mount_dirs = [await self.mounts.materialise(m) for m in fdef.mount_ids if m != CLIENT_MOUNT_ID]
         env = dict(built.config.env)
         env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", ""), "/root") if p)
@@ -223,7 +223,9 @@ class Platform:
                 )
             elif object_id.startswith("cs-"):
                 layout.class_ids[tag] = object_id
-                layout.objects.append(api_pb2.Object(object_id=object_id))
+                layout.objects.append(
+                    api_pb2.Object(object_id=object_id, class_handle_metadata=api_pb2.ClassHandleMetadata())
+                )
         return layout
 
     async def _terminate(self, task: Task) -> None:
@@ -238,6 +240,8 @@ class Platform:
         self.scheduler.exited(task.task_id)
         if task.kill_status:
             result = GenericResult(status=task.kill_status, exception=task.kill_message)
+        elif task.startup_failure is not None:
+            result = task.startup_failure
         elif oom:
             result = GenericResult(
                 status=GenericResult.GENERIC_STATUS_INTERNAL_FAILURE,
@@ -249,7 +253,7 @@ class Platform:
                 exception=startup_error or f"Container exited unexpectedly with code {code}",
             )
         await self.calls.fail_running(task.task_id, result)
-        if code != 0 and not task.kill_status and not was_draining and not task.took_input:
+        if (code != 0 or task.startup_failure) and not task.kill_status and not was_draining and not task.took_input:
             # It died before serving anything: fail the queue rather than crash-loop.
             await self.calls.fail_queued(task.function_id, result)
 

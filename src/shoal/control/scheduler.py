@@ -37,6 +37,7 @@ class Task:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     drain_deadline: float = 0.0
     took_input: bool = False
+    startup_failure: api_pb2.GenericResult | None = None
     cancelled_inputs: list[str] = field(default_factory=list)
     cancel_pulse: Pulse = field(default_factory=Pulse)
     # why the platform killed it, reported to the inputs it was running

@@ -8,7 +8,7 @@ import modal
 import helper_mod
 
 app = modal.App("e2e-basics")
-image = modal.Image.debian_slim()
+image = modal.Image.debian_slim().add_local_python_source("helper_mod")
 
 
 @app.function(image=image)
