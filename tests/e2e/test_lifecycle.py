@@ -1,0 +1,58 @@
+"""Containers come and go: idle ones scale down, greedy ones are killed, none outlive shoal."""
+
+import json
+import subprocess
+import sys
+import time
+
+from conftest import APPS
+
+
+def tasks_of(shoal, description: str) -> int | None:
+    apps = json.loads(shoal.modal("app", "list", "--json").stdout)
+    running = [a for a in apps if a["description"] == description and a["state"] != "stopped"]
+    return int(running[0]["tasks"]) if running else None
+
+
+def test_idle_container_scales_down_after_its_window(shoal):
+    proc = subprocess.Popen(
+        [sys.executable, "lifecycle.py", "scaledown", "40"],
+        env=shoal.client_env(),
+        cwd=APPS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        seen = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            count = tasks_of(shoal, "e2e-lifecycle")
+            if count is not None and (not seen or seen[-1] != count):
+                seen.append(count)
+            if seen[-2:] == [1, 0]:
+                break
+            time.sleep(0.5)
+        assert seen[-2:] == [1, 0], f"task counts seen: {seen}"
+    finally:
+        proc.kill()
+
+
+def test_out_of_memory_is_reported(shoal):
+    proc = shoal.python("lifecycle.py", "oom")
+    assert "oom: InternalFailure" in proc.stdout
+    assert "out of memory" in proc.stdout
+
+
+def test_restart_keeps_state_and_stops_containers(shoal):
+    before = {a["app_id"] for a in json.loads(shoal.modal("app", "list", "--json").stdout)}
+    shoal.down()
+    runc = subprocess.run(
+        ["runc", "--root", str(shoal.home / "runtime" / "runc"), "list", "-q"], capture_output=True, text=True
+    )
+    assert runc.stdout.strip() == ""
+    shoal.up()
+    after = {a["app_id"] for a in json.loads(shoal.modal("app", "list", "--json").stdout)}
+    assert before <= after  # the same token still works and the apps are still there
+    proc = shoal.modal("run", "images_app.py")
+    assert "inspect:" in proc.stdout and "=> RUN" not in proc.stdout + proc.stderr
