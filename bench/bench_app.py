@@ -6,6 +6,6 @@ app = modal.App("shoal-bench")
 image = modal.Image.debian_slim()
 
 
-@app.function(image=image, min_containers=0)
+@app.function(image=image)
 def echo(x):
     return x

@@ -83,6 +83,7 @@ async def test_calls_survive_restart(db):
     assert [i.idx for i in taken] == [0]
     ok = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS, data=b"r")
     await calls.put_output(taken[0].input_id, ok, 0, 0)
+    await calls.flush()  # as `shoal down` does
 
     # A new process: the finished output is still there, the unfinished input is queued again.
     recovered = Calls(db, lambda fid: api_pb2.FunctionRetryPolicy())
@@ -109,3 +110,4 @@ async def test_failed_input_is_retried_then_reported(db):
     await calls.put_output(second[0].input_id, failure, 0, 1)
     outputs, _, unfinished = await calls.get_outputs(call.call_id, last_entry_id="", timeout=0, clear_on_success=False)
     assert outputs[0].result.exception == "boom" and unfinished == 0
+    await calls.flush()

@@ -25,6 +25,9 @@ from .retries import retry_delay
 
 log = logging.getLogger(__name__)
 
+OUTPUT_BATCH = 100
+OUTPUT_BATCH_WINDOW = 0.01
+
 GenericResult = api_pb2.GenericResult
 TERMINAL_FAILURES = (
     GenericResult.GENERIC_STATUS_FAILURE,
@@ -86,6 +89,8 @@ class Calls:
         self.queues: dict[str, FunctionQueue] = {}
         self.running: dict[str, Running] = {}
         self.on_backlog: Callable[[str], None] = lambda function_id: None
+        self._unwritten: list[dict] = []
+        self._writer: asyncio.Task | None = None
 
     def queue(self, function_id: str) -> FunctionQueue:
         q = self.queues.get(function_id)
@@ -184,6 +189,10 @@ class Calls:
             if items or call.cleared or time.monotonic() >= deadline:
                 break
             await call.pulse.wait(deadline - time.monotonic())
+        if items and start_idx is None and call.unfinished and len(items) < OUTPUT_BATCH:
+            # A map's outputs arrive one by one: a moment's wait returns many per request.
+            await asyncio.sleep(OUTPUT_BATCH_WINDOW)
+            items = call.outputs[offset:]
         if clear_on_success and (start_idx is not None or not items):
             # The caller acknowledged what it needs; results are no longer kept for it.
             call.cleared = not call.unfinished
@@ -195,9 +204,7 @@ class Calls:
         retried = []
         async with self.db.tx() as conn:
             for input_id in input_ids:
-                row = (
-                    await conn.execute(select(t.inputs).where(t.inputs.c.input_id == input_id))
-                ).one_or_none()
+                row = (await conn.execute(select(t.inputs).where(t.inputs.c.input_id == input_id))).one_or_none()
                 if row is None or row.function_call_id != call_id:
                     raise NotFound(f"Input {input_id} not found in call {call_id}")
                 await conn.execute(
@@ -206,7 +213,9 @@ class Calls:
                     .values(status="pending", retry_count=row.retry_count + 1)
                 )
                 inp = api_pb2.FunctionInput.FromString(row.input)
-                retried.append(Input(input_id, call_id, call.function_id, row.idx, inp, call.invocation_type, row.retry_count + 1))
+                retried.append(
+                    Input(input_id, call_id, call.function_id, row.idx, inp, call.invocation_type, row.retry_count + 1)
+                )
         self._enqueue(call, retried)
         return [i.input_id for i in retried]
 
@@ -228,7 +237,9 @@ class Calls:
 
     # -- container side ----------------------------------------------------
 
-    async def next_inputs(self, function_id: str, task_id: str, max_n: int, timeout: float, stop: asyncio.Event) -> list[Input]:
+    async def next_inputs(
+        self, function_id: str, task_id: str, max_n: int, timeout: float, stop: asyncio.Event
+    ) -> list[Input]:
         """Hand up to `max_n` queued inputs to a container, waiting up to `timeout`."""
         q = self.queue(function_id)
         deadline = time.monotonic() + timeout
@@ -242,7 +253,9 @@ class Calls:
             taken.append(inp)
         return taken
 
-    async def put_output(self, input_id: str, result: api_pb2.GenericResult, data_format: int, retry_count: int) -> None:
+    async def put_output(
+        self, input_id: str, result: api_pb2.GenericResult, data_format: int, retry_count: int
+    ) -> None:
         running = self.running.pop(input_id, None)
         if running is None:
             log.info("output for input %s that is not running; ignored", input_id)
@@ -314,20 +327,37 @@ class Calls:
             output_created_at=time.time(),
             retry_count=retry_count,
         )
-        async with self.db.tx() as conn:
-            await conn.execute(
-                insert(t.outputs).values(
-                    input_id=input_id,
-                    function_call_id=call.call_id,
-                    idx=idx,
-                    item=item.SerializeToString(),
-                    created_at=time.time(),
-                )
-            )
-            await conn.execute(update(t.inputs).where(t.inputs.c.input_id == input_id).values(status="done"))
         call.unfinished.pop(input_id, None)
         call.outputs.append(item)
         call.pulse.notify()
+        self._unwritten.append(
+            dict(
+                input_id=input_id,
+                function_call_id=call.call_id,
+                idx=idx,
+                item=item.SerializeToString(),
+                created_at=time.time(),
+            )
+        )
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_outputs())
+
+    async def _write_outputs(self) -> None:
+        """Outputs reach the store in batches, off the call path. An output lost to a
+        crash before its batch is written leaves its input pending: it runs again."""
+        while self._unwritten:
+            batch, self._unwritten = self._unwritten, []
+            async with self.db.tx() as conn:
+                await conn.execute(insert(t.outputs), batch)
+                await conn.execute(
+                    update(t.inputs)
+                    .where(t.inputs.c.input_id.in_([row["input_id"] for row in batch]))
+                    .values(status="done")
+                )
+
+    async def flush(self) -> None:
+        if self._writer is not None:
+            await self._writer
 
     # -- generators --------------------------------------------------------
 

@@ -92,6 +92,7 @@ class Platform:
             self._tick.cancel()
         await self.scheduler.close()
         await self.worker.close()
+        await self.calls.flush()
         await self.db.close()
 
     async def _recover(self) -> None:

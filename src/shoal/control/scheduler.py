@@ -8,6 +8,7 @@ grows and on a steady tick, so scale-to-zero needs no other trigger.
 import asyncio
 import logging
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ DEFAULT_SCALEDOWN_WINDOW = 60.0
 DEFAULT_MAX_CONTAINERS = 32
 # A container that was told to exit but has not after this long is killed.
 DRAIN_GRACE = 30.0
+# Containers of one function starting at once: a burst grows the pool step by step
+# instead of spending every core on cold starts at the same moment.
+MAX_STARTING = max(2, os.cpu_count() or 1)
 
 
 @dataclass
@@ -127,7 +131,8 @@ class Scheduler:
             wanted += math.ceil((backlog - idle_slots) / per_task)
         wanted = max(wanted, min_containers(fdef))
         wanted = min(wanted, max_containers(fdef))
-        for _ in range(wanted - len(live)):
+        starting = sum(1 for t in live if t.state == "starting")
+        for _ in range(min(wanted - len(live), MAX_STARTING - starting)):
             task = Task(new_id("ta"), function_id, app_id, time.time())
             self.tasks[task.task_id] = task
             await self.launch(task)
