@@ -10,12 +10,14 @@ import time
 import cold_start
 import map_throughput
 import remote_latency
+import rpc_floor
 import second_run
 
 if __name__ == "__main__":
     results = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.node()} {platform.machine()}, {__import__('os').cpu_count()} cores",
+        "rpc_floor": rpc_floor.main(1000),
         "remote_latency": remote_latency.main(),
         "map_throughput": map_throughput.main(),
         "cold_start": cold_start.main(),

@@ -15,9 +15,12 @@ from helpers import require_root_and_runc
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 APPS = Path(__file__).parent / "apps"
-# Image layers and client packages outlive a test run, so only the first run on a
-# machine pays for building the base image; everything else starts fresh.
-CACHE = Path(os.environ.get("SHOAL_TEST_CACHE", "/var/tmp/shoal-test-cache"))
+# Image layers (shared with the image unit tests) and client packages outlive a test
+# run, so only the first run on a machine builds the base image; all else starts fresh.
+CACHE = {
+    "images": Path(os.environ.get("SHOAL_TEST_LAYERS", "/var/tmp/shoal-test-layers")),
+    "client": Path(os.environ.get("SHOAL_TEST_CLIENT", "/var/tmp/shoal-test-client")),
+}
 
 
 def _free_port_pair() -> int:
@@ -105,10 +108,11 @@ class Shoal:
 @pytest.fixture(scope="session")
 def shoal():
     require_root_and_runc()
-    home = Path(tempfile.mkdtemp(prefix="shoal-e2e-"))
-    for shared in ("images", "client"):
-        (CACHE / shared).mkdir(parents=True, exist_ok=True)
-        os.symlink(CACHE / shared, home / shared)
+    # Beside the caches: layers are built in the home's file system and renamed into place.
+    home = Path(tempfile.mkdtemp(prefix="shoal-e2e-", dir="/var/tmp"))
+    for name, cache in CACHE.items():
+        cache.mkdir(parents=True, exist_ok=True)
+        os.symlink(cache, home / name)
     instance = Shoal(home, _free_port_pair())
     instance.up()
     try:

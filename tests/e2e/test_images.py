@@ -8,7 +8,13 @@ def test_image_methods_build_and_second_run_builds_nothing(shoal):
     first = shoal.modal("run", "images_app.py")
     result = json.loads(re.search(r"inspect: (\{.*\})", first.stdout).group(1))
     assert result.pop("six").startswith("1.")
-    assert result == {"jq": True, "marker": "built-by-run-commands", "greeting": "hello from env", "cwd": "/srv/app"}
+    assert result == {
+        "jq": True,
+        "marker": "built-by-run-commands",
+        "greeting": "hello from env",
+        "cwd": "/srv/app",
+        "copied": "copied into the image",
+    }
     second = shoal.modal("run", "images_app.py")
     assert "inspect:" in second.stdout
     assert "=> RUN" not in second.stdout + second.stderr

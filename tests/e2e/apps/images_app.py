@@ -13,6 +13,7 @@ image = (
     .run_commands("echo built-by-run-commands > /opt/marker")
     .env({"GREETING": "hello from env"})
     .workdir("/srv/app")
+    .add_local_file("data.txt", "/opt/data.txt", copy=True)
 )
 
 
@@ -26,6 +27,7 @@ def inspect() -> dict:
         "marker": open("/opt/marker").read().strip(),
         "greeting": os.environ["GREETING"],
         "cwd": os.getcwd(),
+        "copied": open("/opt/data.txt").read().strip(),
     }
 
 
