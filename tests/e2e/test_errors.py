@@ -10,12 +10,12 @@ from modal_proto import api_grpc, api_pb2
 from modal_version import __version__ as CLIENT_VERSION
 
 
-def call(shoal, rpc: str, request, *, version: str = CLIENT_VERSION, secret: str | None = None):
+def call(shoal, rpc: str, request, *, version: str = CLIENT_VERSION, token_id: str = "", secret: str | None = None):
     env = shoal.client_env()
     metadata = {
         "x-modal-client-version": version,
         "x-modal-client-type": str(api_pb2.CLIENT_TYPE_CLIENT),
-        "x-modal-token-id": env["MODAL_TOKEN_ID"],
+        "x-modal-token-id": token_id or env["MODAL_TOKEN_ID"],
         "x-modal-token-secret": secret if secret is not None else env["MODAL_TOKEN_SECRET"],
     }
 
@@ -71,3 +71,15 @@ def test_unimplemented_feature_through_the_cli(shoal):
     proc = shoal.modal("secret", "list", check=False)
     assert proc.returncode != 0
     assert "shoal does not support this feature yet" in proc.stdout + proc.stderr
+
+
+
+def test_new_token_is_accepted_while_running(shoal):
+    from google.protobuf import empty_pb2
+
+    lines = shoal.shoal("token", "new").stdout.splitlines()
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+    response = call(
+        shoal, "ClientHello", empty_pb2.Empty(), token_id=exports["MODAL_TOKEN_ID"], secret=exports["MODAL_TOKEN_SECRET"]
+    )
+    assert response is not None

@@ -116,10 +116,12 @@ class Platform:
     async def stop_app(self, app_id: str) -> None:
         await self.apps.mark_stopped(app_id)
         self.last_heartbeat.pop(app_id, None)
+        stopped = GenericResult(status=GenericResult.GENERIC_STATUS_TERMINATED, exception="App was stopped")
         for fid in [fid for fid, aid in self.scheduler.app_of.items() if aid == app_id]:
             del self.scheduler.app_of[fid]
+            await self.calls.fail_queued(fid, stopped)
         for task in self.scheduler.tasks_of_app(app_id):
-            await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "App was stopped")
+            await self.scheduler.kill(task, stopped.status, stopped.exception)
         self.logs.mark_done(app_id)
 
     async def _watch_heartbeats(self) -> None:
