@@ -1,0 +1,64 @@
+"""`modal.Image.from_registry` pulls from an OCI registry: Debian's docker-registry,
+seeded with the python base that shoal builds from Debian packages."""
+
+import asyncio
+import hashlib
+import os
+import subprocess
+import tempfile
+
+import pytest
+from registry_fixture import OCI_LAYER_TAR, OciLayout, RegistryServer, push
+
+from conftest import CACHE
+from shoal.images.bootstrap import bootstrap_python_base
+from shoal.images.store import LayerStore
+
+APP = """
+import modal
+
+app = modal.App("e2e-registry")
+image = modal.Image.from_registry("{ref}").env({{"FROM_REGISTRY": "yes"}})
+
+
+@app.function(image=image)
+def where() -> str:
+    import os, sys
+    return f"{{sys.version_info.major}}.{{sys.version_info.minor}} {{os.environ['FROM_REGISTRY']}}"
+
+
+@app.local_entrypoint()
+def main():
+    print("where:", where.remote())
+"""
+
+
+@pytest.fixture(scope="module")
+def registry_ref():
+    base = asyncio.run(bootstrap_python_base(LayerStore(str(CACHE["images"])), "python:3.11-slim-bookworm", print))
+    registry = RegistryServer()
+    host = registry.start()
+    try:
+        with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+            tarball = os.path.join(tmp, "layer.tar")
+            layer_dir = os.path.join(str(CACHE["images"]), "layers", base.layers[0])
+            subprocess.run(["tar", "-C", layer_dir, "--numeric-owner", "-cf", tarball, "."], check=True)
+            layout = OciLayout(os.path.join(tmp, "oci"))
+            with open(tarball, "rb") as f:
+                data = f.read()
+            layer = (layout.blob(data, OCI_LAYER_TAR), "sha256:" + hashlib.sha256(data).hexdigest())
+            config = {"Env": [f"{k}={v}" for k, v in base.config.env.items()], "Cmd": ["python3"]}
+            layout.tag("3.11", layout.image([layer], config))
+            ref = f"{host}/shoal/python:3.11"
+            push(layout, "3.11", ref)
+        yield ref
+    finally:
+        registry.stop()
+
+
+def test_from_registry_pulls_and_runs(shoal, registry_ref):
+    path = shoal.home / "registry_app.py"
+    path.write_text(APP.format(ref=registry_ref))
+    proc = shoal.modal("run", str(path))
+    assert "where: 3.11 yes" in proc.stdout
+    assert "pulling" in (proc.stdout + proc.stderr).lower()  # the pull's progress reached the client
