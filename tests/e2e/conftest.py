@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from helpers import require_root_and_runc
 
 REPO = Path(__file__).resolve().parents[2]

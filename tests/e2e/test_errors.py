@@ -5,7 +5,6 @@ import asyncio
 import pytest
 from grpclib import GRPCError, Status
 from grpclib.client import Channel
-
 from modal_proto import api_grpc, api_pb2
 from modal_version import __version__ as CLIENT_VERSION
 

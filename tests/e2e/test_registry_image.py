@@ -8,9 +8,9 @@ import subprocess
 import tempfile
 
 import pytest
+from conftest import CACHE
 from registry_fixture import OCI_LAYER_TAR, OciLayout, RegistryServer, push
 
-from conftest import CACHE
 from shoal.images.bootstrap import bootstrap_python_base
 from shoal.images.store import LayerStore
 

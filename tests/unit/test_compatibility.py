@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from modal_proto.api_grpc import ModalClientBase
+
 from shoal.api.rpc import implemented_rpcs
 from shoal.api.servicer import ShoalServicer
 

@@ -3,6 +3,7 @@ import shutil
 import tempfile
 
 import pytest
+from test_images_support import chroot_run_step, require
 
 from shoal.images import bootstrap
 from shoal.images.bootstrap import PythonRef, bootstrap_python_base, debian_mirrors, parse_python_ref
@@ -10,7 +11,6 @@ from shoal.images.builder import Builder, BuildError
 from shoal.images.client_pkg import ensure_client_pkg
 from shoal.images.spec import BuiltImage
 from shoal.images.store import LayerStore
-from test_images_support import chroot_run_step, require
 
 # The base layer outlives test runs (it takes a minute or two to build); see the e2e cache too.
 CACHE = os.environ.get("SHOAL_TEST_LAYERS", "/var/tmp/shoal-test-layers")

@@ -5,12 +5,12 @@ import os
 import stat
 
 import pytest
+from test_images_support import chroot_run_step, host_tools_base, require
 
 from shoal.images.builder import Builder, BuildError
 from shoal.images.layers import LayerView, is_opaque
 from shoal.images.spec import BuiltImage
 from shoal.images.store import LayerStore
-from test_images_support import chroot_run_step, host_tools_base, require
 
 
 class Env:

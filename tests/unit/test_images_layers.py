@@ -1,8 +1,9 @@
 import os
 
+from test_images_support import require
+
 from shoal.images.builder import detect_python_version
 from shoal.images.layers import LayerView
-from test_images_support import require
 
 
 def make(root, files: dict[str, str]) -> str:

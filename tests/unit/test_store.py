@@ -1,9 +1,9 @@
 """The store's interface on both backends: SQLite and PostgreSQL."""
 
 import pytest
+from modal_proto import api_pb2
 from sqlalchemy import delete
 
-from modal_proto import api_pb2
 from shoal.control.apps import Apps
 from shoal.control.calls import Calls
 from shoal.control.errors import NotFound, Unauthenticated

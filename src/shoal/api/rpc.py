@@ -7,7 +7,6 @@ import logging
 import re
 
 from grpclib import GRPCError, Status
-
 from modal_proto.api_grpc import ModalClientBase
 
 from ..control import errors

@@ -9,7 +9,6 @@ from aiohttp import web
 from grpclib import GRPCError, Status
 from grpclib.events import RecvRequest, listen
 from grpclib.server import Server
-
 from modal_version import __version__ as CLIENT_VERSION
 
 from ..control.errors import Unauthenticated

@@ -9,14 +9,13 @@ import base64
 import time
 
 from google.protobuf import empty_pb2
-
 from modal_proto import api_pb2
 
-from ..control.calls import Input
 from ..control.apps import App
+from ..control.calls import Input
 from ..control.errors import InvalidArgument, NotFound
-from ..control.logs import LogEntry
 from ..control.handles import function_metadata, method_metadata
+from ..control.logs import LogEntry
 from ..control.platform import Platform
 from .blob_urls import BlobUrls
 from .rpc import UnimplementedServicer, streaming, unary

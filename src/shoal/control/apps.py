@@ -3,9 +3,8 @@
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
-
 from modal_proto import api_pb2
+from sqlalchemy import delete, insert, select, update
 
 from ..store import schema as t
 from ..store.database import Database

@@ -12,9 +12,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select, update
-
 from modal_proto import api_pb2
+from sqlalchemy import insert, select, update
 
 from ..store import schema as t
 from ..store.database import Database

@@ -2,9 +2,8 @@
 
 import time
 
-from sqlalchemy import insert, select, update
-
 from modal_proto import api_pb2
+from sqlalchemy import insert, select, update
 
 from ..store import schema as t
 from ..store.database import Database

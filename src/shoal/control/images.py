@@ -13,9 +13,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select, update
-
 from modal_proto import api_pb2
+from sqlalchemy import insert, select, update
 
 from ..images.builder import Builder, BuildError
 from ..images.spec import BuiltImage

@@ -11,11 +11,10 @@ import shutil
 import tempfile
 import time
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
 from modal.mount import client_mount_name
 from modal_proto import api_pb2
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..store import schema as t
 from ..store.blobs import BlobStore

@@ -3,9 +3,8 @@
 import os
 import time
 
-import modal
-
 import helper_mod
+import modal
 
 app = modal.App("e2e-basics")
 image = modal.Image.debian_slim().add_local_python_source("helper_mod")

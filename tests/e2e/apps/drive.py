@@ -7,7 +7,6 @@ import sys
 import time
 
 import modal
-
 from basics import (
     Counter,
     add,
