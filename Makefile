@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 up: deps venv
-	@$(VENV)/bin/shoal up --detach 2>/dev/null || $(VENV)/bin/shoal env >/dev/null
+	@$(VENV)/bin/shoal up --detach
 
 down:
 	@$(VENV)/bin/shoal down

@@ -73,13 +73,20 @@ def up(host: str, port: int, database: str, detach: bool) -> None:
     home = shoal_home()
     os.makedirs(home, exist_ok=True)
     if state := _running_state(home):
-        raise click.ClickException(f"shoal is already running (pid {state['pid']}) on port {state['port']}")
+        message = f"shoal is already running (pid {state['pid']}) on port {state['port']}"
+        if not detach:
+            raise click.ClickException(message)
+        click.echo(message)
+        return
     if os.geteuid() != 0:
         raise click.ClickException("shoal runs containers with runc and overlayfs, which need root")
     if detach:
         _start_detached(home, host, port, database)
         return
-    asyncio.run(_serve(home, host, port, database))
+    try:
+        asyncio.run(_serve(home, host, port, database))
+    except OSError as e:
+        raise click.ClickException(f"shoal could not start: {e}") from None
 
 
 async def _serve(home: str, host: str, port: int, database: str) -> None:
@@ -90,7 +97,11 @@ async def _serve(home: str, host: str, port: int, database: str) -> None:
     server = ShoalServer(Settings(home=home, database=database), host, port, port + 1)
     ready = asyncio.Event()
     serving = asyncio.create_task(serve_forever(server, ready))
-    await ready.wait()
+    started = asyncio.create_task(ready.wait())
+    await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+    if serving.done():
+        started.cancel()
+        serving.result()  # a start-up failure (a port in use, say) ends the process with its error
     if _read_json(_token_path(home)) is None:
         token_id, secret = await Tokens(server.platform.db).create()
         _write_json(_token_path(home), {"token_id": token_id, "token_secret": secret})
