@@ -45,6 +45,7 @@ def test_out_of_memory_is_reported(shoal):
 
 
 def test_restart_keeps_state_and_stops_containers(shoal):
+    shoal.modal("run", "images_app.py")  # the image is built (or found) before the restart
     before = {a["app_id"] for a in json.loads(shoal.modal("app", "list", "--json").stdout)}
     shoal.down()
     runc = subprocess.run(

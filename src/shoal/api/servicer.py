@@ -400,7 +400,6 @@ class ShoalServicer(UnimplementedServicer):
                 return api_pb2.FunctionGetInputsResponse(inputs=[api_pb2.FunctionGetInputsItem(kill_switch=True)])
             return api_pb2.FunctionGetInputsResponse()
         task.took_input = True
-        self.p.scheduler.kick(task.function_id)
         return api_pb2.FunctionGetInputsResponse(
             inputs=[
                 api_pb2.FunctionGetInputsItem(
@@ -417,9 +416,10 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def FunctionPutOutputs(self, req):
+        task = self._task()
         for item in req.outputs:
             await self.p.calls.put_output(item.input_id, item.result, item.data_format, item.retry_count)
-        self.p.scheduler.kick(self._task().function_id)
+        task.idle_since = time.monotonic()  # the scale-down window counts from the last output
         return empty_pb2.Empty()
 
     @unary

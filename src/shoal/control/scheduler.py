@@ -147,7 +147,7 @@ class Scheduler:
             elif surplus > 0 and backlog == 0 and now - task.idle_since >= window:
                 surplus -= 1
                 await self.drain(task)
-        for task in self.tasks.values():
+        for task in list(self.tasks.values()):
             if task.function_id == function_id and task.state == "draining" and now > task.drain_deadline:
                 await self.terminate(task)
 
