@@ -28,7 +28,7 @@ async def db(request, tmp_path):
 
 
 def test_database_url_forms():
-    assert database_url("/x/shoal.db") == "sqlite+aiosqlite:////x/shoal.db"
+    assert database_url("/x/shoal.db") == "sqlite:////x/shoal.db"
     assert database_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
 
 

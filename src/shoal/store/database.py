@@ -1,15 +1,20 @@
 """One store interface over two backends: SQLite (embedded) and PostgreSQL (cluster).
 
-Both speak SQLAlchemy Core; the only differences live here: how the engine is
-made and how SQLite is tuned for a single-process server.
+Both speak SQLAlchemy Core and the domain writes `async with db.tx() as conn:
+await conn.execute(...)` for either. The differences live here: PostgreSQL runs
+on asyncpg; SQLite runs in the server's own thread, because a local SQLite
+statement takes microseconds while handing it to a worker thread and back costs
+more than the statement (this is on every call's path).
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from .schema import metadata
 
@@ -20,44 +25,55 @@ def database_url(spec: str) -> str:
         return "postgresql+asyncpg://" + spec.split("://", 1)[1]
     if "://" in spec:
         return spec
-    return f"sqlite+aiosqlite:///{spec}"
+    return f"sqlite:///{spec}"
+
+
+class _InlineConnection:
+    """A synchronous SQLite connection behind the async connection's interface."""
+
+    def __init__(self, conn: Connection):
+        self._conn = conn
+
+    async def execute(self, statement, parameters: Any = None):
+        return self._conn.execute(statement, parameters)
+
+    async def run_sync(self, fn: Callable[[Connection], Any]) -> Any:
+        return fn(self._conn)
 
 
 class Database:
     def __init__(self, spec: str):
         self.url = database_url(spec)
         self.is_sqlite = self.url.startswith("sqlite")
-        self.engine: AsyncEngine = create_async_engine(self.url, **self._engine_options())
-        # One connection for SQLite means transactions must take turns on it.
-        self._turn = asyncio.Lock() if self.is_sqlite else None
-        if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
-
-    def _engine_options(self) -> dict:
         if self.is_sqlite:
             # One connection: SQLite serialises writers anyway, and a single
             # connection keeps every read consistent with the last write.
-            from sqlalchemy.pool import StaticPool
-
-            return {"poolclass": StaticPool}
-        return {"pool_size": 10, "max_overflow": 20}
+            self._sync_engine = create_engine(self.url, poolclass=StaticPool)
+            event.listen(self._sync_engine, "connect", _tune_sqlite)
+            self._turn = asyncio.Lock()
+        else:
+            self._async_engine = create_async_engine(self.url, pool_size=10, max_overflow=20)
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
+        async with self.tx() as conn:
             await conn.run_sync(metadata.create_all)
 
     @asynccontextmanager
-    async def tx(self) -> AsyncIterator[AsyncConnection]:
+    async def tx(self) -> AsyncIterator[Any]:
         """A transaction: committed on normal exit, rolled back on error."""
-        if self._turn is None:
-            async with self.engine.begin() as conn:
+        if not self.is_sqlite:
+            async with self._async_engine.begin() as conn:
                 yield conn
             return
-        async with self._turn, self.engine.begin() as conn:
-            yield conn
+        async with self._turn:
+            with self._sync_engine.begin() as conn:
+                yield _InlineConnection(conn)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self.is_sqlite:
+            self._sync_engine.dispose()
+        else:
+            await self._async_engine.dispose()
 
 
 def _tune_sqlite(dbapi_conn, _record) -> None:
