@@ -61,30 +61,16 @@ class Shoal:
         env["MODAL_CONFIG_PATH"] = str(self.home / "modal.toml")
         return env
 
-    def modal(self, *args: str, check: bool = True, timeout: float = 600, cwd: Path = APPS) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [str(VENV_BIN / "modal"), *args],
-            env=self.client_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=cwd,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"modal {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return proc
+    def modal(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        return self._client_run([str(VENV_BIN / "modal"), *args], check, timeout)
 
     def python(self, script: str, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [sys.executable, script, *args],
-            env=self.client_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=APPS,
-        )
+        return self._client_run([sys.executable, script, *args], check, timeout)
+
+    def _client_run(self, argv: list[str], check: bool, timeout: float) -> subprocess.CompletedProcess:
+        proc = subprocess.run(argv, env=self.client_env(), capture_output=True, text=True, timeout=timeout, cwd=APPS)
         if check and proc.returncode != 0:
-            raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
     def spawn_modal(self, *args: str) -> subprocess.Popen:
