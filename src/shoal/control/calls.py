@@ -69,9 +69,35 @@ class Running:
 
 
 class FunctionQueue:
+    """Queued inputs of one function, and the containers waiting for them.
+
+    A new input wakes one waiting container, not all of them: with many idle
+    containers, waking every one per input would cost more than the input.
+    """
+
     def __init__(self) -> None:
         self.pending: deque[Input] = deque()
-        self.pulse = Pulse()
+        self._waiters: deque[asyncio.Future] = deque()
+
+    def wake(self, n: int | None = None) -> None:
+        """Wake up to `n` waiting containers (all of them when None)."""
+        while self._waiters and (n is None or n > 0):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                n = None if n is None else n - 1
+
+    async def wait(self, timeout: float) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.wake(1)  # this waiter's caller went away: pass its turn on
+            raise
 
 
 class Calls:
@@ -165,7 +191,7 @@ class Calls:
             return
         q = self.queue(call.function_id)
         q.pending.extend(new_inputs)
-        q.pulse.notify()
+        q.wake(len(new_inputs))
         self.on_backlog(call.function_id)
 
     async def get_outputs(
@@ -243,10 +269,14 @@ class Calls:
         q = self.queue(function_id)
         deadline = time.monotonic() + timeout
         while not q.pending and not stop.is_set() and time.monotonic() < deadline:
-            await q.pulse.wait(min(deadline - time.monotonic(), 0.5))
+            await q.wait(deadline - time.monotonic())
+        if stop.is_set():
+            if q.pending:
+                q.wake(1)  # this container is leaving: another takes its turn
+            return []
         taken = []
         now = time.time()
-        while q.pending and len(taken) < max_n and not stop.is_set():
+        while q.pending and len(taken) < max_n:
             inp = q.pending.popleft()
             self.running[inp.input_id] = Running(inp, task_id, now)
             taken.append(inp)

@@ -180,7 +180,7 @@ class Scheduler:
         task.state = "draining"
         task.drain_deadline = time.monotonic() + DRAIN_GRACE
         task.stop.set()
-        self.calls.queue(task.function_id).pulse.notify()
+        self.calls.queue(task.function_id).wake()
 
     def mark_running(self, task_id: str) -> None:
         task = self.tasks.get(task_id)
