@@ -36,6 +36,7 @@ class BuildJob:
     lines: list[str] = field(default_factory=list)
     result: api_pb2.GenericResult | None = None
     pulse: Pulse = field(default_factory=Pulse)
+    task: asyncio.Task | None = None  # the build, referenced so it is not collected mid-way
 
     def log(self, text: str) -> None:
         self.lines.append(text)
@@ -69,7 +70,7 @@ class Images:
                     )
                 )
         job = self.jobs[image_id] = BuildJob(image_id)
-        asyncio.create_task(self._build(job, image, force_build))
+        job.task = asyncio.create_task(self._build(job, image, force_build))
         return image_id, None
 
     async def join(self, image_id: str, after: int, timeout: float) -> tuple[list[str], int, api_pb2.GenericResult | None]:

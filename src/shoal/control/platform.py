@@ -78,6 +78,7 @@ class Platform:
         self.calls.on_backlog = self.scheduler.kick
         self.last_heartbeat: dict[str, float] = {}
         self._tick: asyncio.Task | None = None
+        self._starting: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         await self.db.create_schema()
@@ -160,7 +161,10 @@ class Platform:
     # -- containers --------------------------------------------------------
 
     async def _launch(self, task: Task) -> None:
-        asyncio.create_task(self._start_container(task))
+        # Started in the background: the scheduler goes on while the container boots.
+        starting = asyncio.create_task(self._start_container(task))
+        self._starting.add(starting)
+        starting.add_done_callback(self._starting.discard)
 
     async def _start_container(self, task: Task) -> None:
         try:
