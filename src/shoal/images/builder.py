@@ -395,29 +395,17 @@ def _make_dirs(view: LayerView, upper: str, path: str) -> str:
     Returns the resolved container path. Directories the image already has keep their
     mode and owner (an upper-layer copy replaces them); new ones are root's, 0755.
     """
-    parts = [p for p in path.split("/") if p and p != "."]
+    resolved = posixpath.normpath(view.resolve(path)[0])
     cur = "/"
-    hops = 0
-    while parts:
-        name = parts.pop(0)
-        if name == "..":
-            cur = posixpath.dirname(cur)
-            continue
-        cand = posixpath.join(cur, name)
-        hosts = view.entry(cand)
-        if hosts and os.path.islink(hosts[0]) and hops < 40:
-            hops += 1
-            target = os.readlink(hosts[0])
-            cur = "/" if target.startswith("/") else cur
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            continue
-        mine = upper + cand
+    for name in filter(None, resolved.split("/")):
+        cur = posixpath.join(cur, name)
+        mine = upper + cur
         if not os.path.isdir(mine) or os.path.islink(mine):
+            hosts = view.entry(cur)
             like = os.stat(hosts[0]) if hosts and os.path.isdir(hosts[0]) else None
             os.mkdir(mine)
             os.chmod(mine, stat.S_IMODE(like.st_mode) if like else 0o755)
             os.chown(mine, like.st_uid if like else 0, like.st_gid if like else 0)
-        cur = cand
     return cur
 
 
