@@ -35,3 +35,20 @@ async def test_a_stopping_container_takes_nothing_and_passes_its_turn(tmp_path):
     await calls.create("fu-1", 0, [(0, api_pb2.FunctionInput())])
     assert await calls.next_inputs("fu-1", "ta-1", 1, 0.1, stopping) == []
     assert [i.idx for i in await calls.next_inputs("fu-1", "ta-2", 1, 0.1, staying)] == [0]
+
+
+async def test_blocking_calls_leave_memory_once_their_results_are_taken(tmp_path):
+    calls = await make_calls(tmp_path)
+    ok = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
+    kept = {}
+    for kind in (api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC):
+        call, _ = await calls.create("fu-1", kind, [(0, api_pb2.FunctionInput())])
+        [inp] = await calls.next_inputs("fu-1", "ta-1", 1, 0, asyncio.Event())
+        await calls.put_output(inp.input_id, ok, 0, 0)
+        outputs, _, _ = await calls.get_outputs(
+            call.call_id, last_entry_id="0-0", timeout=0, clear_on_success=True, start_idx=0
+        )
+        assert len(outputs) == 1
+        kept[kind] = call.call_id in calls.calls
+    assert kept == {api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC: False, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC: True}
+    await calls.flush()

@@ -24,6 +24,7 @@ from .retries import retry_delay
 
 log = logging.getLogger(__name__)
 
+SYNC_INVOCATIONS = (api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC_LEGACY)
 OUTPUT_BATCH = 100
 OUTPUT_BATCH_WINDOW = 0.01
 
@@ -221,6 +222,10 @@ class Calls:
         if clear_on_success and (start_idx is not None or not items):
             # The caller acknowledged what it needs; results are no longer kept for it.
             call.cleared = not call.unfinished
+            if call.cleared and call.invocation_type in SYNC_INVOCATIONS:
+                # Nobody else waits on a blocking call's results (a spawned call may
+                # still be fetched by id), so it leaves memory; the store keeps them.
+                self.calls.pop(call_id, None)
         return list(items), str(len(call.outputs)), len(call.unfinished)
 
     async def retry_inputs(self, call_id: str, input_ids: list[str]) -> list[str]:
