@@ -3,6 +3,7 @@
 import asyncio
 
 from modal_proto import api_pb2
+
 from shoal.control.calls import Calls
 from shoal.store.database import Database
 
@@ -44,7 +45,7 @@ async def test_blocking_calls_leave_memory_once_their_results_are_taken(tmp_path
     for kind in (api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC):
         call, _ = await calls.create("fu-1", kind, [(0, api_pb2.FunctionInput())])
         [inp] = await calls.next_inputs("fu-1", "ta-1", 1, 0, asyncio.Event())
-        await calls.put_output(inp.input_id, ok, 0, 0)
+        await calls.put_output(inp.input_id, ok, 0)
         outputs, _, _ = await calls.get_outputs(
             call.call_id, last_entry_id="0-0", timeout=0, clear_on_success=True, start_idx=0
         )

@@ -21,6 +21,7 @@ def test_documented_rpcs_match_the_servicer():
 
 
 def test_every_rpc_answers():
-    servicer = ShoalServicer.__new__(ShoalServicer)
-    mapping = servicer.__mapping__()
-    assert len(mapping) == len(ModalClientBase.__abstractmethods__)
+    # Every RPC of the client's protocol has a handler of shoal's own: implemented, or saying it is not.
+    servicer = ShoalServicer(None, None)
+    for name in ModalClientBase.__abstractmethods__:
+        assert getattr(type(servicer), name) is not getattr(ModalClientBase, name), name

@@ -16,10 +16,10 @@ def http_app(blobs: BlobStore, urls: BlobUrls) -> web.Application:
         if not urls.verify("put", blob_id, request.query.get("sig", "")):
             raise web.HTTPForbidden(text="invalid or missing signature")
         data = await request.read()
-        sha = blob_id.removeprefix("bl-")
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise web.HTTPBadRequest(text="content does not match the blob's sha256")
-        blobs.put_verified(sha, data)
+        try:
+            blobs.put_verified(blob_id.removeprefix("bl-"), data)
+        except ValueError:
+            raise web.HTTPBadRequest(text="content does not match the blob's sha256") from None
         return web.Response(status=200, headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
 
     async def get_blob(request: web.Request) -> web.StreamResponse:

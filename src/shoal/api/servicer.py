@@ -340,14 +340,14 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def FunctionCallFromId(self, req):
-        call = self.p.calls.get(req.function_call_id)
+        call = await self.p.calls.get(req.function_call_id)
         return api_pb2.FunctionCallFromIdResponse(
             function_call_id=call.call_id, num_inputs=len(call.outputs) + len(call.unfinished)
         )
 
     @streaming
     async def FunctionCallGetDataOut(self, req):
-        call = self.p.calls.get(req.function_call_id)
+        call = await self.p.calls.get(req.function_call_id)
         index = req.last_index
         deadline = time.monotonic() + MAX_POLL
         while time.monotonic() < deadline:
@@ -418,13 +418,13 @@ class ShoalServicer(UnimplementedServicer):
     async def FunctionPutOutputs(self, req):
         task = self._task()
         for item in req.outputs:
-            await self.p.calls.put_output(item.input_id, item.result, item.data_format, item.retry_count)
+            await self.p.calls.put_output(item.input_id, item.result, item.data_format)
         task.idle_since = time.monotonic()  # the scale-down window counts from the last output
         return empty_pb2.Empty()
 
     @unary
     async def FunctionCallPutDataOut(self, req):
-        self.p.calls.put_data_out(req.function_call_id, list(req.data_chunks))
+        await self.p.calls.put_data_out(req.function_call_id, list(req.data_chunks))
         return empty_pb2.Empty()
 
 

@@ -124,10 +124,24 @@ class Calls:
             q = self.queues[function_id] = FunctionQueue()
         return q
 
-    def get(self, call_id: str) -> Call:
+    async def get(self, call_id: str) -> Call:
+        """A call from memory, or from the store for one memory no longer holds
+        (a finished call after a restart, or a blocking call whose results were taken)."""
         call = self.calls.get(call_id)
-        if call is None:
-            raise NotFound(f"Function call {call_id} not found")
+        if call is not None:
+            return call
+        async with self.db.tx() as conn:
+            row = (
+                await conn.execute(select(t.function_calls).where(t.function_calls.c.function_call_id == call_id))
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"Function call {call_id} not found")
+            outputs = await conn.execute(
+                select(t.outputs.c.item).where(t.outputs.c.function_call_id == call_id).order_by(t.outputs.c.created_at)
+            )
+            call = Call(row.function_call_id, row.function_id, row.invocation_type, cancelled=row.cancelled)
+            call.outputs = [api_pb2.FunctionGetOutputsItem.FromString(o.item) for o in outputs]
+        self.calls[call_id] = call
         return call
 
     # -- caller side -------------------------------------------------------
@@ -153,7 +167,7 @@ class Calls:
         return call, new_inputs
 
     async def put_inputs(self, call_id: str, items: list[tuple[int, api_pb2.FunctionInput]]) -> list[Input]:
-        call = self.get(call_id)
+        call = await self.get(call_id)
         new_inputs = self._new_inputs(call, items)
         async with self.db.tx() as conn:
             await self._insert_inputs(conn, new_inputs)
@@ -205,7 +219,7 @@ class Calls:
         start_idx: int | None = None,
     ) -> tuple[list[api_pb2.FunctionGetOutputsItem], str, int]:
         """Outputs after `last_entry_id`, waiting up to `timeout` for the first one."""
-        call = self.get(call_id)
+        call = await self.get(call_id)
         offset = _entry_offset(last_entry_id)
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
@@ -230,7 +244,7 @@ class Calls:
 
     async def retry_inputs(self, call_id: str, input_ids: list[str]) -> list[str]:
         """Client-requested retries: the inputs go back on the queue as they were."""
-        call = self.get(call_id)
+        call = await self.get(call_id)
         retried = []
         async with self.db.tx() as conn:
             for input_id in input_ids:
@@ -251,7 +265,7 @@ class Calls:
 
     async def cancel(self, call_id: str) -> list[str]:
         """Cancel a call: every unfinished input ends as terminated; returns the ids still running."""
-        call = self.get(call_id)
+        call = await self.get(call_id)
         call.cancelled = True
         async with self.db.tx() as conn:
             await conn.execute(
@@ -287,9 +301,7 @@ class Calls:
             taken.append(inp)
         return taken
 
-    async def put_output(
-        self, input_id: str, result: api_pb2.GenericResult, data_format: int, retry_count: int
-    ) -> None:
+    async def put_output(self, input_id: str, result: api_pb2.GenericResult, data_format: int) -> None:
         running = self.running.pop(input_id, None)
         if running is None:
             log.info("output for input %s that is not running; ignored", input_id)
@@ -311,9 +323,6 @@ class Calls:
             call = self.calls.get(inp.call_id)
             if call:
                 await self._record_output(call, inp.input_id, inp.idx, inp.retry_count, result)
-
-    def running_on(self, task_id: str) -> list[Running]:
-        return [r for r in self.running.values() if r.task_id == task_id]
 
     async def _finish(self, running: Running, result: api_pb2.GenericResult, data_format: int) -> None:
         inp = running.input
@@ -395,8 +404,8 @@ class Calls:
 
     # -- generators --------------------------------------------------------
 
-    def put_data_out(self, call_id: str, chunks: list[api_pb2.DataChunk]) -> None:
-        call = self.get(call_id)
+    async def put_data_out(self, call_id: str, chunks: list[api_pb2.DataChunk]) -> None:
+        call = await self.get(call_id)
         call.data_out.extend(chunks)
         call.data_out.sort(key=lambda c: c.index)
         call.data_pulse.notify()
@@ -404,37 +413,31 @@ class Calls:
     # -- recovery ----------------------------------------------------------
 
     async def recover(self) -> None:
-        """Rebuild calls, queues and outputs from the store after a restart.
+        """Queue again, after a restart, every input that had no output yet.
 
         Inputs that were running when the server stopped go back on the queue:
-        their containers did not survive it.
+        their containers did not survive it. Other calls load when asked for.
         """
         async with self.db.tx() as conn:
-            for row in await conn.execute(select(t.function_calls)):
-                self.calls[row.function_call_id] = Call(
-                    row.function_call_id, row.function_id, row.invocation_type, cancelled=row.cancelled
+            pending = list(
+                await conn.execute(
+                    select(t.inputs).where(t.inputs.c.status == "pending").order_by(t.inputs.c.created_at)
                 )
-            for row in await conn.execute(select(t.outputs).order_by(t.outputs.c.created_at)):
-                call = self.calls.get(row.function_call_id)
-                if call:
-                    call.outputs.append(api_pb2.FunctionGetOutputsItem.FromString(row.item))
-            pending = await conn.execute(
-                select(t.inputs).where(t.inputs.c.status == "pending").order_by(t.inputs.c.created_at)
             )
-            for row in pending:
-                call = self.calls.get(row.function_call_id)
-                if call is None or call.cancelled:
-                    continue
-                inp = Input(
-                    row.input_id,
-                    row.function_call_id,
-                    row.function_id,
-                    row.idx,
-                    api_pb2.FunctionInput.FromString(row.input),
-                    call.invocation_type,
-                    row.retry_count,
-                )
-                self._enqueue(call, [inp])
+        for row in pending:
+            call = await self.get(row.function_call_id)
+            if call.cancelled:
+                continue
+            inp = Input(
+                row.input_id,
+                row.function_call_id,
+                row.function_id,
+                row.idx,
+                api_pb2.FunctionInput.FromString(row.input),
+                call.invocation_type,
+                row.retry_count,
+            )
+            self._enqueue(call, [inp])
 
 
 def _entry_offset(last_entry_id: str) -> int:

@@ -10,12 +10,13 @@ import logging
 import math
 import os
 import time
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
 
-from .calls import Calls
+from .calls import Calls, Running
 from .ids import new_id
 from .pulse import Pulse
 
@@ -107,16 +108,19 @@ class Scheduler:
                 pass
             self._wake.clear()
             dirty, self._dirty = self._dirty, set()
+            running = defaultdict(list)  # function id -> its running inputs, gathered once per pass
+            for r in self.calls.running.values():
+                running[r.input.function_id].append(r)
             for function_id in dirty | {t.function_id for t in self.tasks.values()} | self._functions_with_backlog():
                 try:
-                    await self.reconcile(function_id)
+                    await self.reconcile(function_id, running[function_id])
                 except Exception:
                     log.exception("reconcile of %s failed", function_id)
 
     def _functions_with_backlog(self) -> set[str]:
         return {fid for fid, q in self.calls.queues.items() if q.pending}
 
-    async def reconcile(self, function_id: str) -> None:
+    async def reconcile(self, function_id: str, running: list[Running]) -> None:
         fdef = self.definition_of(function_id)
         app_id = self.app_of.get(function_id)
         if fdef is None or app_id is None:
@@ -124,8 +128,8 @@ class Scheduler:
         live = self.live_tasks(function_id)
         per_task = concurrency(fdef)
         backlog = len(self.calls.queue(function_id).pending)
-        busy = {r.task_id for r in self.calls.running.values() if r.input.function_id == function_id}
-        idle_slots = sum(per_task - sum(1 for r in self.calls.running_on(t.task_id)) for t in live)
+        active = Counter(r.task_id for r in running)
+        idle_slots = sum(per_task - active[t.task_id] for t in live)
         wanted = len(live)
         if backlog > idle_slots:
             wanted += math.ceil((backlog - idle_slots) / per_task)
@@ -137,12 +141,12 @@ class Scheduler:
             self.tasks[task.task_id] = task
             await self.launch(task)
 
-        await self._enforce_timeout(function_id, fdef)
+        await self._enforce_timeout(fdef, running)
         now = time.monotonic()
         window = scaledown_window(fdef)
         surplus = len(live) - max(min_containers(fdef), 0)
         for task in live:
-            if task.task_id in busy:
+            if active[task.task_id]:
                 task.idle_since = now
             elif surplus > 0 and backlog == 0 and now - task.idle_since >= window:
                 surplus -= 1
@@ -151,15 +155,15 @@ class Scheduler:
             if task.function_id == function_id and task.state == "draining" and now > task.drain_deadline:
                 await self.terminate(task)
 
-    async def _enforce_timeout(self, function_id: str, fdef: api_pb2.Function) -> None:
+    async def _enforce_timeout(self, fdef: api_pb2.Function, running: list[Running]) -> None:
         if not fdef.timeout_secs:
             return
         now = time.time()
-        for running in list(self.calls.running.values()):
-            task = self.tasks.get(running.task_id)
-            if running.input.function_id != function_id or task is None or task.kill_status:
+        for r in running:
+            task = self.tasks.get(r.task_id)
+            if task is None or task.kill_status:
                 continue
-            if now - running.started_at > fdef.timeout_secs:
+            if now - r.started_at > fdef.timeout_secs:
                 await self.kill(
                     task,
                     api_pb2.GenericResult.GENERIC_STATUS_TIMEOUT,
@@ -188,13 +192,12 @@ class Scheduler:
             task.state = "running"
             task.idle_since = time.monotonic()
 
-    def exited(self, task_id: str) -> Task | None:
+    def exited(self, task_id: str) -> None:
         task = self.tasks.pop(task_id, None)
         if task:
             task.state = "stopped"
             task.stop.set()
             self.kick(task.function_id)
-        return task
 
     def tasks_of_app(self, app_id: str) -> list[Task]:
         return [t for t in self.tasks.values() if t.app_id == app_id]

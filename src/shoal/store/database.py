@@ -19,7 +19,6 @@ from sqlalchemy.pool import StaticPool
 
 from .schema import metadata
 
-
 CHECKPOINT_INTERVAL = 1.0
 
 
