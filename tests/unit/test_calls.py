@@ -11,20 +11,20 @@ from shoal.store.database import Database
 async def make_calls(tmp_path) -> Calls:
     db = Database(str(tmp_path / "shoal.db"))
     await db.create_schema()
-    return Calls(db, lambda function_id: api_pb2.FunctionRetryPolicy())
+    return Calls(db, lambda revision_id: api_pb2.FunctionRetryPolicy())
 
 
 async def test_one_input_wakes_one_waiting_container(tmp_path):
     calls = await make_calls(tmp_path)
     stop = asyncio.Event()
-    first = asyncio.create_task(calls.next_inputs("fu-1", "ta-1", 1, 5, stop))
-    second = asyncio.create_task(calls.next_inputs("fu-1", "ta-2", 1, 5, stop))
+    first = asyncio.create_task(calls.next_inputs("rv-1", "ta-1", 1, 5, stop))
+    second = asyncio.create_task(calls.next_inputs("rv-1", "ta-2", 1, 5, stop))
     await asyncio.sleep(0.05)
-    await calls.create("fu-1", 0, [(0, api_pb2.FunctionInput(args=b"x"))])
+    await calls.create("rv-1", 0, [(0, api_pb2.FunctionInput(args=b"x"))])
     done, pending = await asyncio.wait({first, second}, timeout=1, return_when=asyncio.FIRST_COMPLETED)
     assert len(done) == 1 and len(pending) == 1
     assert [i.idx for i in done.pop().result()] == [0]
-    await calls.create("fu-1", 0, [(1, api_pb2.FunctionInput(args=b"y"))])
+    await calls.create("rv-1", 0, [(1, api_pb2.FunctionInput(args=b"y"))])
     assert [i.idx for i in await asyncio.wait_for(pending.pop(), 1)] == [1]
     await calls.flush()
 
@@ -33,9 +33,9 @@ async def test_a_stopping_container_takes_nothing_and_passes_its_turn(tmp_path):
     calls = await make_calls(tmp_path)
     stopping, staying = asyncio.Event(), asyncio.Event()
     stopping.set()
-    await calls.create("fu-1", 0, [(0, api_pb2.FunctionInput())])
-    assert await calls.next_inputs("fu-1", "ta-1", 1, 0.1, stopping) == []
-    assert [i.idx for i in await calls.next_inputs("fu-1", "ta-2", 1, 0.1, staying)] == [0]
+    await calls.create("rv-1", 0, [(0, api_pb2.FunctionInput())])
+    assert await calls.next_inputs("rv-1", "ta-1", 1, 0.1, stopping) == []
+    assert [i.idx for i in await calls.next_inputs("rv-1", "ta-2", 1, 0.1, staying)] == [0]
 
 
 async def test_blocking_calls_leave_memory_once_their_results_are_taken(tmp_path):
@@ -43,8 +43,8 @@ async def test_blocking_calls_leave_memory_once_their_results_are_taken(tmp_path
     ok = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
     kept = {}
     for kind in (api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC):
-        call, _ = await calls.create("fu-1", kind, [(0, api_pb2.FunctionInput())])
-        [inp] = await calls.next_inputs("fu-1", "ta-1", 1, 0, asyncio.Event())
+        call, _ = await calls.create("rv-1", kind, [(0, api_pb2.FunctionInput())])
+        [inp] = await calls.next_inputs("rv-1", "ta-1", 1, 0, asyncio.Event())
         await calls.put_output(inp.input_id, ok, 0)
         outputs, _, _ = await calls.get_outputs(
             call.call_id, last_entry_id="0-0", timeout=0, clear_on_success=True, start_idx=0

@@ -8,6 +8,7 @@ from sqlalchemy import delete
 
 from shoal.control.apps import Apps
 from shoal.control.calls import Calls
+from shoal.control.deployments import Deployments
 from shoal.control.errors import NotFound, Unauthenticated
 from shoal.control.functions import Functions, retry_policy
 from shoal.control.tokens import Tokens
@@ -48,8 +49,6 @@ async def test_apps_lifecycle(db):
     apps = Apps(db)
     app = await apps.create("", "my app", api_pb2.APP_STATE_EPHEMERAL)
     assert app.environment == "main"
-    await apps.set_objects(app.app_id, {"f": "fu-1", "g": "fu-2"})
-    assert await apps.objects(app.app_id) == {"f": "fu-1", "g": "fu-2"}
     await apps.publish(app.app_id, "named", api_pb2.APP_STATE_DEPLOYED)
     assert (await apps.by_name("main", "named")).app_id == app.app_id
     await apps.mark_stopped(app.app_id)
@@ -61,18 +60,61 @@ async def test_apps_lifecycle(db):
         await apps.create("staging", "x", 0)
 
 
-async def test_function_definitions_persist(db):
+async def test_function_revisions_persist(db):
     functions = Functions(db)
     fid = await functions.precreate("ap-1", "f")
     fdef = api_pb2.Function(function_name="f", retry_policy=api_pb2.FunctionRetryPolicy(retries=2))
-    await functions.create("ap-1", fdef, fid)
-    again = await Functions(db).get(fid)
-    assert again.function_name == "f"
+    revision = await functions.create("ap-1", fdef, fid)
+    again = await Functions(db).latest(fid)
+    assert again == revision
     assert retry_policy(again).retries == 2
     bound = await functions.bind(fid, b"params")
     fresh = Functions(db)
-    await fresh.get(bound)
-    assert fresh.params(bound) == b"params"
+    assert await fresh.bind(fid, b"params") == bound  # the same parameters, the same id
+    bound_revision = await fresh.bound_revision(bound, revision)
+    assert bound_revision.params == b"params" and bound_revision.definition == fdef
+    assert await Functions(db).revision(bound_revision.revision_id) == bound_revision
+
+
+async def test_the_same_definition_is_the_same_revision(db):
+    functions = Functions(db)
+    fid = await functions.precreate("ap-1", "f")
+    one = await functions.create("ap-1", api_pb2.Function(function_name="f", mount_ids=["mo-a", "mo-b"]), fid)
+    # The client loads mounts concurrently, so their order changes between deploys of the same code.
+    two = await functions.create("ap-1", api_pb2.Function(function_name="f", mount_ids=["mo-b", "mo-a"]), fid)
+    other = await functions.create("ap-1", api_pb2.Function(function_name="f", mount_ids=["mo-c"]), fid)
+    assert one.revision_id == two.revision_id != other.revision_id
+
+
+async def test_versions_switch_atomically_and_survive_a_restart(db):
+    apps, functions = Apps(db), Functions(db)
+    deployments = Deployments(db, functions)
+    app = await apps.create("", "app", api_pb2.APP_STATE_INITIALIZING)
+    fid = await functions.precreate(app.app_id, "f")
+
+    async def deploy(body: str):
+        await functions.create(app.app_id, api_pb2.Function(function_name="f", module_name=body), fid)
+        return await deployments.publish(app.app_id, {"f": fid}, "ak-1", "1.6.4", "", b"")
+
+    v1 = await deploy("one")
+    assert v1.version == 1 and v1.previous_version is None
+    assert await deploy("one") is None  # identical code makes no version
+    v2 = await deploy("two")
+    assert (v2.version, v2.previous_version) == (2, 1)
+    assert (await deployments.resolve(fid)).definition.module_name == "two"
+
+    # A definition created but not yet published does not change what calls run.
+    await functions.create(app.app_id, api_pb2.Function(function_name="f", module_name="staged"), fid)
+    assert (await deployments.resolve(fid)).definition.module_name == "two"
+
+    restarted = Deployments(db, Functions(db))
+    assert (await restarted.resolve(fid)).definition.module_name == "two"
+    v3 = await restarted.rollback(app.app_id, -1, "ak-2", "1.6.4")
+    assert (v3.version, v3.rollback_version, v3.previous_version) == (3, 1, 2)
+    assert (await restarted.resolve(fid)).revision_id == v1.revisions[fid]
+    assert [v.version for v in await restarted.history(app.app_id)] == [3, 2, 1]
+    with pytest.raises(NotFound):
+        await restarted.rollback(app.app_id, 9, "ak-2", "1.6.4")
 
 
 async def test_calls_survive_restart(db):

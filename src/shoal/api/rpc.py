@@ -5,6 +5,7 @@ the default for RPCs shoal does not implement.
 import functools
 import logging
 import re
+from contextvars import ContextVar
 
 from grpclib import GRPCError, Status
 from modal_proto.api_grpc import ModalClientBase
@@ -32,11 +33,16 @@ def _to_grpc(e: Exception, rpc: str) -> GRPCError:
     return GRPCError(Status.INTERNAL, f"shoal: {rpc} failed: {type(e).__name__}: {e}")
 
 
+# The token id the current request came with ("" on a container's own socket).
+caller: ContextVar[str] = ContextVar("caller", default="")
+
+
 def unary(fn):
     """`async def X(self, request) -> response` as a grpclib unary handler."""
 
     @functools.wraps(fn)
     async def handler(self, stream):
+        caller.set(str(stream.metadata.get("x-modal-token-id", "")))
         request = await stream.recv_message()
         try:
             response = await fn(self, request)

@@ -11,14 +11,15 @@ import time
 from google.protobuf import empty_pb2
 from modal_proto import api_pb2
 
-from ..control.apps import App
+from ..control.apps import DEFAULT_ENVIRONMENT, App
 from ..control.calls import Input
+from ..control.deployments import Version
 from ..control.errors import InvalidArgument, NotFound
 from ..control.handles import function_metadata, method_metadata
 from ..control.logs import LogEntry
 from ..control.platform import Platform
 from .blob_urls import BlobUrls
-from .rpc import UnimplementedServicer, streaming, unary
+from .rpc import UnimplementedServicer, caller, streaming, unary
 
 GenericResult = api_pb2.GenericResult
 # Long-polls return before the client's own attempt timeout would fire.
@@ -42,7 +43,10 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def EnvironmentGetOrCreate(self, req):
-        name = req.deployment_name or "main"
+        name = req.deployment_name or DEFAULT_ENVIRONMENT
+        if req.object_creation_type == api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING:
+            if name not in {e.name for e in await self.p.apps.environments()}:
+                await self.p.apps.create_environment(name)
         env_id = await self.p.apps.ensure_environment(name)
         return api_pb2.EnvironmentGetOrCreateResponse(
             environment_id=env_id,
@@ -50,6 +54,45 @@ class ShoalServicer(UnimplementedServicer):
                 name=name,
                 settings=api_pb2.EnvironmentSettings(image_builder_version=self.p.images.builder_version),
             ),
+        )
+
+    @unary
+    async def EnvironmentCreate(self, req):
+        await self.p.apps.create_environment(req.name)
+        return empty_pb2.Empty()
+
+    @unary
+    async def EnvironmentList(self, req):
+        return api_pb2.EnvironmentListResponse(
+            items=[
+                api_pb2.EnvironmentListItem(
+                    name=e.name,
+                    environment_id=e.environment_id,
+                    created_at=e.created_at,
+                    default=e.name == DEFAULT_ENVIRONMENT,
+                    image_builder_version=self.p.images.builder_version,
+                )
+                for e in await self.p.apps.environments()
+            ]
+        )
+
+    @unary
+    async def EnvironmentDelete(self, req):
+        for app in await self.p.apps.delete_environment(req.name):
+            await self.p.stop_app(app.app_id)
+        return empty_pb2.Empty()
+
+    @unary
+    async def EnvironmentUpdate(self, req):
+        if req.HasField("name") and req.name.value != req.current_name:
+            await self.p.apps.rename_environment(req.current_name, req.name.value)
+        name = req.name.value if req.HasField("name") else req.current_name
+        env = next(e for e in await self.p.apps.environments() if e.name == name)
+        return api_pb2.EnvironmentListItem(
+            name=env.name,
+            environment_id=env.environment_id,
+            created_at=env.created_at,
+            default=name == DEFAULT_ENVIRONMENT,
         )
 
     # -- apps --------------------------------------------------------------
@@ -83,17 +126,40 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def AppPublish(self, req):
-        objects = dict(req.function_ids) | dict(req.class_ids)
-        await self.p.apps.set_objects(req.app_id, objects)
-        app = await self.p.apps.publish(req.app_id, req.name, req.app_state)
-        for function_id in req.function_ids.values():
-            await self.p.register_function(req.app_id, function_id)
-        return api_pb2.AppPublishResponse(url=self._app_url(app.app_id), deployed_at=time.time())
+        version = await self.p.publish(
+            req.app_id,
+            req.name,
+            req.app_state,
+            dict(req.function_ids) | dict(req.class_ids),
+            caller.get(),
+            req.deployment_tag,
+            req.commit_info.SerializeToString() if req.HasField("commit_info") else b"",
+        )
+        # deployed_at 0 tells the client nothing changed and no version was made
+        return api_pb2.AppPublishResponse(
+            url=self._app_url(req.app_id), deployed_at=version.deployed_at if version else 0
+        )
+
+    @unary
+    async def AppRollback(self, req):
+        version = await self.p.rollback(req.app_id, req.version, caller.get())
+        return api_pb2.AppRollbackResponse(url=self._app_url(req.app_id), deployed_at=version.deployed_at)
+
+    @unary
+    async def AppDeploymentHistory(self, req):
+        await self.p.apps.get(req.app_id)
+        versions = await self.p.deployments.history(req.app_id)
+        live = await self.p.deployments.live(req.app_id)
+        live_version = live.version if live else 0
+        return api_pb2.AppDeploymentHistoryResponse(
+            app_deployment_histories=[_history_entry(v, live_version) for v in versions],
+            production_app_version=live_version,
+        )
 
     @unary
     async def AppGetLayout(self, req):
-        objects = await self.p.apps.objects(req.app_id)
-        return api_pb2.AppGetLayoutResponse(app_layout=await self.p.app_layout(objects))
+        await self.p.apps.get(req.app_id)
+        return api_pb2.AppGetLayoutResponse(app_layout=await self.p.app_layout(req.app_id))
 
     @unary
     async def AppList(self, req):
@@ -115,16 +181,54 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def AppGetByDeploymentName(self, req):
-        app = await self.p.apps.by_name(req.environment_name, req.name)
-        if app is None:
-            return api_pb2.AppGetByDeploymentNameResponse()
-        return api_pb2.AppGetByDeploymentNameResponse(
-            app_id=app.app_id, environment_name=app.environment, lifecycle=_lifecycle(app)
-        )
+        environment = req.environment_name or DEFAULT_ENVIRONMENT
+        await self.p.apps.ensure_environment(environment)
+        app = await self.p.apps.by_name(environment, req.name)
+        if app is not None:
+            return api_pb2.AppGetByDeploymentNameResponse(
+                app_id=app.app_id, environment_name=environment, lifecycle=await self._lifecycle(app)
+            )
+        stopped = await self.p.apps.last_stopped(environment, req.name)
+        if stopped is not None:
+            return api_pb2.AppGetByDeploymentNameResponse(
+                previous_app_id=stopped.app_id, environment_name=environment, lifecycle=await self._lifecycle(stopped)
+            )
+        return api_pb2.AppGetByDeploymentNameResponse(environment_name=environment)
 
     @unary
     async def AppGetLifecycle(self, req):
-        return api_pb2.AppGetLifecycleResponse(lifecycle=_lifecycle(await self.p.apps.get(req.app_id)))
+        return api_pb2.AppGetLifecycleResponse(lifecycle=await self._lifecycle(await self.p.apps.get(req.app_id)))
+
+    async def _lifecycle(self, app: App) -> api_pb2.AppLifecycle:
+        lifecycle = api_pb2.AppLifecycle(app_state=app.state, created_at=app.created_at, stopped_at=app.stopped_at or 0)
+        if app.state == api_pb2.APP_STATE_DEPLOYED and (live := await self.p.deployments.live(app.app_id)):
+            lifecycle.version = live.version
+            lifecycle.deployed_at = live.deployed_at
+            lifecycle.deployed_by = live.deployed_by
+        return lifecycle
+
+    @unary
+    async def FunctionGet(self, req):
+        if req.app_version:
+            raise InvalidArgument("Looking up a Function at a pinned app version is not supported yet")
+        function_id = await self.p.deployed_object(req.app_name, req.environment_name, req.object_tag, "Function")
+        fdef = (await self.p.deployments.resolve(function_id)).definition
+        return api_pb2.FunctionGetResponse(
+            function_id=function_id,
+            handle_metadata=function_metadata(fdef),
+            function=api_pb2.FunctionData(
+                module_name=fdef.module_name,
+                function_name=fdef.function_name,
+                ranked_functions=[api_pb2.FunctionData.RankedFunction(rank=0, function=fdef)],
+            ),
+        )
+
+    @unary
+    async def ClassGet(self, req):
+        if req.app_version:
+            raise InvalidArgument("Looking up a Cls at a pinned app version is not supported yet")
+        class_id = await self.p.deployed_object(req.app_name, req.environment_name, req.object_tag, "Cls")
+        return api_pb2.ClassGetResponse(class_id=class_id, handle_metadata=api_pb2.ClassHandleMetadata())
 
     @streaming
     async def AppGetLogs(self, req):
@@ -160,8 +264,19 @@ class ShoalServicer(UnimplementedServicer):
     async def TaskList(self, req):
         tasks = [t for t in self.p.scheduler.tasks.values() if not req.app_id or t.app_id == req.app_id]
         return api_pb2.TaskListResponse(
-            tasks=[api_pb2.TaskStats(task_id=t.task_id, app_id=t.app_id, started_at=t.started_at) for t in tasks]
+            tasks=[
+                api_pb2.TaskStats(task_id=t.task_id, app_id=t.app_id, started_at=t.started_at, enqueued_at=t.started_at)
+                for t in tasks
+            ]
         )
+
+    @unary
+    async def ContainerStop(self, req):
+        task = self.p.scheduler.tasks.get(req.task_id)
+        if task is None:
+            raise NotFound(f"Container {req.task_id} is not running")
+        await self.p.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Container was stopped")
+        return api_pb2.ContainerStopResponse()
 
     # -- mounts and blobs --------------------------------------------------
 
@@ -181,8 +296,10 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def MountGetOrCreate(self, req):
-        if req.deployment_name and not req.files and req.object_creation_type in (
-            api_pb2.OBJECT_CREATION_TYPE_UNSPECIFIED,
+        if (
+            req.deployment_name
+            and not req.files
+            and req.object_creation_type in (api_pb2.OBJECT_CREATION_TYPE_UNSPECIFIED,)
         ):
             mount_id = await self.p.mounts.lookup(req.deployment_name)
         else:
@@ -222,7 +339,9 @@ class ShoalServicer(UnimplementedServicer):
         lines, entry, result = await self.p.images.join(req.image_id, after, min(req.timeout or MAX_POLL, MAX_POLL))
         if lines:
             yield api_pb2.ImageJoinStreamingResponse(
-                task_logs=[api_pb2.TaskLogs(data=line, file_descriptor=api_pb2.FILE_DESCRIPTOR_STDOUT) for line in lines],
+                task_logs=[
+                    api_pb2.TaskLogs(data=line, file_descriptor=api_pb2.FILE_DESCRIPTOR_STDOUT) for line in lines
+                ],
                 entry_id=str(entry),
             )
         if result is not None:
@@ -261,9 +380,9 @@ class ShoalServicer(UnimplementedServicer):
             raise InvalidArgument("FunctionCreate needs a function definition")
         if fdef.image_id:
             await self.p.images.built(fdef.image_id)
-        function_id = await self.p.functions.create(req.app_id, fdef, req.existing_function_id)
+        revision = await self.p.functions.create(req.app_id, fdef, req.existing_function_id)
         return api_pb2.FunctionCreateResponse(
-            function_id=function_id,
+            function_id=revision.function_id,
             function=fdef,
             handle_metadata=function_metadata(fdef),
             function_data=api_pb2.FunctionData(
@@ -274,27 +393,27 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def FunctionBindParams(self, req):
         bound_id = await self.p.functions.bind(req.function_id, req.serialized_params)
-        fdef = await self.p.functions.get(bound_id)
-        app_id = await self.p.functions.app_of(bound_id)
-        await self.p.register_function(app_id, bound_id)
-        return api_pb2.FunctionBindParamsResponse(bound_function_id=bound_id, handle_metadata=function_metadata(fdef))
+        revision = await self.p.call_target(bound_id)
+        return api_pb2.FunctionBindParamsResponse(
+            bound_function_id=bound_id, handle_metadata=function_metadata(revision.definition)
+        )
 
     @unary
     async def ClassCreate(self, req):
-        class_id = await self.p.functions.create_class(req.app_id, req.existing_class_id)
+        class_id = await self.p.functions.create_class(req.app_id, "", req.existing_class_id)
         return api_pb2.ClassCreateResponse(class_id=class_id, handle_metadata=api_pb2.ClassHandleMetadata())
 
     @unary
     async def FunctionMap(self, req):
-        fdef = await self.p.functions.get(req.function_id)
+        revision = await self.p.call_target(req.function_id)
         items = [(item.idx, item.input) for item in req.pipelined_inputs]
         self._check_inputs(items)
-        call, inputs = await self.p.calls.create(req.function_id, req.function_call_invocation_type, items)
+        call, inputs = await self.p.calls.create(revision.revision_id, req.function_call_invocation_type, items)
         return api_pb2.FunctionMapResponse(
             function_call_id=call.call_id,
             function_call_jwt=call.call_id,
             pipelined_inputs=[_input_item(i) for i in inputs],
-            retry_policy=fdef.retry_policy,
+            retry_policy=revision.definition.retry_policy,
             max_inputs_outstanding=1000,
         )
 
@@ -393,7 +512,7 @@ class ShoalServicer(UnimplementedServicer):
         if task.stop.is_set():
             return api_pb2.FunctionGetInputsResponse(inputs=[api_pb2.FunctionGetInputsItem(kill_switch=True)])
         inputs = await self.p.calls.next_inputs(
-            task.function_id, task.task_id, max(1, req.batch_max_size), INPUTS_POLL, task.stop
+            task.revision_id, task.task_id, max(1, req.batch_max_size), INPUTS_POLL, task.stop
         )
         if not inputs:
             if task.stop.is_set():
@@ -428,8 +547,20 @@ class ShoalServicer(UnimplementedServicer):
         return empty_pb2.Empty()
 
 
-def _lifecycle(app: App) -> api_pb2.AppLifecycle:
-    return api_pb2.AppLifecycle(app_state=app.state, created_at=app.created_at, stopped_at=app.stopped_at or 0)
+def _history_entry(v: Version, live_version: int) -> api_pb2.AppDeploymentHistory:
+    entry = api_pb2.AppDeploymentHistory(
+        app_id=v.app_id,
+        version=v.version,
+        client_version=v.client_version,
+        deployed_at=v.deployed_at,
+        deployed_by=v.deployed_by,
+        tag=v.tag,
+        rollback_version=v.rollback_version or 0,
+        rollback_allowed=v.version != live_version,
+    )
+    if v.commit_info:
+        entry.commit_info.ParseFromString(v.commit_info)
+    return entry
 
 
 def _log_batch(e: LogEntry) -> api_pb2.TaskLogsBatch:

@@ -105,7 +105,10 @@ async def _serve(home: str, host: str, port: int, database: str) -> None:
     if _read_json(_token_path(home)) is None:
         token_id, secret = await Tokens(server.platform.db).create()
         _write_json(_token_path(home), {"token_id": token_id, "token_secret": secret})
-    _write_json(_state_path(home), {"pid": os.getpid(), "host": host, "port": port, "http_port": port + 1})
+    _write_json(
+        _state_path(home),
+        {"pid": os.getpid(), "host": host, "port": port, "http_port": port + 1, "database": database},
+    )
     try:
         await serving
     finally:
@@ -187,20 +190,67 @@ def token() -> None:
 def token_new() -> None:
     """Create a new API token and print it."""
     from ..control.tokens import Tokens
+
+    token_id, secret = _with_store(lambda db: Tokens(db).create())
+    click.echo(f"export MODAL_TOKEN_ID={token_id}")
+    click.echo(f"export MODAL_TOKEN_SECRET={secret}")
+
+
+def _with_store(action):
+    """Run `action(db)` on the store shoal uses here; the running server sees the change."""
+    from ..control.errors import ShoalError
     from ..store.database import Database
 
-    async def create() -> tuple[str, str]:
-        db = Database(os.path.join(shoal_home(), "shoal.db"))
+    home = shoal_home()
+    os.makedirs(home, exist_ok=True)
+    database = (_read_json(_state_path(home)) or {}).get("database") or os.path.join(home, "shoal.db")
+
+    async def run():
+        db = Database(database)
         await db.create_schema()
         try:
-            return await Tokens(db).create()
+            return await action(db)
         finally:
             await db.close()
 
-    os.makedirs(shoal_home(), exist_ok=True)
-    token_id, secret = asyncio.run(create())
-    click.echo(f"export MODAL_TOKEN_ID={token_id}")
-    click.echo(f"export MODAL_TOKEN_SECRET={secret}")
+    try:
+        return asyncio.run(run())
+    except ShoalError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.group()
+def webhooks() -> None:
+    """URLs told of every deployment: each version switch is POSTed to them as JSON."""
+
+
+@webhooks.command("add")
+@click.argument("url")
+def webhooks_add(url: str) -> None:
+    """POST every deploy and rollback to URL."""
+    from ..control.webhooks import Webhooks
+
+    _with_store(lambda db: Webhooks(db).add(url))
+    click.echo(f"Deployment events will be POSTed to {url}")
+
+
+@webhooks.command("remove")
+@click.argument("url")
+def webhooks_remove(url: str) -> None:
+    """Stop sending deployment events to URL."""
+    from ..control.webhooks import Webhooks
+
+    _with_store(lambda db: Webhooks(db).remove(url))
+    click.echo(f"Removed {url}")
+
+
+@webhooks.command("list")
+def webhooks_list() -> None:
+    """The URLs deployment events go to."""
+    from ..control.webhooks import Webhooks
+
+    for url in _with_store(lambda db: Webhooks(db).urls()):
+        click.echo(url)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Apps: their lifecycle, their named objects, and the environments they live in."""
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -8,11 +9,19 @@ from sqlalchemy import delete, insert, select, update
 
 from ..store import schema as t
 from ..store.database import Database
-from .errors import InvalidArgument, NotFound
+from .errors import AlreadyExists, InvalidArgument, NotFound
 from .ids import new_id
 
 DEFAULT_ENVIRONMENT = "main"
+_ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STOPPED_STATES = (api_pb2.APP_STATE_STOPPED, api_pb2.APP_STATE_STOPPING)
+
+
+@dataclass
+class Environment:
+    name: str
+    environment_id: str
+    created_at: float
 
 
 @dataclass
@@ -34,9 +43,7 @@ class Apps:
     async def ensure_environment(self, name: str) -> str:
         name = name or DEFAULT_ENVIRONMENT
         async with self.db.tx() as conn:
-            row = (
-                await conn.execute(select(t.environments).where(t.environments.c.name == name))
-            ).one_or_none()
+            row = (await conn.execute(select(t.environments).where(t.environments.c.name == name))).one_or_none()
             if row:
                 return row.environment_id
             if name != DEFAULT_ENVIRONMENT:
@@ -93,26 +100,15 @@ class Apps:
             )
             return [_app(r) for r in rows]
 
-    async def set_objects(self, app_id: str, objects: dict[str, str]) -> None:
-        async with self.db.tx() as conn:
-            await conn.execute(delete(t.app_objects).where(t.app_objects.c.app_id == app_id))
-            if objects:
-                await conn.execute(
-                    insert(t.app_objects),
-                    [dict(app_id=app_id, tag=tag, object_id=oid) for tag, oid in objects.items()],
-                )
-
-    async def objects(self, app_id: str) -> dict[str, str]:
-        async with self.db.tx() as conn:
-            rows = await conn.execute(select(t.app_objects).where(t.app_objects.c.app_id == app_id))
-            return {r.tag: r.object_id for r in rows}
-
     async def publish(self, app_id: str, name: str, state: int) -> App:
         app = await self.get(app_id)
         if app.state in STOPPED_STATES:
             raise InvalidArgument(f"App {app_id} is stopped")
         values: dict = {"state": state or app.state}
         if name:
+            other = await self.by_name(app.environment, name)
+            if other and other.app_id != app_id and state == api_pb2.APP_STATE_DEPLOYED:
+                raise AlreadyExists(f"An app named '{name}' is already deployed in environment '{app.environment}'")
             values["name"] = name
         async with self.db.tx() as conn:
             await conn.execute(update(t.apps).where(t.apps.c.app_id == app_id).values(**values))
@@ -126,10 +122,65 @@ class Apps:
                 .values(state=api_pb2.APP_STATE_STOPPED, stopped_at=time.time())
             )
 
-    async def live_ephemeral(self) -> list[App]:
+    async def in_state(self, state: int) -> list[App]:
         async with self.db.tx() as conn:
-            rows = await conn.execute(select(t.apps).where(t.apps.c.state == api_pb2.APP_STATE_EPHEMERAL))
+            rows = await conn.execute(select(t.apps).where(t.apps.c.state == state))
             return [_app(r) for r in rows]
+
+    async def last_stopped(self, environment: str, name: str) -> App | None:
+        """The most recently stopped app of that name, for commands that still name it."""
+        async with self.db.tx() as conn:
+            row = (
+                await conn.execute(
+                    select(t.apps)
+                    .where(
+                        t.apps.c.environment == (environment or DEFAULT_ENVIRONMENT),
+                        t.apps.c.name == name,
+                        t.apps.c.state.in_(STOPPED_STATES),
+                    )
+                    .order_by(t.apps.c.stopped_at.desc())
+                )
+            ).first()
+        return _app(row) if row else None
+
+    # -- environments ------------------------------------------------------
+
+    async def environments(self) -> list[Environment]:
+        async with self.db.tx() as conn:
+            rows = await conn.execute(select(t.environments).order_by(t.environments.c.created_at))
+            return [Environment(r.name, r.environment_id, r.created_at) for r in rows]
+
+    async def create_environment(self, name: str) -> None:
+        async with self.db.tx() as conn:
+            await _check_new_environment(conn, name)
+            await conn.execute(
+                insert(t.environments).values(name=name, environment_id=new_id("en"), created_at=time.time())
+            )
+
+    async def rename_environment(self, name: str, new_name: str) -> None:
+        await self.ensure_environment(name)
+        async with self.db.tx() as conn:
+            await _check_new_environment(conn, new_name)
+            await conn.execute(update(t.environments).where(t.environments.c.name == name).values(name=new_name))
+            await conn.execute(update(t.apps).where(t.apps.c.environment == name).values(environment=new_name))
+
+    async def delete_environment(self, name: str) -> list[App]:
+        """Removes the environment; returns its apps that still run, for the caller to stop."""
+        if name == DEFAULT_ENVIRONMENT:
+            raise InvalidArgument(f"The default environment '{DEFAULT_ENVIRONMENT}' cannot be deleted")
+        await self.ensure_environment(name)
+        async with self.db.tx() as conn:
+            await conn.execute(delete(t.environments).where(t.environments.c.name == name))
+        return [a for a in await self.in_environment(name) if a.state not in STOPPED_STATES]
+
+
+async def _check_new_environment(conn, name: str) -> None:
+    if not _ENV_NAME.fullmatch(name or ""):
+        raise InvalidArgument(
+            f"Invalid environment name {name!r}: use letters, digits, '-', '_' and '.', at most 64 characters"
+        )
+    if (await conn.execute(select(t.environments).where(t.environments.c.name == name))).first():
+        raise AlreadyExists(f"Environment '{name}' already exists")
 
 
 def _app(row) -> App:

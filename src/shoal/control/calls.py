@@ -40,7 +40,7 @@ TERMINAL_FAILURES = (
 class Input:
     input_id: str
     call_id: str
-    function_id: str
+    revision_id: str
     idx: int
     input: api_pb2.FunctionInput
     invocation_type: int
@@ -50,7 +50,7 @@ class Input:
 @dataclass
 class Call:
     call_id: str
-    function_id: str
+    revision_id: str
     invocation_type: int
     outputs: list[api_pb2.FunctionGetOutputsItem] = field(default_factory=list)
     unfinished: dict[str, int] = field(default_factory=dict)  # input id -> idx
@@ -70,7 +70,7 @@ class Running:
 
 
 class FunctionQueue:
-    """Queued inputs of one function, and the containers waiting for them.
+    """Queued inputs of one function revision, and the containers waiting for them.
 
     A new input wakes one waiting container, not all of them: with many idle
     containers, waking every one per input would cost more than the input.
@@ -104,7 +104,9 @@ class FunctionQueue:
 class Calls:
     """Owns every call's inputs and outputs.
 
-    `on_backlog(function_id)` is called whenever a function gains pending
+    Calls are keyed by the function revision they run (see functions.Revision),
+    so a call started before a deploy finishes on the version it started on.
+    `on_backlog(revision_id)` is called whenever a revision gains pending
     inputs, so the scheduler can add containers.
     """
 
@@ -114,14 +116,14 @@ class Calls:
         self.calls: dict[str, Call] = {}
         self.queues: dict[str, FunctionQueue] = {}
         self.running: dict[str, Running] = {}
-        self.on_backlog: Callable[[str], None] = lambda function_id: None
+        self.on_backlog: Callable[[str], None] = lambda revision_id: None
         self._unwritten: list[dict] = []
         self._writer: asyncio.Task | None = None
 
-    def queue(self, function_id: str) -> FunctionQueue:
-        q = self.queues.get(function_id)
+    def queue(self, revision_id: str) -> FunctionQueue:
+        q = self.queues.get(revision_id)
         if q is None:
-            q = self.queues[function_id] = FunctionQueue()
+            q = self.queues[revision_id] = FunctionQueue()
         return q
 
     async def get(self, call_id: str) -> Call:
@@ -139,7 +141,7 @@ class Calls:
             outputs = await conn.execute(
                 select(t.outputs.c.item).where(t.outputs.c.function_call_id == call_id).order_by(t.outputs.c.created_at)
             )
-            call = Call(row.function_call_id, row.function_id, row.invocation_type, cancelled=row.cancelled)
+            call = Call(row.function_call_id, row.revision_id, row.invocation_type, cancelled=row.cancelled)
             call.outputs = [api_pb2.FunctionGetOutputsItem.FromString(o.item) for o in outputs]
         self.calls[call_id] = call
         return call
@@ -147,15 +149,15 @@ class Calls:
     # -- caller side -------------------------------------------------------
 
     async def create(
-        self, function_id: str, invocation_type: int, items: list[tuple[int, api_pb2.FunctionInput]]
+        self, revision_id: str, invocation_type: int, items: list[tuple[int, api_pb2.FunctionInput]]
     ) -> tuple[Call, list[Input]]:
-        call = Call(new_id("fc"), function_id, invocation_type)
+        call = Call(new_id("fc"), revision_id, invocation_type)
         new_inputs = self._new_inputs(call, items)
         async with self.db.tx() as conn:
             await conn.execute(
                 insert(t.function_calls).values(
                     function_call_id=call.call_id,
-                    function_id=function_id,
+                    revision_id=revision_id,
                     invocation_type=invocation_type,
                     cancelled=False,
                     created_at=time.time(),
@@ -176,7 +178,7 @@ class Calls:
 
     def _new_inputs(self, call: Call, items: list[tuple[int, api_pb2.FunctionInput]]) -> list[Input]:
         return [
-            Input(new_id("in"), call.call_id, call.function_id, idx, inp, call.invocation_type) for idx, inp in items
+            Input(new_id("in"), call.call_id, call.revision_id, idx, inp, call.invocation_type) for idx, inp in items
         ]
 
     async def _insert_inputs(self, conn, new_inputs: list[Input]) -> None:
@@ -189,7 +191,7 @@ class Calls:
                 dict(
                     input_id=i.input_id,
                     function_call_id=i.call_id,
-                    function_id=i.function_id,
+                    revision_id=i.revision_id,
                     idx=i.idx,
                     input=i.input.SerializeToString(),
                     status="pending",
@@ -204,10 +206,10 @@ class Calls:
         call.unfinished.update((i.input_id, i.idx) for i in new_inputs)
         if not new_inputs:
             return
-        q = self.queue(call.function_id)
+        q = self.queue(call.revision_id)
         q.pending.extend(new_inputs)
         q.wake(len(new_inputs))
-        self.on_backlog(call.function_id)
+        self.on_backlog(call.revision_id)
 
     async def get_outputs(
         self,
@@ -258,7 +260,7 @@ class Calls:
                 )
                 inp = api_pb2.FunctionInput.FromString(row.input)
                 retried.append(
-                    Input(input_id, call_id, call.function_id, row.idx, inp, call.invocation_type, row.retry_count + 1)
+                    Input(input_id, call_id, call.revision_id, row.idx, inp, call.invocation_type, row.retry_count + 1)
                 )
         self._enqueue(call, retried)
         return [i.input_id for i in retried]
@@ -271,7 +273,7 @@ class Calls:
             await conn.execute(
                 update(t.function_calls).where(t.function_calls.c.function_call_id == call_id).values(cancelled=True)
             )
-        q = self.queue(call.function_id)
+        q = self.queue(call.revision_id)
         q.pending = deque(i for i in q.pending if i.call_id != call_id)
         running = [r.input.input_id for r in self.running.values() if r.input.call_id == call_id]
         terminated = _result(GenericResult.GENERIC_STATUS_TERMINATED, "Function call was cancelled")
@@ -282,10 +284,10 @@ class Calls:
     # -- container side ----------------------------------------------------
 
     async def next_inputs(
-        self, function_id: str, task_id: str, max_n: int, timeout: float, stop: asyncio.Event
+        self, revision_id: str, task_id: str, max_n: int, timeout: float, stop: asyncio.Event
     ) -> list[Input]:
         """Hand up to `max_n` queued inputs to a container, waiting up to `timeout`."""
-        q = self.queue(function_id)
+        q = self.queue(revision_id)
         deadline = time.monotonic() + timeout
         while not q.pending and not stop.is_set() and time.monotonic() < deadline:
             await q.wait(deadline - time.monotonic())
@@ -315,9 +317,9 @@ class Calls:
                 del self.running[input_id]
                 await self._finish(running, result, 0)
 
-    async def fail_queued(self, function_id: str, result: api_pb2.GenericResult) -> None:
+    async def fail_queued(self, revision_id: str, result: api_pb2.GenericResult) -> None:
         """Fail every queued input of a function that cannot start containers."""
-        q = self.queue(function_id)
+        q = self.queue(revision_id)
         failed, q.pending = list(q.pending), deque()
         for inp in failed:
             call = self.calls.get(inp.call_id)
@@ -330,7 +332,7 @@ class Calls:
         if call is None:
             return
         if result.status in TERMINAL_FAILURES and not call.cancelled:
-            delay = retry_delay(self.retry_policy_of(inp.function_id), inp.retry_count + 1)
+            delay = retry_delay(self.retry_policy_of(inp.revision_id), inp.retry_count + 1)
             if delay is not None:
                 await self._retry_later(inp, delay)
                 return
@@ -431,7 +433,7 @@ class Calls:
             inp = Input(
                 row.input_id,
                 row.function_call_id,
-                row.function_id,
+                row.revision_id,
                 row.idx,
                 api_pb2.FunctionInput.FromString(row.input),
                 call.invocation_type,

@@ -1,6 +1,13 @@
-"""Function and class definitions as the client declared them."""
+"""Function and class definitions as the client declared them.
+
+A function id is what clients call, and it stays the same across deploys of
+its app. What its containers run is a revision: one immutable definition,
+identified by its content. A deploy makes new revisions; the app's version
+says which revision of each function new calls run.
+"""
 
 import time
+from dataclasses import dataclass
 
 from modal_proto import api_pb2
 from sqlalchemy import insert, select, update
@@ -8,19 +15,38 @@ from sqlalchemy import insert, select, update
 from ..store import schema as t
 from ..store.database import Database
 from .errors import NotFound
-from .ids import new_id
+from .ids import content_id, new_id
+
+
+@dataclass(frozen=True)
+class Revision:
+    revision_id: str
+    function_id: str
+    app_id: str
+    definition: api_pb2.Function
+    params: bytes = b""  # a class's constructor parameters, bound
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A class's service function with its constructor parameters bound."""
+
+    parent_id: str
+    params: bytes
 
 
 class Functions:
     def __init__(self, db: Database):
         self.db = db
-        self._defs: dict[str, api_pb2.Function] = {}
+        self._revisions: dict[str, Revision] = {}
+        self._latest: dict[str, str] = {}  # function id -> revision id
         self._app_of: dict[str, str] = {}
-        self._params: dict[str, bytes] = {}
+        self._bindings: dict[str, Binding] = {}  # bound function id -> binding
         self._bound: dict[tuple[str, bytes], str] = {}
 
     async def precreate(self, app_id: str, tag: str, existing_id: str = "") -> str:
         if existing_id:
+            await self.app_of(existing_id)
             return existing_id
         function_id = new_id("fu")
         async with self.db.tx() as conn:
@@ -30,70 +56,147 @@ class Functions:
         self._app_of[function_id] = app_id
         return function_id
 
-    async def create(self, app_id: str, definition: api_pb2.Function, existing_id: str = "") -> str:
+    async def create(self, app_id: str, definition: api_pb2.Function, existing_id: str = "") -> Revision:
+        """A new revision of the function; it runs once an app version points at it."""
         function_id = existing_id or await self.precreate(app_id, definition.function_name)
+        if await self.app_of(function_id) != app_id:
+            raise NotFound(f"Function {function_id} does not belong to app {app_id}")
+        revision = await self._store_revision(function_id, app_id, definition, b"")
         async with self.db.tx() as conn:
             await conn.execute(
                 update(t.functions)
                 .where(t.functions.c.function_id == function_id)
-                .values(definition=definition.SerializeToString(), app_id=app_id)
+                .values(latest_revision=revision.revision_id)
             )
-        self._defs[function_id] = definition
-        self._app_of[function_id] = app_id
-        return function_id
+        self._latest[function_id] = revision.revision_id
+        return revision
 
-    async def get(self, function_id: str) -> api_pb2.Function:
-        fdef = self._defs.get(function_id)
-        if fdef is None:
+    async def _store_revision(
+        self, function_id: str, app_id: str, definition: api_pb2.Function, params: bytes
+    ) -> Revision:
+        body = definition.SerializeToString(deterministic=True)
+        revision_id = content_id("rv", b"\0".join((function_id.encode(), _canonical(definition), params)))
+        revision = self._revisions.get(revision_id)
+        if revision is None:
+            revision = Revision(revision_id, function_id, app_id, definition, params)
+            async with self.db.tx() as conn:
+                exists = (
+                    await conn.execute(
+                        select(t.revisions.c.revision_id).where(t.revisions.c.revision_id == revision_id)
+                    )
+                ).first()
+                if not exists:
+                    await conn.execute(
+                        insert(t.revisions).values(
+                            revision_id=revision_id,
+                            function_id=function_id,
+                            app_id=app_id,
+                            definition=body,
+                            bound_params=params or None,
+                            created_at=time.time(),
+                        )
+                    )
+            self._revisions[revision_id] = revision
+        return revision
+
+    async def revision(self, revision_id: str) -> Revision:
+        revision = self._revisions.get(revision_id)
+        if revision is None:
             async with self.db.tx() as conn:
                 row = (
-                    await conn.execute(select(t.functions).where(t.functions.c.function_id == function_id))
+                    await conn.execute(select(t.revisions).where(t.revisions.c.revision_id == revision_id))
                 ).one_or_none()
-            if row is None or not row.definition:
-                raise NotFound(f"Function {function_id} not found")
-            fdef = self._defs[function_id] = api_pb2.Function.FromString(row.definition)
-            self._app_of[function_id] = row.app_id
-            if row.bound_params is not None:
-                self._params[function_id] = row.bound_params
-        return fdef
-
-    async def bind(self, function_id: str, serialized_params: bytes) -> str:
-        """A class's function with its constructor parameters bound: its own containers."""
-        key = (function_id, serialized_params)
-        if key in self._bound:
-            return self._bound[key]
-        fdef = await self.get(function_id)
-        app_id = self._app_of[function_id]
-        bound_id = new_id("fu")
-        async with self.db.tx() as conn:
-            await conn.execute(
-                insert(t.functions).values(
-                    function_id=bound_id,
-                    app_id=app_id,
-                    tag=fdef.function_name,
-                    definition=fdef.SerializeToString(),
-                    bound_params=serialized_params,
-                    created_at=time.time(),
-                )
+            if row is None:
+                raise NotFound(f"Function revision {revision_id} not found")
+            revision = Revision(
+                revision_id,
+                row.function_id,
+                row.app_id,
+                api_pb2.Function.FromString(row.definition),
+                row.bound_params or b"",
             )
-        self._defs[bound_id] = fdef
-        self._app_of[bound_id] = app_id
-        self._params[bound_id] = serialized_params
-        self._bound[key] = bound_id
-        return bound_id
+            self._revisions[revision_id] = revision
+        return revision
 
-    def params(self, function_id: str) -> bytes:
-        return self._params.get(function_id, b"")
+    def cached(self, revision_id: str) -> Revision | None:
+        return self._revisions.get(revision_id)
 
-    def cached(self, function_id: str) -> api_pb2.Function | None:
-        return self._defs.get(function_id)
+    async def latest(self, function_id: str) -> Revision:
+        """The revision FunctionCreate made last: what a function runs before any version pins one."""
+        if function_id not in self._latest:
+            await self._load(function_id)
+        revision_id = self._latest.get(function_id)
+        if not revision_id:
+            raise NotFound(f"Function {function_id} has no definition yet")
+        return await self.revision(revision_id)
+
+    async def binding(self, function_id: str) -> Binding | None:
+        if function_id not in self._app_of:
+            await self._load(function_id)
+        return self._bindings.get(function_id)
 
     async def app_of(self, function_id: str) -> str:
         if function_id not in self._app_of:
-            await self.get(function_id)
+            await self._load(function_id)
         return self._app_of[function_id]
 
-    async def create_class(self, app_id: str, tag: str) -> str:
+    async def _load(self, function_id: str) -> None:
+        async with self.db.tx() as conn:
+            row = (
+                await conn.execute(select(t.functions).where(t.functions.c.function_id == function_id))
+            ).one_or_none()
+        if row is None:
+            raise NotFound(f"Function {function_id} not found")
+        self._app_of[function_id] = row.app_id
+        if row.latest_revision:
+            self._latest[function_id] = row.latest_revision
+        if row.parent_id:
+            binding = Binding(row.parent_id, row.bound_params or b"")
+            self._bindings[function_id] = binding
+            self._bound[(binding.parent_id, binding.params)] = function_id
+
+    async def bind(self, function_id: str, params: bytes) -> str:
+        """The id of a class bound to constructor parameters: the same id for the same parameters."""
+        key = (function_id, params)
+        if key in self._bound:
+            return self._bound[key]
+        app_id = await self.app_of(function_id)
+        async with self.db.tx() as conn:
+            row = (
+                await conn.execute(
+                    select(t.functions.c.function_id).where(
+                        t.functions.c.parent_id == function_id, t.functions.c.bound_params == params
+                    )
+                )
+            ).first()
+            if row:
+                bound_id = row.function_id
+            else:
+                bound_id = new_id("fu")
+                await conn.execute(
+                    insert(t.functions).values(
+                        function_id=bound_id,
+                        app_id=app_id,
+                        tag="",
+                        parent_id=function_id,
+                        bound_params=params,
+                        created_at=time.time(),
+                    )
+                )
+        self._app_of[bound_id] = app_id
+        self._bindings[bound_id] = Binding(function_id, params)
+        self._bound[key] = bound_id
+        return bound_id
+
+    async def bound_revision(self, bound_id: str, parent: Revision) -> Revision:
+        """What a bound class runs: its parent's revision with the parameters added."""
+        binding = await self.binding(bound_id)
+        assert binding is not None
+        return await self._store_revision(bound_id, parent.app_id, parent.definition, binding.params)
+
+    async def create_class(self, app_id: str, tag: str, existing_id: str = "") -> str:
+        if existing_id:
+            return existing_id
         class_id = new_id("cs")
         async with self.db.tx() as conn:
             await conn.execute(
@@ -102,7 +205,19 @@ class Functions:
         return class_id
 
 
-def retry_policy(fdef: api_pb2.Function | None) -> api_pb2.FunctionRetryPolicy:
-    if fdef is None or not fdef.HasField("retry_policy"):
+def _canonical(definition: api_pb2.Function) -> bytes:
+    """The definition with the lists the client fills concurrently in a fixed order,
+    so the same code deployed twice is the same revision."""
+    canonical = api_pb2.Function()
+    canonical.CopyFrom(definition)
+    canonical.ClearField("mount_ids")
+    canonical.mount_ids.extend(sorted(definition.mount_ids))
+    canonical.ClearField("object_dependencies")
+    canonical.object_dependencies.extend(sorted(definition.object_dependencies, key=lambda d: d.object_id))
+    return canonical.SerializeToString(deterministic=True)
+
+
+def retry_policy(revision: Revision | None) -> api_pb2.FunctionRetryPolicy:
+    if revision is None or not revision.definition.HasField("retry_policy"):
         return api_pb2.FunctionRetryPolicy()
-    return fdef.retry_policy
+    return revision.definition.retry_policy

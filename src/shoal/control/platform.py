@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
+from modal_version import __version__ as CLIENT_VERSION
 
 from ..images.base import BaseResolver
 from ..images.builder import Builder
@@ -20,15 +21,18 @@ from ..runtime import Runtime
 from ..store.blobs import BlobStore
 from ..store.database import Database
 from ..worker.agent import ContainerPlan, LocalWorker, SocketServer
-from .apps import Apps
+from .apps import DEFAULT_ENVIRONMENT, STOPPED_STATES, Apps
 from .calls import Calls
-from .functions import Functions, retry_policy
+from .deployments import Deployments, Version
+from .errors import FailedPrecondition, NotFound
+from .functions import Functions, Revision, retry_policy
 from .handles import function_metadata
 from .images import Images
 from .logs import Logs
 from .mounts import CLIENT_MOUNT_ID, Mounts
 from .scheduler import Scheduler, Task
 from .tokens import Tokens
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +70,18 @@ class Platform:
         self.tokens = Tokens(self.db)
         self.apps = Apps(self.db)
         self.functions = Functions(self.db)
+        self.deployments = Deployments(self.db, self.functions)
+        self.deployments.on_switch = self._switched
+        self.webhooks = Webhooks(self.db)
         self.logs = Logs(self.db)
         self.mounts = Mounts(self.db, self.blobs, os.path.join(home, "mounts"))
-        self.calls = Calls(self.db, lambda fid: retry_policy(self.functions.cached(fid)))
+        self.calls = Calls(self.db, lambda rid: retry_policy(self.functions.cached(rid)))
         self.runtime = Runtime(os.path.join(home, "runtime"))
         self.worker = LocalWorker(self.runtime, home, serve_socket, settings.ca_bundle)
         self.layers = LayerStore(os.path.join(home, "images"))
         builder = Builder(self.layers, self.worker.run_build_step, BaseResolver(self.layers))
         self.images = Images(self.db, self.mounts, builder, IMAGE_BUILDER_VERSION)
-        self.scheduler = Scheduler(self.calls, self.functions.cached, self._launch, self._terminate)
+        self.scheduler = Scheduler(self.calls, self.functions.revision, self._launch, self._terminate)
         self.calls.on_backlog = self.scheduler.kick
         self.last_heartbeat: dict[str, float] = {}
         self._tick: asyncio.Task | None = None
@@ -92,21 +99,25 @@ class Platform:
         if self._tick:
             self._tick.cancel()
         await self.scheduler.close()
+        await self.webhooks.close()
         await self.worker.close()
         await self.calls.flush()
         await self.db.close()
 
     async def _recover(self) -> None:
-        """Pick up accepted work from before a restart."""
+        """Pick up accepted work from before a restart, and deployed apps' warm pools."""
         await self.calls.recover()
-        for function_id in [fid for fid, q in self.calls.queues.items() if q.pending]:
+        for revision_id in [rid for rid, q in self.calls.queues.items() if q.pending]:
             try:
-                await self.functions.get(function_id)
-                self.scheduler.app_of[function_id] = await self.functions.app_of(function_id)
+                self.scheduler.add(await self.functions.revision(revision_id))
             except Exception:
-                log.warning("pending inputs for unknown function %s", function_id)
+                log.warning("pending inputs for unknown function revision %s", revision_id)
+        for app in await self.apps.in_state(api_pb2.APP_STATE_DEPLOYED):
+            live = await self.deployments.live(app.app_id)
+            if live:
+                await self._schedule_version(live)
         now = time.time()
-        for app in await self.apps.live_ephemeral():
+        for app in await self.apps.in_state(api_pb2.APP_STATE_EPHEMERAL):
             self.last_heartbeat[app.app_id] = now
 
     # -- apps --------------------------------------------------------------
@@ -118,9 +129,9 @@ class Platform:
         await self.apps.mark_stopped(app_id)
         self.last_heartbeat.pop(app_id, None)
         stopped = GenericResult(status=GenericResult.GENERIC_STATUS_TERMINATED, exception="App was stopped")
-        for fid in [fid for fid, aid in self.scheduler.app_of.items() if aid == app_id]:
-            del self.scheduler.app_of[fid]
-            await self.calls.fail_queued(fid, stopped)
+        for rid in [rid for rid, rev in self.scheduler.revisions.items() if rev.app_id == app_id]:
+            self.scheduler.remove(rid)
+            await self.calls.fail_queued(rid, stopped)
         for task in self.scheduler.tasks_of_app(app_id):
             await self.scheduler.kill(task, stopped.status, stopped.exception)
         self.logs.mark_done(app_id)
@@ -130,9 +141,13 @@ class Platform:
             await asyncio.sleep(10)
             cutoff = time.time() - APP_HEARTBEAT_TIMEOUT
             for app_id, seen in list(self.last_heartbeat.items()):
-                if seen < cutoff:
-                    log.info("app %s lost its client; stopping it", app_id)
-                    await self.stop_app(app_id)
+                if seen >= cutoff:
+                    continue
+                if (await self.apps.get(app_id)).state == api_pb2.APP_STATE_DEPLOYED:
+                    del self.last_heartbeat[app_id]  # deployed apps outlive the client that deployed them
+                    continue
+                log.info("app %s lost its client; stopping it", app_id)
+                await self.stop_app(app_id)
 
     async def cancel_running(self, input_ids: list[str], terminate: bool) -> None:
         """Cancelled inputs still running: tell their containers, or stop them."""
@@ -153,10 +168,81 @@ class Platform:
         cancelled, task.cancelled_inputs = task.cancelled_inputs, []
         return cancelled
 
-    async def register_function(self, app_id: str, function_id: str) -> None:
-        """Make a function schedulable: its inputs may now start containers."""
-        self.scheduler.app_of[function_id] = app_id
-        self.scheduler.kick(function_id)
+    # -- versions and calls ------------------------------------------------
+
+    async def publish(
+        self,
+        app_id: str,
+        name: str,
+        state: int,
+        objects: dict[str, str],
+        deployed_by: str,
+        tag: str,
+        commit_info: bytes,
+    ) -> Version | None:
+        """Make the functions the client created live; None when nothing changed since the live version."""
+        app = await self.apps.publish(app_id, name, state)
+        if app.state == api_pb2.APP_STATE_DEPLOYED:
+            self.last_heartbeat.pop(app_id, None)
+        return await self.deployments.publish(app_id, objects, deployed_by, CLIENT_VERSION, tag, commit_info)
+
+    async def rollback(self, app_id: str, version: int, deployed_by: str) -> Version:
+        app = await self.apps.get(app_id)
+        if app.state != api_pb2.APP_STATE_DEPLOYED:
+            raise FailedPrecondition(f"App {app_id} is not deployed")
+        return await self.deployments.rollback(app_id, version, deployed_by, CLIENT_VERSION)
+
+    async def _switched(self, version: Version) -> None:
+        """A new live version: its functions may start containers, the ones it replaced drain."""
+        await self._schedule_version(version)
+        for rid, revision in list(self.scheduler.revisions.items()):
+            if (
+                revision.app_id == version.app_id
+                and (await self.deployments.resolve(revision.function_id)).revision_id != rid
+            ):
+                self.scheduler.retire(rid)
+        app = await self.apps.get(version.app_id)
+        if app.state == api_pb2.APP_STATE_DEPLOYED:
+            await self.webhooks.notify(
+                {
+                    "event": "rollback" if version.rollback_version else "deploy",
+                    "app_id": app.app_id,
+                    "app_name": app.name,
+                    "environment": app.environment,
+                    "from_version": version.previous_version,
+                    "to_version": version.version,
+                    "deployed_by": version.deployed_by,
+                    "deployed_at": version.deployed_at,
+                }
+            )
+
+    async def _schedule_version(self, version: Version) -> None:
+        for function_id in version.revisions:
+            self.scheduler.add(await self.deployments.resolve(function_id))
+
+    async def deployed_object(self, app_name: str, environment: str, tag: str, kind: str) -> str:
+        """The id under `tag` in the live version of a deployed app."""
+        environment = environment or DEFAULT_ENVIRONMENT
+        app = await self.apps.by_name(environment, app_name)
+        live = await self.deployments.live(app.app_id) if app and app.state == api_pb2.APP_STATE_DEPLOYED else None
+        if live is None:
+            raise NotFound(f"App '{app_name}' is not deployed in environment '{environment}'")
+        object_id = live.objects.get(tag, "")
+        prefix = {"Function": "fu-", "Cls": "cs-"}[kind]  # the names the client's errors use
+        if not object_id.startswith(prefix):
+            if kind == "Function" and object_id.startswith("cs-"):
+                raise NotFound(f"'{tag}' in app '{app_name}' is a class: look it up with modal.Cls.from_name")
+            raise NotFound(f"No {kind} named '{tag}' in app '{app_name}' (environment '{environment}')")
+        return object_id
+
+    async def call_target(self, function_id: str) -> Revision:
+        """The revision a call starting now runs, ready to be scheduled."""
+        revision = await self.deployments.resolve(function_id)
+        if revision.revision_id not in self.scheduler.revisions:
+            if (await self.apps.get(revision.app_id)).state in STOPPED_STATES:
+                raise FailedPrecondition(f"App {revision.app_id} is stopped; its functions cannot be called")
+            self.scheduler.add(revision)
+        return revision
 
     # -- containers --------------------------------------------------------
 
@@ -182,7 +268,8 @@ class Platform:
         )
 
     async def _plan(self, task: Task) -> ContainerPlan:
-        fdef = await self.functions.get(task.function_id)
+        revision = await self.functions.revision(task.revision_id)
+        fdef = revision.definition
         built = await self.images.built(fdef.image_id)
         python = built.config.python_version or "3.11"
         client_dir = await asyncio.to_thread(ensure_client_pkg, self.settings.home, python)
@@ -191,7 +278,7 @@ class Platform:
         env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", ""), "/root") if p)
         env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the log as they happen
         app = await self.apps.get(task.app_id)
-        layout = await self.app_layout(await self.apps.objects(task.app_id))
+        layout = await self.app_layout(task.app_id)
         # The function's own dependencies (image, mounts, ...) are hydrated from the layout too.
         present = {o.object_id for o in layout.objects}
         layout.objects.extend(
@@ -204,7 +291,7 @@ class Platform:
             function_def=fdef,
             environment_name=app.environment,
             app_layout=layout,
-            serialized_params=self.functions.params(task.function_id),
+            serialized_params=revision.params,
         )
         resources = fdef.resources
         return ContainerPlan(
@@ -219,14 +306,16 @@ class Platform:
             memory_mb=resources.memory_mb_max or None,
         )
 
-    async def app_layout(self, objects: dict[str, str]) -> api_pb2.AppLayout:
+    async def app_layout(self, app_id: str) -> api_pb2.AppLayout:
+        """The live version's objects, as the client hydrates them."""
         layout = api_pb2.AppLayout()
-        for tag, object_id in objects.items():
+        live = await self.deployments.live(app_id)
+        for tag, object_id in (live.objects if live else {}).items():
             if object_id.startswith("fu-"):
                 layout.function_ids[tag] = object_id
-                fdef = self.functions.cached(object_id) or await self.functions.get(object_id)
+                revision = await self.deployments.resolve(object_id)
                 layout.objects.append(
-                    api_pb2.Object(object_id=object_id, function_handle_metadata=function_metadata(fdef))
+                    api_pb2.Object(object_id=object_id, function_handle_metadata=function_metadata(revision.definition))
                 )
             elif object_id.startswith("cs-"):
                 layout.class_ids[tag] = object_id
@@ -262,7 +351,7 @@ class Platform:
         await self.calls.fail_running(task.task_id, result)
         if (code != 0 or task.startup_failure) and not task.kill_status and not was_draining and not task.took_input:
             # It died before serving anything: fail the queue rather than crash-loop.
-            await self.calls.fail_queued(task.function_id, result)
+            await self.calls.fail_queued(task.revision_id, result)
 
 
 class _OrderedOutput:

@@ -1,8 +1,10 @@
-"""Containers per function: scale up from the input backlog, down when idle.
+"""Containers per function revision: scale up from the input backlog, down when idle.
 
 The scheduler decides; `launch` and `terminate` (given by the platform) act.
-Each function's desired container count is recomputed whenever its backlog
-grows and on a steady tick, so scale-to-zero needs no other trigger.
+Each revision's desired container count is recomputed whenever its backlog
+grows and on a steady tick, so scale-to-zero needs no other trigger. A
+revision a deploy replaced is retired: it keeps containers only while it has
+inputs, so old containers finish what they run and stop.
 """
 
 import asyncio
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from modal_proto import api_pb2
 
 from .calls import Calls, Running
+from .functions import Revision
 from .ids import new_id
 from .pulse import Pulse
 
@@ -34,6 +37,7 @@ MAX_STARTING = max(2, os.cpu_count() or 1)
 @dataclass
 class Task:
     task_id: str
+    revision_id: str
     function_id: str
     app_id: str
     started_at: float
@@ -55,9 +59,7 @@ def concurrency(fdef: api_pb2.Function) -> int:
 
 
 def scaledown_window(fdef: api_pb2.Function) -> float:
-    return float(
-        fdef.autoscaler_settings.scaledown_window or fdef.task_idle_timeout_secs or DEFAULT_SCALEDOWN_WINDOW
-    )
+    return float(fdef.autoscaler_settings.scaledown_window or fdef.task_idle_timeout_secs or DEFAULT_SCALEDOWN_WINDOW)
 
 
 def min_containers(fdef: api_pb2.Function) -> int:
@@ -72,16 +74,17 @@ class Scheduler:
     def __init__(
         self,
         calls: Calls,
-        definition_of: Callable[[str], api_pb2.Function | None],
+        load: Callable[[str], Awaitable[Revision]],
         launch: Callable[[Task], Awaitable[None]],
         terminate: Callable[[Task], Awaitable[None]],
     ):
         self.calls = calls
-        self.definition_of = definition_of
+        self.load = load
         self.launch = launch
         self.terminate = terminate
         self.tasks: dict[str, Task] = {}
-        self.app_of: dict[str, str] = {}  # function_id -> app_id, for functions with backlog
+        self.revisions: dict[str, Revision] = {}  # the ones that may start containers
+        self.retired: set[str] = set()
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
@@ -93,12 +96,28 @@ class Scheduler:
         if self._loop_task:
             self._loop_task.cancel()
 
-    def kick(self, function_id: str) -> None:
-        self._dirty.add(function_id)
+    def kick(self, revision_id: str) -> None:
+        self._dirty.add(revision_id)
         self._wake.set()
 
-    def live_tasks(self, function_id: str) -> list[Task]:
-        return [t for t in self.tasks.values() if t.function_id == function_id and t.state in ("starting", "running")]
+    def add(self, revision: Revision) -> None:
+        """Make a revision schedulable: its inputs may now start containers."""
+        self.revisions.setdefault(revision.revision_id, revision)
+        self.retired.discard(revision.revision_id)  # a rollback can bring back one still draining
+        self.kick(revision.revision_id)
+
+    def retire(self, revision_id: str) -> None:
+        """A deploy replaced it: no warm pool, and idle containers stop at once."""
+        if revision_id in self.revisions:
+            self.retired.add(revision_id)
+            self.kick(revision_id)
+
+    def remove(self, revision_id: str) -> None:
+        self.revisions.pop(revision_id, None)
+        self.retired.discard(revision_id)
+
+    def live_tasks(self, revision_id: str) -> list[Task]:
+        return [t for t in self.tasks.values() if t.revision_id == revision_id and t.state in ("starting", "running")]
 
     async def _run(self) -> None:
         while True:
@@ -108,52 +127,61 @@ class Scheduler:
                 pass
             self._wake.clear()
             dirty, self._dirty = self._dirty, set()
-            running = defaultdict(list)  # function id -> its running inputs, gathered once per pass
+            running = defaultdict(list)  # revision id -> its running inputs, gathered once per pass
             for r in self.calls.running.values():
-                running[r.input.function_id].append(r)
-            for function_id in dirty | {t.function_id for t in self.tasks.values()} | self._functions_with_backlog():
+                running[r.input.revision_id].append(r)
+            for revision_id in dirty | {t.revision_id for t in self.tasks.values()} | self._with_backlog():
                 try:
-                    await self.reconcile(function_id, running[function_id])
+                    await self.reconcile(revision_id, running[revision_id])
                 except Exception:
-                    log.exception("reconcile of %s failed", function_id)
+                    log.exception("reconcile of %s failed", revision_id)
 
-    def _functions_with_backlog(self) -> set[str]:
-        return {fid for fid, q in self.calls.queues.items() if q.pending}
+    def _with_backlog(self) -> set[str]:
+        return {rid for rid, q in self.calls.queues.items() if q.pending}
 
-    async def reconcile(self, function_id: str, running: list[Running]) -> None:
-        fdef = self.definition_of(function_id)
-        app_id = self.app_of.get(function_id)
-        if fdef is None or app_id is None:
-            return
-        live = self.live_tasks(function_id)
+    async def reconcile(self, revision_id: str, running: list[Running]) -> None:
+        revision = self.revisions.get(revision_id)
+        if revision is None:
+            if not self.calls.queue(revision_id).pending:
+                return
+            # Inputs no registered revision owns: retries of calls a deploy has since replaced.
+            revision = self.revisions[revision_id] = await self.load(revision_id)
+            self.retired.add(revision_id)
+        fdef = revision.definition
+        retired = revision_id in self.retired
+        warm = 0 if retired else min_containers(fdef)
+        live = self.live_tasks(revision_id)
         per_task = concurrency(fdef)
-        backlog = len(self.calls.queue(function_id).pending)
+        backlog = len(self.calls.queue(revision_id).pending)
         active = Counter(r.task_id for r in running)
         idle_slots = sum(per_task - active[t.task_id] for t in live)
         wanted = len(live)
         if backlog > idle_slots:
             wanted += math.ceil((backlog - idle_slots) / per_task)
-        wanted = max(wanted, min_containers(fdef))
+        wanted = max(wanted, warm)
         wanted = min(wanted, max_containers(fdef))
         starting = sum(1 for t in live if t.state == "starting")
         for _ in range(min(wanted - len(live), MAX_STARTING - starting)):
-            task = Task(new_id("ta"), function_id, app_id, time.time())
+            task = Task(new_id("ta"), revision_id, revision.function_id, revision.app_id, time.time())
             self.tasks[task.task_id] = task
             await self.launch(task)
 
         await self._enforce_timeout(fdef, running)
         now = time.monotonic()
-        window = scaledown_window(fdef)
-        surplus = len(live) - max(min_containers(fdef), 0)
+        window = 0.0 if retired else scaledown_window(fdef)
+        surplus = len(live) - warm
         for task in live:
             if active[task.task_id]:
                 task.idle_since = now
             elif surplus > 0 and backlog == 0 and now - task.idle_since >= window:
                 surplus -= 1
                 await self.drain(task)
-        for task in list(self.tasks.values()):
-            if task.function_id == function_id and task.state == "draining" and now > task.drain_deadline:
+        revision_tasks = [t for t in self.tasks.values() if t.revision_id == revision_id]
+        for task in revision_tasks:
+            if task.state == "draining" and now > task.drain_deadline:
                 await self.terminate(task)
+        if retired and not revision_tasks and not backlog:
+            self.remove(revision_id)
 
     async def _enforce_timeout(self, fdef: api_pb2.Function, running: list[Running]) -> None:
         if not fdef.timeout_secs:
@@ -184,7 +212,7 @@ class Scheduler:
         task.state = "draining"
         task.drain_deadline = time.monotonic() + DRAIN_GRACE
         task.stop.set()
-        self.calls.queue(task.function_id).wake()
+        self.calls.queue(task.revision_id).wake()
 
     def mark_running(self, task_id: str) -> None:
         task = self.tasks.get(task_id)
@@ -197,7 +225,7 @@ class Scheduler:
         if task:
             task.state = "stopped"
             task.stop.set()
-            self.kick(task.function_id)
+            self.kick(task.revision_id)
 
     def tasks_of_app(self, app_id: str) -> list[Task]:
         return [t for t in self.tasks.values() if t.app_id == app_id]

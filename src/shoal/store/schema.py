@@ -46,14 +46,33 @@ apps = Table(
     Column("client_id", String(64)),
     Column("created_at", Float, nullable=False),
     Column("stopped_at", Float),
+    # the version every new call runs: switching it is what makes a deploy atomic
+    Column("live_version", Integer),
 )
+Index("apps_by_name", apps.c.environment, apps.c.name)
 
-app_objects = Table(
-    "app_objects",
+app_versions = Table(
+    "app_versions",
     metadata,
     Column("app_id", String(64), primary_key=True),
-    Column("tag", String(256), primary_key=True),
-    Column("object_id", String(64), nullable=False),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),  # of its objects and their function revisions
+    Column("objects", Text, nullable=False),  # JSON: {tag: function or class id}
+    Column("revisions", Text, nullable=False),  # JSON: {function id: revision id}
+    Column("previous_version", Integer),
+    Column("rollback_version", Integer),  # set when this version re-deploys an older one
+    Column("deployed_at", Float, nullable=False),
+    Column("deployed_by", String(128), nullable=False, default=""),
+    Column("client_version", String(32), nullable=False, default=""),
+    Column("tag", String(64), nullable=False, default=""),
+    Column("commit_info", LargeBinary),  # api_pb2.CommitInfo
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("url", Text, primary_key=True),
+    Column("created_at", Float, nullable=False),
 )
 
 functions = Table(
@@ -62,8 +81,21 @@ functions = Table(
     Column("function_id", String(64), primary_key=True),
     Column("app_id", String(64), nullable=False, index=True),
     Column("tag", String(256), nullable=False),
-    Column("definition", LargeBinary),  # api_pb2.Function, empty until FunctionCreate
-    # a class bound to constructor parameters is a function of its own
+    # the revision FunctionCreate made last; an app version pins the one its calls run
+    Column("latest_revision", String(64)),
+    # a class bound to constructor parameters: its calls run the parent's live revision
+    Column("parent_id", String(64)),
+    Column("bound_params", LargeBinary),
+    Column("created_at", Float, nullable=False),
+)
+
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("revision_id", String(64), primary_key=True),  # content hash of all below
+    Column("function_id", String(64), nullable=False),
+    Column("app_id", String(64), nullable=False),
+    Column("definition", LargeBinary, nullable=False),  # api_pb2.Function
     Column("bound_params", LargeBinary),
     Column("created_at", Float, nullable=False),
 )
@@ -109,7 +141,7 @@ function_calls = Table(
     "function_calls",
     metadata,
     Column("function_call_id", String(64), primary_key=True),
-    Column("function_id", String(64), nullable=False, index=True),
+    Column("revision_id", String(64), nullable=False, index=True),
     Column("invocation_type", Integer, nullable=False),
     Column("cancelled", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
@@ -120,14 +152,14 @@ inputs = Table(
     metadata,
     Column("input_id", String(64), primary_key=True),
     Column("function_call_id", String(64), nullable=False, index=True),
-    Column("function_id", String(64), nullable=False),
+    Column("revision_id", String(64), nullable=False),
     Column("idx", Integer, nullable=False),
     Column("input", LargeBinary, nullable=False),  # api_pb2.FunctionInput
     Column("status", String(16), nullable=False),  # pending | done
     Column("retry_count", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
 )
-Index("inputs_pending", inputs.c.status, inputs.c.function_id)
+Index("inputs_pending", inputs.c.status, inputs.c.revision_id)
 
 outputs = Table(
     "outputs",

@@ -1,0 +1,36 @@
+"""Calls a deployed app by name, as another program would.
+
+    caller.py APP ENV once           prints version() and Greeter(name="x").greet()
+    caller.py APP ENV loop SECONDS   calls version() back to back while a long call runs,
+                                     one JSON line per call: start, end, result or error
+"""
+
+import json
+import sys
+import time
+
+import modal
+
+app_name, env, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+version = modal.Function.from_name(app_name, "version", environment_name=env)
+
+if mode == "once":
+    greeter = modal.Cls.from_name(app_name, "Greeter", environment_name=env)
+    print(f"version: {version.remote()}")
+    print(f"greet: {greeter(name='x').greet.remote()}")
+else:
+    long_call = modal.Function.from_name(app_name, "slow", environment_name=env).spawn(6.0)
+    print(json.dumps({"ready": time.time()}), flush=True)
+    deadline = time.time() + float(sys.argv[4])
+    while time.time() < deadline:
+        record = {"start": time.time()}
+        try:
+            record["result"] = version.remote()
+        except Exception as e:
+            record["error"] = f"{type(e).__name__}: {e}"
+        record["end"] = time.time()
+        print(json.dumps(record), flush=True)
+    try:
+        print(json.dumps({"long": long_call.get(timeout=60)}), flush=True)
+    except Exception as e:
+        print(json.dumps({"long_error": f"{type(e).__name__}: {e}"}), flush=True)

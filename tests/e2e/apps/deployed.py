@@ -1,0 +1,34 @@
+"""An app the deployment tests deploy again and again; they rewrite VERSION between deploys."""
+
+import time
+
+import modal
+
+VERSION = "v1"
+
+app = modal.App("e2e-deployed")
+
+
+@app.function()
+def version() -> str:
+    return VERSION
+
+
+@app.function()
+def slow(seconds: float) -> str:
+    time.sleep(seconds)
+    return VERSION
+
+
+@app.function(min_containers=1)
+def warm() -> str:
+    return VERSION
+
+
+@app.cls()
+class Greeter:
+    name: str = modal.parameter()
+
+    @modal.method()
+    def greet(self) -> str:
+        return f"{VERSION}:{self.name}"

@@ -1,0 +1,163 @@
+"""`modal deploy`: versions switched atomically, looked up by name, rolled back, kept apart per environment."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import APPS
+
+APP = "e2e-deployed"
+
+
+@pytest.fixture
+def app_file(tmp_path):
+    """A copy of the deployed app whose VERSION each deploy rewrites."""
+    path = tmp_path / "deployed.py"
+    template = (APPS / "deployed.py").read_text()
+
+    def write(version: str) -> str:
+        path.write_text(template.replace('VERSION = "v1"', f'VERSION = "{version}"'))
+        return str(path)
+
+    return write
+
+
+@pytest.fixture
+def webhook(shoal):
+    """A receiver for deployment events, configured with `shoal webhooks add`."""
+    events: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            events.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/events"
+    shoal.shoal("webhooks", "add", url)
+    assert url in shoal.shoal("webhooks", "list").stdout
+    yield events
+    shoal.shoal("webhooks", "remove", url)
+    server.shutdown()
+
+
+def call_once(shoal, env: str = "main") -> dict[str, str]:
+    out = shoal.python("caller.py", APP, env, "once").stdout
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+
+def history(shoal, env: str = "main") -> list[dict]:
+    return json.loads(shoal.modal("app", "history", APP, "--env", env, "--json").stdout)
+
+
+def warm_tasks(shoal) -> int:
+    apps = json.loads(shoal.modal("app", "list", "--json").stdout)
+    return sum(int(a["tasks"]) for a in apps if a["description"] == APP and a["state"] == "deployed")
+
+
+def wait_for(predicate, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return result
+
+
+def test_deploy_switches_versions_without_failing_a_call(shoal, app_file, webhook):
+    deployed = shoal.modal("deploy", app_file("v1"))
+    assert "App deployed" in deployed.stdout + deployed.stderr
+    assert call_once(shoal) == {"version": "v1", "greet": "v1:x"}
+    assert wait_for(lambda: warm_tasks(shoal) >= 1), "min_containers=1 keeps a container after the deploy"
+
+    # v2 goes live while a caller loops on calls and a long call is in flight.
+    loop = subprocess.Popen(
+        [sys.executable, "caller.py", APP, "main", "loop", "12"],
+        env=shoal.client_env(),
+        cwd=APPS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert "ready" in json.loads(loop.stdout.readline())
+    time.sleep(2)
+    shoal.modal("deploy", app_file("v2"))
+    deployed_at = time.time()
+    out, err = loop.communicate(timeout=120)
+    records = [json.loads(line) for line in out.splitlines()]
+    calls = [r for r in records if "start" in r]
+    assert not [r for r in calls if "error" in r], err
+    assert {"long": "v1"} in records, "a call running during the deploy finishes on the version it started on"
+    assert {r["result"] for r in calls} <= {"v1", "v2"}
+    assert any(r["result"] == "v1" for r in calls)
+    assert all(r["result"] == "v2" for r in calls if r["start"] > deployed_at + 1.0)
+    assert any(r["start"] > deployed_at + 1.0 for r in calls)
+    assert call_once(shoal) == {"version": "v2", "greet": "v2:x"}
+
+    versions = history(shoal)
+    assert [v["version"] for v in versions] == ["v2", "v1"]
+
+    # The same code again makes no version.
+    again = shoal.modal("deploy", app_file("v2"))
+    assert "no changes detected" in again.stdout + again.stderr
+    assert len(history(shoal)) == 2
+
+    rolled = shoal.modal("app", "rollback", APP, "v1")
+    assert "rollback successful" in rolled.stdout
+    assert call_once(shoal)["version"] == "v1"
+    assert [v["version"] for v in history(shoal)] == ["v3", "v2", "v1"]
+
+    assert wait_for(lambda: len(webhook) >= 3), webhook
+    assert [(e["event"], e["from_version"], e["to_version"]) for e in webhook] == [
+        ("deploy", None, 1),
+        ("deploy", 1, 2),
+        ("rollback", 2, 3),
+    ]
+    assert all(e["app_name"] == APP and e["environment"] == "main" for e in webhook)
+
+
+def test_environments_stay_apart(shoal, app_file):
+    shoal.modal("deploy", app_file("main-1"))
+    shoal.modal("environment", "create", "staging")
+    assert "staging" in shoal.modal("environment", "list").stdout
+    shoal.modal("deploy", "-e", "staging", app_file("staging-1"))
+    assert call_once(shoal, "staging")["version"] == "staging-1"
+    main_before = history(shoal)
+    assert call_once(shoal)["version"] == "main-1"
+    assert history(shoal) == main_before, "a deploy to staging never touches main"
+    assert [v["version"] for v in history(shoal, "staging")] == ["v1"]
+
+    recreated = shoal.modal("deploy", "-e", "staging", "--strategy", "recreate", app_file("staging-2"))
+    assert "Terminating running containers" in recreated.stdout  # the old version's containers go first
+    assert call_once(shoal, "staging")["version"] == "staging-2"
+
+    unknown = shoal.modal("deploy", "-e", "nowhere", app_file("x"), check=False)
+    assert unknown.returncode != 0 and "nowhere" in unknown.stdout + unknown.stderr
+
+    shoal.modal("environment", "delete", "staging", "--yes")
+    assert "staging" not in shoal.modal("environment", "list").stdout
+
+
+def test_lookups_fail_clearly(shoal):
+    missing_app = shoal.python("caller.py", "no-such-app", "main", "once", check=False)
+    assert missing_app.returncode != 0 and "no-such-app" in missing_app.stderr
+
+
+def test_deployed_apps_survive_a_restart(shoal, app_file):
+    shoal.modal("deploy", app_file("v1"))
+    before = call_once(shoal)["version"]
+    shoal.down()
+    shoal.up()
+    assert wait_for(lambda: warm_tasks(shoal) >= 1), "the warm pool comes back with shoal"
+    assert call_once(shoal)["version"] == before
+    shoal.modal("app", "stop", APP, "--yes")
+    stopped = shoal.python("caller.py", APP, "main", "once", check=False)
+    assert stopped.returncode != 0 and f"App '{APP}' is not deployed" in stopped.stderr
+    assert warm_tasks(shoal) == 0
