@@ -100,6 +100,10 @@ def test_deploy_switches_versions_without_failing_a_call(shoal, app_file, webhoo
     assert all(r["result"] == "v2" for r in calls if r["start"] > deployed_at + 1.0)
     assert any(r["start"] > deployed_at + 1.0 for r in calls)
     assert call_once(shoal) == {"version": "v2", "greet": "v2:x"}
+    # v1's containers drain and stop; v2's version, warm and Greeter(name="x") stay warm.
+    assert wait_for(lambda: warm_tasks(shoal) == 3), warm_tasks(shoal)
+    for served in ("serving v1", "serving v2"):
+        assert served in shoal.modal("app", "logs", APP, "--search", served).stdout
 
     versions = history(shoal)
     assert [v["version"] for v in versions] == ["v2", "v1"]

@@ -116,6 +116,11 @@ async def test_versions_switch_atomically_and_survive_a_restart(db):
     with pytest.raises(NotFound):
         await restarted.rollback(app.app_id, 9, "ak-2", "1.6.4")
 
+    # A version without the function: calls to it fail instead of running old code.
+    await restarted.publish(app.app_id, {}, "ak-1", "1.6.4", "", b"")
+    with pytest.raises(NotFound, match="not in the live version"):
+        await restarted.resolve(fid)
+
 
 async def test_calls_survive_restart(db):
     calls = Calls(db, lambda fid: api_pb2.FunctionRetryPolicy())

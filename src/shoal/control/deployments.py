@@ -63,9 +63,11 @@ class Deployments:
         if binding is not None:
             return await self.functions.bound_revision(function_id, await self.resolve(binding.parent_id))
         live = await self.live(await self.functions.app_of(function_id))
-        if live is not None and function_id in live.revisions:
-            return await self.functions.revision(live.revisions[function_id])
-        return await self.functions.latest(function_id)
+        if live is None:  # not published yet: what the client just created
+            return await self.functions.latest(function_id)
+        if function_id not in live.revisions:
+            raise NotFound(f"Function {function_id} is not in the live version (v{live.version}) of its app")
+        return await self.functions.revision(live.revisions[function_id])
 
     async def publish(
         self, app_id: str, objects: dict[str, str], deployed_by: str, client_version: str, tag: str, commit_info: bytes

@@ -196,10 +196,7 @@ class Platform:
         """A new live version: its functions may start containers, the ones it replaced drain."""
         await self._schedule_version(version)
         for rid, revision in list(self.scheduler.revisions.items()):
-            if (
-                revision.app_id == version.app_id
-                and (await self.deployments.resolve(revision.function_id)).revision_id != rid
-            ):
+            if revision.app_id == version.app_id and await self._current_revision(revision.function_id) != rid:
                 self.scheduler.retire(rid)
         app = await self.apps.get(version.app_id)
         if app.state == api_pb2.APP_STATE_DEPLOYED:
@@ -215,6 +212,12 @@ class Platform:
                     "deployed_at": version.deployed_at,
                 }
             )
+
+    async def _current_revision(self, function_id: str) -> str | None:
+        try:
+            return (await self.deployments.resolve(function_id)).revision_id
+        except NotFound:
+            return None  # the new version dropped the function
 
     async def _schedule_version(self, version: Version) -> None:
         for function_id in version.revisions:

@@ -11,6 +11,7 @@ app = modal.App("e2e-deployed")
 
 @app.function()
 def version() -> str:
+    print(f"serving {VERSION}")
     return VERSION
 
 
