@@ -509,6 +509,7 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def FunctionGetInputs(self, req):
         task = self._task()
+        task.ready = True
         if task.stop.is_set():
             return api_pb2.FunctionGetInputsResponse(inputs=[api_pb2.FunctionGetInputsItem(kill_switch=True)])
         inputs = await self.p.calls.next_inputs(

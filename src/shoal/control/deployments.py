@@ -41,6 +41,8 @@ class Deployments:
         self.db = db
         self.functions = functions
         self._live: dict[str, Version | None] = {}
+        # given the app and the revisions about to go live, before the switch
+        self.before_switch: Callable[[str, dict[str, str]], Awaitable[None]] = _ignore_revisions
         # told of every switch, after it is committed
         self.on_switch: Callable[[Version], Awaitable[None]] = _ignore
 
@@ -121,6 +123,7 @@ class Deployments:
         commit_info: bytes,
         rollback_version: int | None,
     ) -> Version:
+        await self.before_switch(app_id, revisions)
         async with self.db.tx() as conn:
             last = (
                 await conn.execute(
@@ -210,4 +213,8 @@ def _version(row) -> Version:
 
 
 async def _ignore(version: Version) -> None:
+    return None
+
+
+async def _ignore_revisions(app_id: str, revisions: dict[str, str]) -> None:
     return None

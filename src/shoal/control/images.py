@@ -73,15 +73,21 @@ class Images:
         job.task = asyncio.create_task(self._build(job, image, force_build))
         return image_id, None
 
-    async def join(self, image_id: str, after: int, timeout: float) -> tuple[list[str], int, api_pb2.GenericResult | None]:
+    async def join(
+        self, image_id: str, after: int, timeout: float
+    ) -> tuple[list[str], int, api_pb2.GenericResult | None]:
         """Build log lines after position `after`, and the result once the build ended."""
         job = self.jobs.get(image_id)
         if job is None:
             status = await self._status(image_id)
             ok = status == "ready"
-            return [], after, GenericResult(
-                status=GenericResult.GENERIC_STATUS_SUCCESS if ok else GenericResult.GENERIC_STATUS_FAILURE,
-                exception="" if ok else f"Image {image_id} is not built; rebuild it by running the app again",
+            return (
+                [],
+                after,
+                GenericResult(
+                    status=GenericResult.GENERIC_STATUS_SUCCESS if ok else GenericResult.GENERIC_STATUS_FAILURE,
+                    exception="" if ok else f"Image {image_id} is not built; rebuild it by running the app again",
+                ),
             )
         if len(job.lines) <= after and job.result is None:
             await job.pulse.wait(timeout)
@@ -161,4 +167,3 @@ class Images:
             for filename, sha, _mode in await self.mounts.files(image.context_mount_id):
                 context[filename.lstrip("/")] = self.mounts.blobs.path(sha)
         return context
-

@@ -53,7 +53,14 @@ class Logs:
         return entries
 
     async def fetch(
-        self, app_id: str, since: float, until: float, limit: int, function_id: str = "", task_id: str = "", fd: int = 0,
+        self,
+        app_id: str,
+        since: float,
+        until: float,
+        limit: int,
+        function_id: str = "",
+        task_id: str = "",
+        fd: int = 0,
         search: str = "",
     ) -> list[LogEntry]:
         """The newest `limit` entries in [since, until), oldest first."""

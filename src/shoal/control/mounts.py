@@ -61,7 +61,9 @@ class Mounts:
         try:
             async with self.db.tx() as conn:
                 await conn.execute(
-                    t.mounts.insert().values(mount_id=mount_id, name=name or None, files=listing, created_at=time.time())
+                    t.mounts.insert().values(
+                        mount_id=mount_id, name=name or None, files=listing, created_at=time.time()
+                    )
                 )
         except IntegrityError:
             pass  # the same files were mounted before: same id

@@ -37,6 +37,8 @@ from .webhooks import Webhooks
 log = logging.getLogger(__name__)
 
 IMAGE_BUILDER_VERSION = "2025.06"
+# A deploy waits this long at most for its new containers before it switches anyway.
+PREWARM_TIMEOUT = 20.0
 # An ephemeral app whose client stopped sending heartbeats is stopped after this long.
 APP_HEARTBEAT_TIMEOUT = 120.0
 GenericResult = api_pb2.GenericResult
@@ -71,6 +73,7 @@ class Platform:
         self.apps = Apps(self.db)
         self.functions = Functions(self.db)
         self.deployments = Deployments(self.db, self.functions)
+        self.deployments.before_switch = self._prewarm
         self.deployments.on_switch = self._switched
         self.webhooks = Webhooks(self.db)
         self.logs = Logs(self.db)
@@ -191,6 +194,21 @@ class Platform:
         if app.state != api_pb2.APP_STATE_DEPLOYED:
             raise FailedPrecondition(f"App {app_id} is not deployed")
         return await self.deployments.rollback(app_id, version, deployed_by, CLIENT_VERSION)
+
+    async def _prewarm(self, app_id: str, revisions: dict[str, str]) -> None:
+        """Rolling switch: a function with warm containers gets as many of its new revision,
+        ready, before new calls go to it, so a deploy under load queues nothing."""
+        live = await self.deployments.live(app_id)
+        if live is None:
+            return
+        waits = []
+        for function_id, revision_id in revisions.items():
+            old = live.revisions.get(function_id)
+            warm = len(self.scheduler.live_tasks(old)) if old and old != revision_id else 0
+            if warm:
+                revision = await self.functions.revision(revision_id)
+                waits.append(self.scheduler.prewarm(revision, warm, PREWARM_TIMEOUT))
+        await asyncio.gather(*waits)
 
     async def _switched(self, version: Version) -> None:
         """A new live version: its functions may start containers, the ones it replaced drain."""

@@ -46,6 +46,7 @@ class Task:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     drain_deadline: float = 0.0
     took_input: bool = False
+    ready: bool = False  # it has asked for its first input: imports and @enter are done
     startup_failure: api_pb2.GenericResult | None = None
     cancelled_inputs: list[str] = field(default_factory=list)
     cancel_pulse: Pulse = field(default_factory=Pulse)
@@ -85,6 +86,8 @@ class Scheduler:
         self.tasks: dict[str, Task] = {}
         self.revisions: dict[str, Revision] = {}  # the ones that may start containers
         self.retired: set[str] = set()
+        self._floor: dict[str, int] = {}  # containers held ready while a deploy waits for them
+        self._failed_starts: Counter[str] = Counter()
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
@@ -112,8 +115,25 @@ class Scheduler:
             self.retired.add(revision_id)
             self.kick(revision_id)
 
+    async def prewarm(self, revision: Revision, n: int, timeout: float) -> None:
+        """Start `n` containers of a revision and wait until they are ready, or one failed to start."""
+        rid = revision.revision_id
+        self._floor[rid] = n
+        self._failed_starts.pop(rid, None)
+        self.add(revision)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline and not self._failed_starts[rid]:
+                if sum(t.ready for t in self.live_tasks(rid)) >= n:
+                    return
+                await asyncio.sleep(0.05)
+            log.warning("containers of %s were not ready in time for the switch", rid)
+        finally:
+            self._floor.pop(rid, None)
+
     def remove(self, revision_id: str) -> None:
         self.revisions.pop(revision_id, None)
+        self._failed_starts.pop(revision_id, None)
         self.retired.discard(revision_id)
 
     def live_tasks(self, revision_id: str) -> list[Task]:
@@ -149,7 +169,7 @@ class Scheduler:
             self.retired.add(revision_id)
         fdef = revision.definition
         retired = revision_id in self.retired
-        warm = 0 if retired else min_containers(fdef)
+        warm = 0 if retired else max(min_containers(fdef), self._floor.get(revision_id, 0))
         live = self.live_tasks(revision_id)
         per_task = concurrency(fdef)
         backlog = len(self.calls.queue(revision_id).pending)
@@ -223,6 +243,8 @@ class Scheduler:
     def exited(self, task_id: str) -> None:
         task = self.tasks.pop(task_id, None)
         if task:
+            if not task.ready and task.state != "draining":
+                self._failed_starts[task.revision_id] += 1
             task.state = "stopped"
             task.stop.set()
             self.kick(task.revision_id)

@@ -32,7 +32,7 @@ class Tokens:
 
     async def verify(self, token_id: str, secret: str) -> None:
         if not token_id or not secret:
-            raise Unauthenticated("Missing token: run `eval \"$(shoal env)\"` to point the client at shoal")
+            raise Unauthenticated('Missing token: run `eval "$(shoal env)"` to point the client at shoal')
         expected = self._valid.get(token_id)
         if expected is None:
             async with self.db.tx() as conn:
