@@ -45,6 +45,12 @@ def _size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _console() -> Console:
+    """Rich's console; piped output gets whole lines (ids in full) rather than 80 columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 @click.group()
 def images() -> None:
     """Inspect and clean the image store."""
@@ -58,14 +64,18 @@ def ls(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("Image", "Created", "Status", "Size", "Layers", "From", "Last step")
+    table = Table()
+    for name in ("Image", "Created", "Status", "Size", "Layers"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("From", overflow="fold")
+    table.add_column("Last step", overflow="ellipsis", no_wrap=True, max_width=40)
     for row in rows:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created_at"]))
-        step = row["step"] if len(row["step"]) <= 50 else row["step"][:49] + "…"
         table.add_row(
-            row["image_id"], created, row["status"], _size(row["bytes"]), str(row["layers"]), row["source"], step
-        )
-    Console().print(table)
+            row["image_id"], created, row["status"], _size(row["bytes"]), str(len(row["layer_ids"])), row["source"],
+            row["step"],
+        )  # fmt: skip
+    _console().print(table)
 
 
 @images.command("du")
@@ -90,7 +100,7 @@ def du(image_ids: tuple[str, ...], as_json: bool) -> None:
         _size(figures["stored_bytes"]),
         f"{figures['dedup_ratio']:.2f}×",
     )
-    Console().print(table)
+    _console().print(table)
 
 
 @images.command("gc")

@@ -17,7 +17,7 @@ class ImageRow:
     image_id: str
     created_at: float
     status: str
-    layers: int
+    layer_ids: list[str]  # bottom first
     bytes: int  # its files' bytes, every layer counted in full
     source: str  # what it was built from: a base image id or a registry reference
     step: str  # its last Dockerfile command
@@ -49,7 +49,7 @@ async def list_images(db: Database, store: LayerStore) -> list[ImageRow]:
             size = sum(store.size(layer).bytes for layer in layers if store.has(layer))
             commands = list(definition.dockerfile_commands)
             step = commands[-1] if commands else ""
-            found.append(ImageRow(row.image_id, row.created_at, row.status, len(layers), size, _source(definition), step))
+            found.append(ImageRow(row.image_id, row.created_at, row.status, layers, size, _source(definition), step))
         return found
 
     return await asyncio.to_thread(describe)
