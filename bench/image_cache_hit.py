@@ -48,13 +48,25 @@ def main(samples: int = 100) -> dict:
             pass
     finally:
         UnaryUnaryWrapper.__call__ = original
-    rows = json.loads(subprocess.run([sys.executable, "-m", "shoal.cli.main", "images", "ls", "--json"], check=True,
-                                     capture_output=True, text=True).stdout)
+    rows = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "shoal.cli.main", "images", "ls", "--json"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     layers = next(len(row["layer_ids"]) for row in rows if row["image_id"] == image_id)
-    result = {"layers": layers, "samples": len(times), "p50_ms": round(statistics.median(times) * 1000, 2),
-              "max_ms": round(max(times) * 1000, 2)}
-    print(f"ImageGetOrCreate of a built {layers}-layer image: p50 {result['p50_ms']} ms, max {result['max_ms']} ms "
-          f"({len(times)} samples)")
+    result = {
+        "layers": layers,
+        "samples": len(times),
+        "p50_ms": round(statistics.median(times) * 1000, 2),
+        "max_ms": round(max(times) * 1000, 2),
+    }
+    print(
+        f"ImageGetOrCreate of a built {layers}-layer image: p50 {result['p50_ms']} ms, max {result['max_ms']} ms "
+        f"({len(times)} samples)"
+    )
     return result
 
 

@@ -27,8 +27,9 @@ from shoal.images.store import LayerStore
 
 
 def shoal_json(*args: str):
-    out = subprocess.run([sys.executable, "-m", "shoal.cli.main", "images", *args, "--json"], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "shoal.cli.main", "images", *args, "--json"], check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(out)
 
 
@@ -80,12 +81,18 @@ def main(package: str = "requests", samples: int = 200) -> dict:
         "largest_layer_files": store.size(largest).files,
         "largest_layer_materialise_s": round(cold, 2),
     }
-    print(f"stored {usage['stored_bytes'] / 1e6:.1f} MB for both images; base {base['bytes'] / 1e6:.1f} MB "
-          f"+ {package} layer {package_bytes / 1e6:.1f} MB -> {result['stored_over_base_plus_package']}x "
-          f"(logical {usage['logical_bytes'] / 1e6:.1f} MB)")
-    print(f"rootfs of a cached {result['rootfs_layers']}-layer image for a new container: "
-          f"p50 {result['rootfs_p50_ms']} ms, max {result['rootfs_max_ms']} ms ({samples} samples)")
-    print(f"making the base's largest layer ({result['largest_layer_files']} files) again from its manifest: {cold:.2f} s")
+    print(
+        f"stored {usage['stored_bytes'] / 1e6:.1f} MB for both images; base {base['bytes'] / 1e6:.1f} MB "
+        f"+ {package} layer {package_bytes / 1e6:.1f} MB -> {result['stored_over_base_plus_package']}x "
+        f"(logical {usage['logical_bytes'] / 1e6:.1f} MB)"
+    )
+    print(
+        f"rootfs of a cached {result['rootfs_layers']}-layer image for a new container: "
+        f"p50 {result['rootfs_p50_ms']} ms, max {result['rootfs_max_ms']} ms ({samples} samples)"
+    )
+    print(
+        f"making the base's largest layer ({result['largest_layer_files']} files) again from its manifest: {cold:.2f} s"
+    )
     return result
 
 

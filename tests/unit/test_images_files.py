@@ -105,9 +105,10 @@ async def test_a_layer_directory_is_made_again_from_its_manifest(tmp_path):
     assert os.lstat(os.path.join(built, "home/link")).st_uid == 1000
     assert os.stat(os.path.join(built, "home/app")).st_mode & 0o777 == 0o750
     assert os.stat(os.path.join(built, "home")).st_mtime_ns == MTIME
-    assert os.stat(os.path.join(built, "home/app/hardlink")).st_ino == os.stat(
-        os.path.join(built, "home/app/hardlink-source")
-    ).st_ino
+    assert (
+        os.stat(os.path.join(built, "home/app/hardlink")).st_ino
+        == os.stat(os.path.join(built, "home/app/hardlink-source")).st_ino
+    )
     manifest = store.manifest("l")
     for entry in manifest.files:
         assert os.stat(os.path.join(built, entry.path)).st_ino == os.stat(store.files.path(entry.key)).st_ino

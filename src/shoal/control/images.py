@@ -198,7 +198,8 @@ class Images:
                 doomed = [row.image_id for row in rows if row.image_id not in keep]
                 if doomed:
                     await conn.execute(delete(t.images).where(t.images.c.image_id.in_(doomed)))
-                    await conn.execute(delete(t.image_uses).where(t.image_uses.c.image_id.in_(doomed)))
+                stopped = select(t.apps.c.app_id).where(t.apps.c.state.in_(STOPPED_STATES))
+                await conn.execute(delete(t.image_uses).where(t.image_uses.c.app_id.in_(stopped)))
             for image_id in doomed:
                 self._built.pop(image_id, None)
                 if image_id in self.jobs:
@@ -215,8 +216,9 @@ async def referenced_image_ids(conn: AsyncConnection) -> set[str]:
     """The images garbage collection keeps: those that a function of a live (not stopped) app
     runs on or that a live app asked for, and the base images they were built from."""
     live_apps = select(t.apps.c.app_id).where(t.apps.c.state.not_in(STOPPED_STATES))
+    functions = t.functions.c
     definitions = await conn.execute(
-        select(t.functions.c.definition).where(t.functions.c.app_id.in_(live_apps), t.functions.c.definition.is_not(None))
+        select(functions.definition).where(functions.app_id.in_(live_apps), functions.definition.is_not(None))
     )
     found = {api_pb2.Function.FromString(row.definition).image_id for row in definitions}
     uses = await conn.execute(select(t.image_uses.c.image_id).where(t.image_uses.c.app_id.in_(live_apps)))

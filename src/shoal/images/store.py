@@ -196,7 +196,7 @@ class LayerStore:
     async def ensure(self, layer_ids: list[str]) -> list[str]:
         """The layers' directories, bottom first; any that is missing is made from its manifest."""
         dirs = [self.layer_dir(layer) for layer in layer_ids]
-        for layer_id, path in zip(layer_ids, dirs):
+        for layer_id, path in zip(layer_ids, dirs, strict=True):
             if not os.path.isdir(path):
                 async with self._lock(layer_id):
                     if not os.path.isdir(path):
