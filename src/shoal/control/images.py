@@ -184,7 +184,6 @@ class Images:
                 context[filename.lstrip("/")] = self.mounts.blobs.path(sha)
         return context
 
-
     # -- garbage collection ------------------------------------------------------------
 
     async def collect(self) -> Collected:
