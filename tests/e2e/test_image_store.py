@@ -4,7 +4,10 @@ import json
 import os
 import re
 import secrets
+import urllib.error
+import urllib.request
 
+import pytest
 from conftest import running_shoal
 
 
@@ -59,3 +62,14 @@ def test_images_share_their_base_and_gc_frees_only_what_no_live_app_uses(shoal):
         finally:
             if live.poll() is None:
                 live.kill()
+
+
+def test_admin_routes_want_a_token(shoal):
+    state = json.loads((shoal.home / "server.json").read_text())
+    url = f"http://{state['host']}:{state['http_port']}/admin/images"
+    request = urllib.request.Request(url, headers={"x-modal-token-id": "ak-nobody", "x-modal-token-secret": "wrong"})
+    for attempt in (url, request):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(attempt, timeout=30)
+        assert refused.value.code == 401
+    assert "Image" in shoal.shoal("images", "ls").stdout
