@@ -1,4 +1,4 @@
-"""Runs every benchmark of the walking skeleton and prints a summary.
+"""Runs every benchmark and prints a summary.
 
     eval "$(shoal env)"; python bench/run_all.py
 """
@@ -8,6 +8,8 @@ import platform
 import time
 
 import cold_start
+import image_cache_hit
+import image_store
 import map_throughput
 import remote_latency
 import rpc_floor
@@ -22,5 +24,7 @@ if __name__ == "__main__":
         "map_throughput": map_throughput.main(),
         "cold_start": cold_start.main(),
         "second_run": second_run.main(),
+        "image_store": image_store.main(),
+        "image_cache_hit": image_cache_hit.main(),
     }
     print(json.dumps(results, indent=2))

@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -90,14 +92,19 @@ class Shoal:
         self.shoal("down", check=False)
 
 
-@pytest.fixture(scope="session")
-def shoal():
+@contextmanager
+def running_shoal(clone_images: bool = False) -> Iterator[Shoal]:
+    """A shoal of its own; its image store is the shared cache, or a copy made of hard links
+    for tests that collect garbage (which must not empty the cache other tests build on)."""
     require_root_and_runc()
     # Beside the caches: layers are built in the home's file system and renamed into place.
     home = Path(tempfile.mkdtemp(prefix="shoal-e2e-", dir="/var/tmp"))
     for name, cache in CACHE.items():
         cache.mkdir(parents=True, exist_ok=True)
-        os.symlink(cache, home / name)
+        if name == "images" and clone_images:
+            subprocess.run(["cp", "-al", str(cache), str(home / name)], check=True)
+        else:
+            os.symlink(cache, home / name)
     instance = Shoal(home, _free_port_pair())
     instance.up()
     try:
@@ -109,3 +116,9 @@ def shoal():
             tail = log.read_text(errors="replace")[-4000:]
             print("---- shoal server log (tail) ----\n" + tail)
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shoal():
+    with running_shoal() as instance:
+        yield instance

@@ -89,3 +89,82 @@ def test_built_image_json_round_trip():
     assert BuiltImage.from_dict(image.to_dict()) == image
     minimal = BuiltImage.from_dict({"layers": [], "config": {"env": {}}})
     assert minimal.config.shell == ["/bin/sh", "-c"] and minimal.config.workdir == "/" and minimal.built == 0
+
+
+# -- garbage collection --------------------------------------------------------------
+
+
+async def commit(store: LayerStore, layer_id: str, files: dict[str, bytes]) -> None:
+    async with store.building(layer_id) as root:
+        for name, content in files.items():
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(content)
+            os.utime(os.path.join(root, name), ns=(0, 0))
+
+
+def keeping(*layers: str):
+    async def live() -> set[str]:
+        return set(layers)
+
+    return live
+
+
+async def test_collect_removes_unkept_layers_and_files_only_they_name(tmp_path):
+    store = LayerStore(str(tmp_path))
+    await commit(store, "base", {"shared": b"s" * 100, "base-only": b"b"})
+    await commit(store, "kept", {"shared": b"s" * 100, "mine": b"k"})
+    await commit(store, "gone", {"shared": b"s" * 100, "theirs": b"g" * 50})
+    collected = await store.collect(keeping("base", "kept"))
+    assert (collected.layers, collected.files, collected.bytes) == (1, 1, 50)
+    assert store.layer_ids() == ["base", "kept"]
+    assert not os.path.exists(store.layer_dir("gone"))
+    assert store.files.usage().count == 3  # shared, base-only, mine
+    assert os.listdir(tmp_path / "trash") == []
+    # What is kept can still be made again from its manifest.
+    os.rename(store.layer_dir("kept"), str(tmp_path / "aside"))
+    await store.ensure(["kept"])
+    assert sorted(os.listdir(store.layer_dir("kept"))) == ["mine", "shared"]
+
+
+async def test_collect_keeps_what_a_container_holds(tmp_path):
+    store = LayerStore(str(tmp_path))
+    await commit(store, "l", {"f": b"data"})
+    lease = await store.hold(["l"])
+    assert (await store.collect(keeping())).layers == 0
+    assert store.has("l") and os.path.isdir(store.layer_dir("l"))
+    await store.release(lease)
+    assert (await store.collect(keeping())).layers == 1
+    assert not store.has("l") and store.files.usage().count == 0
+
+
+async def test_collect_during_a_build_keeps_its_layers(tmp_path):
+    store = LayerStore(str(tmp_path))
+    await commit(store, "base", {"f": b"base"})
+    in_step = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def build() -> None:
+        async with store.lease():
+            assert await store.use(["base"])
+            await commit(store, "step1", {"g": b"one"})
+            async with store.building("step2") as root:
+                in_step.set()
+                await finish.wait()  # a RUN step going on
+                open(os.path.join(root, "h"), "w").close()
+
+    task = asyncio.create_task(build())
+    await in_step.wait()
+    assert (await store.collect(keeping())).layers == 0  # nothing the build made or uses goes
+    assert store.layer_ids() == ["base", "step1"]
+    finish.set()
+    await task
+    assert (await store.collect(keeping("step2"))).layers == 2  # the build is over: its lease too
+    assert store.layer_ids() == ["step2"]
+
+
+async def test_a_collected_base_is_reported_to_the_build(tmp_path):
+    store = LayerStore(str(tmp_path))
+    await commit(store, "base", {"f": b"base"})
+    await store.collect(keeping())
+    async with store.lease():
+        assert not await store.use(["base"])

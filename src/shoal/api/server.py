@@ -1,4 +1,4 @@
-"""Runs the platform behind its two endpoints: gRPC for the client, HTTP for blobs."""
+"""Runs the platform behind its two endpoints: gRPC for the client, HTTP for blobs and admin."""
 
 import asyncio
 import logging
@@ -13,6 +13,7 @@ from modal_version import __version__ as CLIENT_VERSION
 
 from ..control.errors import Unauthenticated
 from ..control.platform import Platform, Settings
+from .admin import admin_routes
 from .blob_urls import BlobUrls
 from .http import http_app
 from .servicer import ShoalServicer
@@ -35,7 +36,8 @@ class ShoalServer:
         self._grpc = Server([ShoalServicer(self.platform, self.blob_urls)])
         listen(self._grpc, RecvRequest, self._authenticate)
         await self._grpc.start(self.host, self.port)
-        self._http = web.AppRunner(http_app(self.platform.blobs, self.blob_urls), access_log=None)
+        http = http_app(self.platform.blobs, self.blob_urls, admin_routes(self.platform))
+        self._http = web.AppRunner(http, access_log=None)
         await self._http.setup()
         await web.TCPSite(self._http, self.host, self.http_port).start()
         log.info("shoal listening on %s (blobs on port %d)", self.settings.server_url, self.http_port)

@@ -326,7 +326,7 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def ImageGetOrCreate(self, req):
-        image_id, result = await self.p.images.get_or_create(req.image, req.force_build)
+        image_id, result = await self.p.images.get_or_create(req.image, req.force_build, req.app_id)
         response = api_pb2.ImageGetOrCreateResponse(image_id=image_id)
         if result is not None:
             response.result.CopyFrom(result)

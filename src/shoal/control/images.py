@@ -2,7 +2,8 @@
 
 An image id is a hash of its definition (commands, base image ids, context
 files, build args), so the same definition is the same image and is never
-rebuilt unless the client forces it.
+rebuilt unless the client forces it (or its layers are gone). Images no live
+app refers to are garbage: `collect` removes them with their layers and files.
 """
 
 import asyncio
@@ -14,12 +15,15 @@ import time
 from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..images.builder import Builder, BuildError
 from ..images.spec import BuiltImage
+from ..images.store import Collected
 from ..store import schema as t
 from ..store.database import Database
+from .apps import STOPPED_STATES
 from .errors import NotFound
 from .ids import content_id
 from .mounts import Mounts
@@ -48,20 +52,25 @@ class Images:
         self.db = db
         self.mounts = mounts
         self.builder = builder
+        self.layers = builder.store
         self.builder_version = builder_version
         self.jobs: dict[str, BuildJob] = {}
         self._built: dict[str, BuiltImage] = {}
 
-    async def get_or_create(self, image: api_pb2.Image, force_build: bool) -> tuple[str, api_pb2.GenericResult | None]:
+    async def get_or_create(
+        self, image: api_pb2.Image, force_build: bool, app_id: str = ""
+    ) -> tuple[str, api_pb2.GenericResult | None]:
         """Returns the image id, and its result when no build is needed."""
         definition = image.SerializeToString(deterministic=True)
         image_id = content_id("im", self.builder_version.encode() + definition)
+        if app_id:
+            await self._used_by(image_id, app_id)
         job = self.jobs.get(image_id)
         if job and job.result is None:
             return image_id, None  # a build is under way: join it
         async with self.db.tx() as conn:
             row = (await conn.execute(select(t.images).where(t.images.c.image_id == image_id))).one_or_none()
-            if row and row.status == "ready" and not force_build:
+            if row and row.status == "ready" and not force_build and self._layers_present(row.built):
                 return image_id, GenericResult(status=GenericResult.GENERIC_STATUS_SUCCESS)
             if row is None:
                 await conn.execute(
@@ -72,6 +81,17 @@ class Images:
         job = self.jobs[image_id] = BuildJob(image_id)
         job.task = asyncio.create_task(self._build(job, image, force_build))
         return image_id, None
+
+    def _layers_present(self, built: str) -> bool:
+        """A ready image whose layers were removed behind shoal's back (or by an older store) is built again."""
+        return all(self.layers.has(layer) for layer in BuiltImage.from_json(built).layers)
+
+    async def _used_by(self, image_id: str, app_id: str) -> None:
+        async with self.db.tx() as conn:
+            used = t.image_uses.c
+            seen = await conn.execute(select(used.app_id).where(used.image_id == image_id, used.app_id == app_id))
+            if seen.one_or_none() is None:
+                await conn.execute(insert(t.image_uses).values(image_id=image_id, app_id=app_id))
 
     async def join(
         self, image_id: str, after: int, timeout: float
@@ -123,18 +143,20 @@ class Images:
     async def _build(self, job: BuildJob, image: api_pb2.Image, force_build: bool) -> None:
         context_dir = tempfile.mkdtemp(prefix="shoal-context-")
         try:
-            bases = {b.docker_tag: await self.built(b.image_id) for b in image.base_images}
-            context = await self._context(image, context_dir)
-            built = await self.builder.build(
-                list(image.dockerfile_commands),
-                bases=bases,
-                context=context,
-                build_args=dict(image.build_args),
-                force_build=force_build,
-                log=job.log,
-            )
-            self._built[job.image_id] = built
-            await self._set(job.image_id, status="ready", built=built.to_json(), error=None)
+            # The lease keeps every layer this build makes or uses until the image is recorded as ready.
+            async with self.layers.lease():
+                bases = {b.docker_tag: await self.built(b.image_id) for b in image.base_images}
+                context = await self._context(image, context_dir)
+                built = await self.builder.build(
+                    list(image.dockerfile_commands),
+                    bases=bases,
+                    context=context,
+                    build_args=dict(image.build_args),
+                    force_build=force_build,
+                    log=job.log,
+                )
+                self._built[job.image_id] = built
+                await self._set(job.image_id, status="ready", built=built.to_json(), error=None)
             job.result = GenericResult(status=GenericResult.GENERIC_STATUS_SUCCESS)
         except BuildError as e:
             await self._fail(job, str(e))
@@ -167,3 +189,48 @@ class Images:
             for filename, sha, _mode in await self.mounts.files(image.context_mount_id):
                 context[filename.lstrip("/")] = self.mounts.blobs.path(sha)
         return context
+
+    # -- garbage collection ------------------------------------------------------------
+
+    async def collect(self) -> Collected:
+        """Remove images no live app refers to, then layers no image keeps and files no layer names."""
+
+        async def live_layers() -> set[str]:
+            building = {image_id for image_id, job in self.jobs.items() if job.result is None}
+            async with self.db.tx() as conn:
+                keep = await referenced_image_ids(conn) | building
+                rows = (await conn.execute(select(t.images.c.image_id, t.images.c.built))).all()
+                doomed = [row.image_id for row in rows if row.image_id not in keep]
+                if doomed:
+                    await conn.execute(delete(t.images).where(t.images.c.image_id.in_(doomed)))
+                stopped = select(t.apps.c.app_id).where(t.apps.c.state.in_(STOPPED_STATES))
+                await conn.execute(delete(t.image_uses).where(t.image_uses.c.app_id.in_(stopped)))
+            for image_id in doomed:
+                self._built.pop(image_id, None)
+                if image_id in self.jobs:
+                    del self.jobs[image_id]
+            kept = [BuiltImage.from_json(row.built) for row in rows if row.image_id in keep and row.built]
+            return {layer for image in kept for layer in image.layers}
+
+        collected = await self.layers.collect(live_layers)
+        log.info("image gc: removed %d layers, %d files (%d bytes)", collected.layers, collected.files, collected.bytes)
+        return collected
+
+
+async def referenced_image_ids(conn: AsyncConnection) -> set[str]:
+    """The images garbage collection keeps: those that any version of a live (not stopped) app
+    runs on or that a live app asked for, and the base images they were built from."""
+    live_apps = select(t.apps.c.app_id).where(t.apps.c.state.not_in(STOPPED_STATES))
+    # every revision of a live app, not only the live ones: a rollback may bring any back
+    definitions = await conn.execute(select(t.revisions.c.definition).where(t.revisions.c.app_id.in_(live_apps)))
+    found = {api_pb2.Function.FromString(row.definition).image_id for row in definitions}
+    uses = await conn.execute(select(t.image_uses.c.image_id).where(t.image_uses.c.app_id.in_(live_apps)))
+    found |= {row.image_id for row in uses}
+    found.discard("")
+    todo = set(found)
+    while todo:
+        rows = await conn.execute(select(t.images.c.definition).where(t.images.c.image_id.in_(todo)))
+        bases = {b.image_id for row in rows for b in api_pb2.Image.FromString(row.definition).base_images}
+        todo = bases - found
+        found |= bases
+    return found

@@ -16,7 +16,7 @@ from modal_version import __version__ as CLIENT_VERSION
 from ..images.base import BaseResolver
 from ..images.builder import Builder
 from ..images.client_pkg import ensure_client_pkg
-from ..images.store import LayerStore
+from ..images.store import LayerStore, Lease
 from ..runtime import Runtime
 from ..store.blobs import BlobStore
 from ..store.database import Database
@@ -89,6 +89,7 @@ class Platform:
         self.last_heartbeat: dict[str, float] = {}
         self._tick: asyncio.Task | None = None
         self._starting: set[asyncio.Task] = set()
+        self._leases: dict[str, Lease] = {}  # task id -> the image layers its container uses
 
     async def start(self) -> None:
         await self.db.create_schema()
@@ -292,6 +293,9 @@ class Platform:
         revision = await self.functions.revision(task.revision_id)
         fdef = revision.definition
         built = await self.images.built(fdef.image_id)
+        # Held until the container exits, so that image garbage collection leaves its layers alone.
+        self._leases[task.task_id] = await self.layers.hold(built.layers)
+        lower_dirs = await self.layers.ensure(built.layers)
         python = built.config.python_version or "3.11"
         client_dir = await asyncio.to_thread(ensure_client_pkg, self.settings.home, python)
         mount_dirs = [await self.mounts.materialise(m) for m in fdef.mount_ids if m != CLIENT_MOUNT_ID]
@@ -317,7 +321,7 @@ class Platform:
         resources = fdef.resources
         return ContainerPlan(
             task_id=task.task_id,
-            lower_dirs=[self.layers.layer_dir(layer) for layer in built.layers] + [client_dir] + mount_dirs,
+            lower_dirs=lower_dirs + [client_dir] + mount_dirs,
             args=list(built.config.entrypoint or []) + ["python", "-m", "modal._container_entrypoint"],
             env=env,
             cwd=built.config.workdir if built.config.workdir not in ("", "/") else "/root",
@@ -353,6 +357,8 @@ class Platform:
     ) -> None:
         if output:
             await output.flush()
+        if lease := self._leases.pop(task.task_id, None):
+            await self.layers.release(lease)
         was_draining = task.state == "draining"
         self.scheduler.exited(task.task_id)
         if task.kill_status:

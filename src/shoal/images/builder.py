@@ -166,7 +166,10 @@ class _BuildRun:
         if ref == "scratch":
             return BuiltImage([], ImageConfig())
         if ref in self.bases:
-            return self.bases[ref]
+            image = self.bases[ref]
+            if not await self.store.use(image.layers):
+                raise DockerfileError(f"the layers of base image {ref!r} were garbage collected; run the app again")
+            return image
         return await self.builder.resolve_base(ref, self.log)
 
     async def _from(self, ins: Instruction) -> None:

@@ -541,7 +541,7 @@ async def _pull_layer(client: _Client, store: LayerStore, desc: dict[str, Any], 
     """Make sure the layer is in the store; the bytes downloaded, or None when it already was."""
     digest = desc["digest"]
     layer_id = digest.partition(":")[2]
-    if store.has(layer_id):
+    if await store.use([layer_id]):
         log(f"layer {_short(digest)} cached")
         return None
     async with limit:

@@ -120,6 +120,15 @@ images = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# Which app asked for which image (ImageGetOrCreate): an image stays referenced while its app
+# is live, before any function names it.
+image_uses = Table(
+    "image_uses",
+    metadata,
+    Column("image_id", String(80), primary_key=True),
+    Column("app_id", String(64), primary_key=True, index=True),
+)
+
 mounts = Table(
     "mounts",
     metadata,

@@ -1,0 +1,45 @@
+"""Admin HTTP routes for the `shoal` command line: image listing, usage and garbage collection.
+
+Callers authenticate with an API token (the headers the modal client sends over gRPC).
+"""
+
+from dataclasses import asdict
+
+from aiohttp import web
+
+from ..control.errors import Unauthenticated
+from ..control.image_report import list_images, usage
+from ..control.platform import Platform
+
+TOKEN_ID_HEADER = "x-modal-token-id"
+TOKEN_SECRET_HEADER = "x-modal-token-secret"
+
+
+def admin_routes(platform: Platform) -> list[web.RouteDef]:
+    async def authenticated(request: web.Request) -> None:
+        try:
+            await platform.tokens.verify(
+                request.headers.get(TOKEN_ID_HEADER, ""), request.headers.get(TOKEN_SECRET_HEADER, "")
+            )
+        except Unauthenticated as e:
+            raise web.HTTPUnauthorized(text=str(e)) from None
+
+    async def images(request: web.Request) -> web.Response:
+        await authenticated(request)
+        rows = await list_images(platform.db, platform.layers)
+        return web.json_response([asdict(row) for row in rows])
+
+    async def images_usage(request: web.Request) -> web.Response:
+        await authenticated(request)
+        image_ids = request.query.getall("image_id", []) or None
+        return web.json_response((await usage(platform.db, platform.layers, image_ids)).to_dict())
+
+    async def images_gc(request: web.Request) -> web.Response:
+        await authenticated(request)
+        return web.json_response(asdict(await platform.images.collect()))
+
+    return [
+        web.get("/admin/images", images),
+        web.get("/admin/images/usage", images_usage),
+        web.post("/admin/images/gc", images_gc),
+    ]

@@ -1,0 +1,76 @@
+"""Where the running shoal leaves its address and the first token, under SHOAL_HOME,
+and the store it uses, for commands that change it directly."""
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+
+T = TypeVar("T")
+
+
+def shoal_home() -> str:
+    return os.environ.get("SHOAL_HOME") or os.path.expanduser("~/.local/share/shoal")
+
+
+def state_path(home: str) -> str:
+    return os.path.join(home, "server.json")
+
+
+def token_path(home: str) -> str:
+    return os.path.join(home, "token.json")
+
+
+def read_json(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def running_state(home: str) -> dict | None:
+    state = read_json(state_path(home))
+    return state if state and alive(state["pid"]) else None
+
+
+def with_store(action: Callable[..., Awaitable[T]]) -> T:
+    """Run `action(db)` on the store shoal uses here (the running server sees the change)."""
+    from ..control.errors import ShoalError
+    from ..store.database import Database
+
+    home = shoal_home()
+    os.makedirs(home, exist_ok=True)
+    database = (read_json(state_path(home)) or {}).get("database") or os.path.join(home, "shoal.db")
+
+    async def run() -> T:
+        db = Database(database)
+        await db.create_schema()
+        try:
+            return await action(db)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(run())
+    except ShoalError as e:
+        raise click.ClickException(str(e)) from None
