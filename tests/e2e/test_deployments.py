@@ -71,7 +71,7 @@ def wait_for(predicate, timeout: float = 60):
     return result
 
 
-def test_deploy_switches_versions_without_failing_a_call(shoal, app_file, webhook):
+def test_deploy_switches_versions_without_failing_a_call(shoal, app_file, webhook, tmp_path):
     deployed = shoal.modal("deploy", app_file("v1"))
     assert "App deployed" in deployed.stdout + deployed.stderr
     assert call_once(shoal) == {"version": "v1", "greet": "v1:x"}
@@ -79,7 +79,7 @@ def test_deploy_switches_versions_without_failing_a_call(shoal, app_file, webhoo
 
     # v2 goes live while a caller loops on calls and a long call is in flight.
     loop = subprocess.Popen(
-        [sys.executable, "caller.py", APP, "main", "loop", "12"],
+        [sys.executable, "caller.py", APP, "main", "loop", str(tmp_path / "stop")],
         env=shoal.client_env(),
         cwd=APPS,
         stdout=subprocess.PIPE,
@@ -90,6 +90,8 @@ def test_deploy_switches_versions_without_failing_a_call(shoal, app_file, webhoo
     time.sleep(2)
     shoal.modal("deploy", app_file("v2"))
     deployed_at = time.time()
+    time.sleep(3)
+    (tmp_path / "stop").touch()
     out, err = loop.communicate(timeout=120)
     records = [json.loads(line) for line in out.splitlines()]
     calls = [r for r in records if "start" in r]
@@ -100,6 +102,7 @@ def test_deploy_switches_versions_without_failing_a_call(shoal, app_file, webhoo
     assert all(r["result"] == "v2" for r in calls if r["start"] > deployed_at + 1.0)
     assert any(r["start"] > deployed_at + 1.0 for r in calls)
     assert call_once(shoal) == {"version": "v2", "greet": "v2:x"}
+    assert "deployed says v2" in shoal.modal("run", "other_app.py").stdout
     # v1's containers drain and stop; v2's version, warm and Greeter(name="x") stay warm.
     assert wait_for(lambda: warm_tasks(shoal) == 3), warm_tasks(shoal)
     for served in ("serving v1", "serving v2"):

@@ -262,20 +262,40 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def TaskList(self, req):
-        tasks = [t for t in self.p.scheduler.tasks.values() if not req.app_id or t.app_id == req.app_id]
-        return api_pb2.TaskListResponse(
-            tasks=[
-                api_pb2.TaskStats(task_id=t.task_id, app_id=t.app_id, started_at=t.started_at, enqueued_at=t.started_at)
-                for t in tasks
-            ]
+        tasks = []
+        for task in self.p.scheduler.tasks.values():
+            if req.app_id and task.app_id != req.app_id:
+                continue
+            app = await self.p.apps.get(task.app_id)
+            if req.environment_name and app.environment != req.environment_name:
+                continue
+            tasks.append(
+                api_pb2.TaskStats(
+                    task_id=task.task_id,
+                    app_id=task.app_id,
+                    app_description=app.name or app.description,
+                    started_at=task.started_at,
+                    enqueued_at=task.started_at,
+                )
+            )
+        return api_pb2.TaskListResponse(tasks=tasks)
+
+    @unary
+    async def TaskGetInfo(self, req):
+        record = await self.p.containers.get(req.task_id)
+        return api_pb2.TaskGetInfoResponse(
+            app_id=record.app_id,
+            info=api_pb2.TaskInfo(
+                id=record.task_id,
+                started_at=record.started_at,
+                enqueued_at=record.started_at,
+                finished_at=record.finished_at or 0,
+            ),
         )
 
     @unary
     async def ContainerStop(self, req):
-        task = self.p.scheduler.tasks.get(req.task_id)
-        if task is None:
-            raise NotFound(f"Container {req.task_id} is not running")
-        await self.p.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Container was stopped")
+        await self.p.stop_container(req.task_id, req.graceful)
         return api_pb2.ContainerStopResponse()
 
     # -- mounts and blobs --------------------------------------------------

@@ -317,6 +317,15 @@ class Calls:
                 del self.running[input_id]
                 await self._finish(running, result, 0)
 
+    def requeue_running(self, task_id: str) -> None:
+        """A container was stopped under its inputs: they go back to the queue, their retries untouched."""
+        for input_id, running in list(self.running.items()):
+            if running.task_id == task_id:
+                del self.running[input_id]
+                call = self.calls.get(running.input.call_id)
+                if call and not call.cancelled:
+                    self._enqueue(call, [running.input])
+
     async def fail_queued(self, revision_id: str, result: api_pb2.GenericResult) -> None:
         """Fail every queued input of a function that cannot start containers."""
         q = self.queue(revision_id)

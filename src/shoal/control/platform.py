@@ -23,6 +23,7 @@ from ..store.database import Database
 from ..worker.agent import ContainerPlan, LocalWorker, SocketServer
 from .apps import DEFAULT_ENVIRONMENT, STOPPED_STATES, Apps
 from .calls import Calls
+from .containers import Containers
 from .deployments import Deployments, Version
 from .errors import FailedPrecondition, NotFound
 from .functions import Functions, Revision, retry_policy
@@ -77,6 +78,7 @@ class Platform:
         self.deployments.on_switch = self._switched
         self.webhooks = Webhooks(self.db)
         self.logs = Logs(self.db)
+        self.containers = Containers(self.db)
         self.mounts = Mounts(self.db, self.blobs, os.path.join(home, "mounts"))
         self.calls = Calls(self.db, lambda rid: retry_policy(self.functions.cached(rid)))
         self.runtime = Runtime(os.path.join(home, "runtime"))
@@ -95,6 +97,7 @@ class Platform:
         await self.db.create_schema()
         await self.apps.ensure_environment("")
         await self.runtime.cleanup_all()
+        await self.containers.close_unfinished()
         await self._recover()
         self.scheduler.start()
         self._tick = asyncio.create_task(self._watch_heartbeats())
@@ -152,6 +155,17 @@ class Platform:
                     continue
                 log.info("app %s lost its client; stopping it", app_id)
                 await self.stop_app(app_id)
+
+    async def stop_container(self, task_id: str, graceful: bool) -> None:
+        """`modal container stop`: gracefully, it finishes its inputs first; otherwise they run elsewhere."""
+        task = self.scheduler.tasks.get(task_id)
+        if task is None:
+            raise NotFound(f"Container {task_id} is not running")
+        if graceful:
+            await self.scheduler.drain(task)
+            return
+        self.calls.requeue_running(task_id)
+        await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Container was stopped")
 
     async def cancel_running(self, input_ids: list[str], terminate: bool) -> None:
         """Cancelled inputs still running: tell their containers, or stop them."""
@@ -269,6 +283,7 @@ class Platform:
     # -- containers --------------------------------------------------------
 
     async def _launch(self, task: Task) -> None:
+        await self.containers.started(task)
         # Started in the background: the scheduler goes on while the container boots.
         starting = asyncio.create_task(self._start_container(task))
         self._starting.add(starting)
@@ -359,6 +374,7 @@ class Platform:
             await output.flush()
         if lease := self._leases.pop(task.task_id, None):
             await self.layers.release(lease)
+        await self.containers.finished(task.task_id, code)
         was_draining = task.state == "draining"
         self.scheduler.exited(task.task_id)
         if task.kill_status:

@@ -119,7 +119,7 @@ def _resolve(ref: str, mirrors: dict[str, str]) -> tuple[str | None, str, str, s
     scheme = None
     m = re.match(r"^(https?)://", mirror)
     if m:
-        scheme, mirror = m.group(1), mirror[m.end():]
+        scheme, mirror = m.group(1), mirror[m.end() :]
     mirror_host, _, prefix = mirror.strip("/").partition("/")
     if prefix:  # a mirror that serves the upstream under a path ("harbor.corp/hub-proxy")
         repo = f"{prefix.strip('/')}/{repo}"
@@ -197,8 +197,7 @@ def _basic(auth: RegistryAuth) -> str:
 class _Client:
     """One repository on one registry, with the auth it took to get in."""
 
-    def __init__(self, session: aiohttp.ClientSession, scheme: str, host: str, repo: str,
-                 auth: RegistryAuth | None):
+    def __init__(self, session: aiohttp.ClientSession, scheme: str, host: str, repo: str, auth: RegistryAuth | None):
         self.session = session
         self.host = host
         self.repo = repo
@@ -211,8 +210,7 @@ class _Client:
     def _unreachable(self, e: BaseException) -> RegistryError:
         if isinstance(e, (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)):
             return RegistryError(
-                f"TLS error talking to registry {self.host}: {e}; if it serves plain HTTP, "
-                f"list it in {INSECURE_ENV}"
+                f"TLS error talking to registry {self.host}: {e}; if it serves plain HTTP, list it in {INSECURE_ENV}"
             )
         if isinstance(e, asyncio.TimeoutError):
             return RegistryError(f"registry {self.host} timed out ({self.base})")
@@ -371,7 +369,8 @@ def _platform_name(p: dict[str, Any]) -> str:
 def _pick_platform(index: dict[str, Any], display: str) -> dict[str, Any]:
     entries = [m for m in index.get("manifests") or [] if isinstance(m, dict) and m.get("digest")]
     matching = [
-        m for m in entries
+        m
+        for m in entries
         if (m.get("platform") or {}).get("os") == PLATFORM[0]
         and (m.get("platform") or {}).get("architecture") == PLATFORM[1]
     ]
@@ -483,8 +482,9 @@ def _mb(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-async def _download_layer(client: _Client, desc: dict[str, Any], dest: str,
-                          progress: Callable[[str], None] | None = None) -> int:
+async def _download_layer(
+    client: _Client, desc: dict[str, Any], dest: str, progress: Callable[[str], None] | None = None
+) -> int:
     """Stream one layer blob into dest, unpacking as it arrives; returns its size in bytes."""
     digest = desc["digest"]
     what = f"layer {digest} of {client.host}/{client.repo}"
@@ -536,8 +536,9 @@ async def _download_layer(client: _Client, desc: dict[str, Any], dest: str,
     return size
 
 
-async def _pull_layer(client: _Client, store: LayerStore, desc: dict[str, Any], limit: asyncio.Semaphore,
-                      log: Callable[[str], None]) -> int | None:
+async def _pull_layer(
+    client: _Client, store: LayerStore, desc: dict[str, Any], limit: asyncio.Semaphore, log: Callable[[str], None]
+) -> int | None:
     """Make sure the layer is in the store; the bytes downloaded, or None when it already was."""
     digest = desc["digest"]
     layer_id = digest.partition(":")[2]
@@ -597,8 +598,14 @@ async def _gather(tasks: list[asyncio.Task]) -> list[Any]:
 # -- pull ----------------------------------------------------------------------------------
 
 
-async def pull(store: LayerStore, ref: str, *, mirrors: dict[str, str] | None = None,
-               auth: RegistryAuth | None = None, log: Callable[[str], None] = lambda s: None) -> BuiltImage:
+async def pull(
+    store: LayerStore,
+    ref: str,
+    *,
+    mirrors: dict[str, str] | None = None,
+    auth: RegistryAuth | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> BuiltImage:
     """Pull ref's linux/amd64 image into store: its layers (bottom first) and config."""
     forced_scheme, host, repo, reference = _resolve(ref, mirrors or {})
     scheme = forced_scheme or registry_scheme(host)
@@ -638,8 +645,10 @@ async def pull(store: LayerStore, ref: str, *, mirrors: dict[str, str] | None = 
         sizes = await _gather(tasks)
     fetched = [s for s in sizes if s is not None]
     if fetched:
-        log(f"pulled {ref}: {len(fetched)} of {len(layers)} layers downloaded, "
-            f"{_mb(sum(fetched))} in {time.monotonic() - started:.1f}s")
+        log(
+            f"pulled {ref}: {len(fetched)} of {len(layers)} layers downloaded, "
+            f"{_mb(sum(fetched))} in {time.monotonic() - started:.1f}s"
+        )
     else:
         log(f"pulled {ref}: all {len(layers)} layers cached")
     return BuiltImage(

@@ -81,8 +81,7 @@ def decompressed(fileobj: BinaryIO, media_type: str = "") -> BinaryIO:
             import zstandard
         except ImportError:
             raise LayerFormatError(
-                "layer is zstd-compressed and the Python package `zstandard` is not installed "
-                "(pip install zstandard)"
+                "layer is zstd-compressed and the Python package `zstandard` is not installed (pip install zstandard)"
             ) from None
         return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
     return raw  # type: ignore[return-value]  # an uncompressed tar
@@ -225,7 +224,7 @@ class _Unpacker:
             if base == OPAQUE_MARKER:
                 self._opaque(parent)
             elif not base.startswith(WHITEOUT_PREFIX * 2):  # other .wh..wh.* are AUFS bookkeeping
-                self._whiteout(parent, base[len(WHITEOUT_PREFIX):])
+                self._whiteout(parent, base[len(WHITEOUT_PREFIX) :])
             return
         parent = self._parent(parts)
         path = os.path.join(parent, base)
@@ -288,9 +287,7 @@ class _Unpacker:
             source = ""
         st = _lstat(source) if source else None
         if st is None or _is_whiteout(st):
-            raise LayerFormatError(
-                f"hard link {member.name!r} -> {member.linkname!r}: the target is not in this layer"
-            )
+            raise LayerFormatError(f"hard link {member.name!r} -> {member.linkname!r}: the target is not in this layer")
         return source
 
     def _whiteout(self, parent: str, name: str) -> None:

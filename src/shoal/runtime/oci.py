@@ -12,8 +12,20 @@ from .spec import ContainerError, ContainerSpec
 CAPABILITIES = [
     f"CAP_{c}"
     for c in (
-        "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
-        "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FSETID",
+        "FOWNER",
+        "MKNOD",
+        "NET_RAW",
+        "SETGID",
+        "SETUID",
+        "SETFCAP",
+        "SETPCAP",
+        "NET_BIND_SERVICE",
+        "SYS_CHROOT",
+        "KILL",
+        "AUDIT_WRITE",
     )
 ]
 # Control devices the NVIDIA driver needs next to the per-GPU /dev/nvidiaN nodes.
@@ -25,18 +37,34 @@ _NO_DEV = ["nosuid", "noexec", "nodev"]
 # /dev is a tmpfs on which runc creates the usual null, zero, tty, ... nodes itself.
 STANDARD_MOUNTS: list[dict[str, Any]] = [
     {"destination": "/proc", "type": "proc", "source": "proc"},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+    {
+        "destination": "/dev",
+        "type": "tmpfs",
+        "source": "tmpfs",
+        "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+    },
+    {
+        "destination": "/dev/pts",
+        "type": "devpts",
+        "source": "devpts",
+        "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+    },
     {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": [*_NO_DEV, "mode=1777", "size=64m"]},
     {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": _NO_DEV},
     {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": [*_NO_DEV, "ro"]},
     {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": [*_NO_DEV, "relatime", "ro"]},
 ]
 MASKED_PATHS = [
-    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-    "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/proc/scsi",
 ]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
@@ -68,8 +96,17 @@ def _gpu_devices(paths: list[str]) -> tuple[list[dict[str, Any]], list[dict[str,
         if not stat.S_ISCHR(st.st_mode):
             raise ContainerError(f"GPU device {path} is not a character device")
         major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        nodes.append({"path": path, "type": "c", "major": major, "minor": minor,
-                      "fileMode": stat.S_IMODE(st.st_mode), "uid": 0, "gid": 0})
+        nodes.append(
+            {
+                "path": path,
+                "type": "c",
+                "major": major,
+                "minor": minor,
+                "fileMode": stat.S_IMODE(st.st_mode),
+                "uid": 0,
+                "gid": 0,
+            }
+        )
         rules.append({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"})
     return nodes, rules
 
@@ -79,11 +116,16 @@ def build_config(spec: ContainerSpec, user: tuple[int, int, list[int]], limit_sw
     mounts = list(STANDARD_MOUNTS)
     if os.path.exists("/etc/resolv.conf"):
         # runc creates the target file in the rootfs when the image has none.
-        mounts.append({"destination": "/etc/resolv.conf", "type": "bind", "source": "/etc/resolv.conf",
-                       "options": ["bind", "ro"]})
+        mounts.append(
+            {"destination": "/etc/resolv.conf", "type": "bind", "source": "/etc/resolv.conf", "options": ["bind", "ro"]}
+        )
     mounts += [
-        {"destination": b.target, "type": "bind", "source": b.source,
-         "options": ["rbind", "ro" if b.readonly else "rw"]}
+        {
+            "destination": b.target,
+            "type": "bind",
+            "source": b.source,
+            "options": ["rbind", "ro" if b.readonly else "rw"],
+        }
         for b in spec.bind_mounts
     ]
     devices, device_rules = _gpu_devices(spec.gpu_devices)

@@ -28,8 +28,13 @@ CHUNK = 65536
 class Container:
     """A started container; its runc process stays our child until the container exits."""
 
-    def __init__(self, runtime: "Runtime", spec: ContainerSpec, proc: asyncio.subprocess.Process,
-                 on_output: OutputCallback | None):
+    def __init__(
+        self,
+        runtime: "Runtime",
+        spec: ContainerSpec,
+        proc: asyncio.subprocess.Process,
+        on_output: OutputCallback | None,
+    ):
         self.id = spec.id
         self.pid: int | None = None  # set once runc reports the process running
         self.oom_killed = False
@@ -99,8 +104,13 @@ class Runtime:
 
     async def _runc(self, *args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            self._runc_bin, "--root", self.runc_root, *args,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            self._runc_bin,
+            "--root",
+            self.runc_root,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await proc.communicate()
         return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
@@ -128,13 +138,24 @@ class Runtime:
             self._prepare_bundle(spec, bundle)
             # Synchronous (about a millisecond): a mount finishing in a thread after a
             # cancellation could land under the bundle while it is being deleted.
-            overlay.mount(spec.lower_dirs, self._upper(spec, bundle), os.path.join(bundle, "work"),
-                          os.path.join(bundle, "rootfs"))
+            overlay.mount(
+                spec.lower_dirs, self._upper(spec, bundle), os.path.join(bundle, "work"), os.path.join(bundle, "rootfs")
+            )
             self._write_config(spec, bundle)
             pid_file = os.path.join(bundle, "pid")
             proc = await asyncio.create_subprocess_exec(
-                self._runc_bin, "--root", self.runc_root, "--log", os.path.join(bundle, "runc.log"),
-                "run", "--bundle", bundle, "--pid-file", pid_file, "--keep", spec.id,
+                self._runc_bin,
+                "--root",
+                self.runc_root,
+                "--log",
+                os.path.join(bundle, "runc.log"),
+                "run",
+                "--bundle",
+                bundle,
+                "--pid-file",
+                pid_file,
+                "--keep",
+                spec.id,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE if on_output else asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
@@ -173,8 +194,10 @@ class Runtime:
             if proc.returncode is not None and not os.path.exists(pid_file):
                 await container.wait()
                 message = container._early_stderr.decode(errors="replace").strip()
-                raise ContainerError(f"container {container.id} failed to start: "
-                                     + (message or f"runc exited with status {proc.returncode}"))
+                raise ContainerError(
+                    f"container {container.id} failed to start: "
+                    + (message or f"runc exited with status {proc.returncode}")
+                )
             if asyncio.get_running_loop().time() > deadline:
                 raise ContainerError(f"container {container.id} not running after {START_TIMEOUT:.0f}s")
             await asyncio.sleep(PID_POLL_INTERVAL)
@@ -234,4 +257,3 @@ class Runtime:
             await asyncio.to_thread(shutil.rmtree, self.bundles_dir)
         if failed:
             raise ContainerError("could not delete containers: " + "; ".join(failed))
-

@@ -1,11 +1,12 @@
 """Calls a deployed app by name, as another program would.
 
     caller.py APP ENV once           prints version() and Greeter(name="x").greet()
-    caller.py APP ENV loop SECONDS   calls version() back to back while a long call runs,
-                                     one JSON line per call: start, end, result or error
+    caller.py APP ENV loop STOPFILE  calls version() back to back while a long call runs, until
+                                     STOPFILE exists; one JSON line per call: start, end, result or error
 """
 
 import json
+import os
 import sys
 import time
 
@@ -21,8 +22,7 @@ if mode == "once":
 else:
     long_call = modal.Function.from_name(app_name, "slow", environment_name=env).spawn(6.0)
     print(json.dumps({"ready": time.time()}), flush=True)
-    deadline = time.time() + float(sys.argv[4])
-    while time.time() < deadline:
+    while not os.path.exists(sys.argv[4]):
         record = {"start": time.time()}
         try:
             record["result"] = version.remote()
