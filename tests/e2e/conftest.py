@@ -22,6 +22,8 @@ CACHE = {
     "images": Path(os.environ.get("SHOAL_TEST_LAYERS", "/var/tmp/shoal-test-layers")),
     "client": Path(os.environ.get("SHOAL_TEST_CLIENT", "/var/tmp/shoal-test-client")),
 }
+# The GPUs the test shoal's worker declares (tests/e2e/test_gpus.py).
+FAKE_GPUS = "H100:2,A10G:1"
 
 
 def _free_port_pair() -> int:
@@ -86,7 +88,7 @@ class Shoal:
         )
 
     def up(self) -> None:
-        self.shoal("up", "--detach", "--port", str(self.port))
+        self.shoal("up", "--detach", "--port", str(self.port), "--fake-gpus", FAKE_GPUS)
 
     def down(self) -> None:
         self.shoal("down", check=False)

@@ -393,14 +393,15 @@ class ShoalServicer(UnimplementedServicer):
             fdef = req.function
             ranked = [api_pb2.FunctionData.RankedFunction(rank=0, function=fdef)]
         elif req.function_data.ranked_functions:
-            # GPU fallback lists: the first preference runs until the scheduler knows the others.
+            # gpu= as a list: the definitions differ only in their GPU; placement takes the first that fits.
             ranked = sorted(req.function_data.ranked_functions, key=lambda r: r.rank)
             fdef = ranked[0].function
         else:
             raise InvalidArgument("FunctionCreate needs a function definition")
         if fdef.image_id:
             await self.p.images.built(fdef.image_id)
-        revision = await self.p.functions.create(req.app_id, fdef, req.existing_function_id)
+        choices = tuple(_gpu_choice(r.function.resources.gpu_config) for r in ranked) if len(ranked) > 1 else ()
+        revision = await self.p.functions.create(req.app_id, fdef, req.existing_function_id, choices)
         return api_pb2.FunctionCreateResponse(
             function_id=revision.function_id,
             function=fdef,
@@ -598,6 +599,10 @@ def _log_batch(e: LogEntry) -> api_pb2.TaskLogsBatch:
             )
         ],
     )
+
+
+def _gpu_choice(gpu: api_pb2.GPUConfig) -> str:
+    return f"{gpu.gpu_type}:{gpu.count or 1}"
 
 
 def _blob_sha(blob_id: str) -> str:

@@ -12,6 +12,7 @@ import time
 import click
 
 from ..control.platform import Settings
+from ..worker.inventory import parse_fake_gpus
 from .images import images
 from .state import alive, read_json, running_state, shoal_home, state_path, token_path, with_store, write_json
 from .webhooks import webhooks
@@ -29,7 +30,8 @@ def main() -> None:
 @click.option("--port", default=DEFAULT_PORT, show_default=True, help="gRPC port; blobs are served on port+1.")
 @click.option("--database", default="", help="postgresql:// URL (default: SQLite under SHOAL_HOME).")
 @click.option("--detach", is_flag=True, help="Run in the background and return once it is ready.")
-def up(host: str, port: int, database: str, detach: bool) -> None:
+@click.option("--fake-gpus", default="", help="GPUs the local worker declares, for tests and demos: H100:2,A10G:1")
+def up(host: str, port: int, database: str, detach: bool, fake_gpus: str) -> None:
     """Start the platform: API, store, image builder and a local worker."""
     home = shoal_home()
     os.makedirs(home, exist_ok=True)
@@ -41,21 +43,26 @@ def up(host: str, port: int, database: str, detach: bool) -> None:
         return
     if os.geteuid() != 0:
         raise click.ClickException("shoal runs containers with runc and overlayfs, which need root")
+    try:
+        parse_fake_gpus(fake_gpus)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--fake-gpus") from None
     if detach:
-        _start_detached(home, host, port, database)
+        _start_detached(home, host, port, database, fake_gpus)
         return
     try:
-        asyncio.run(_serve(home, host, port, database))
+        asyncio.run(_serve(Settings(home=home, database=database, fake_gpus=fake_gpus), host, port))
     except OSError as e:
         raise click.ClickException(f"shoal could not start: {e}") from None
 
 
-async def _serve(home: str, host: str, port: int, database: str) -> None:
+async def _serve(settings: Settings, host: str, port: int) -> None:
     from ..api.server import ShoalServer, serve_forever
     from ..control.tokens import Tokens
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = ShoalServer(Settings(home=home, database=database), host, port, port + 1)
+    home, database = settings.home, settings.database
+    server = ShoalServer(settings, host, port, port + 1)
     ready = asyncio.Event()
     serving = asyncio.create_task(serve_forever(server, ready))
     started = asyncio.create_task(ready.wait())
@@ -77,11 +84,13 @@ async def _serve(home: str, host: str, port: int, database: str) -> None:
             os.unlink(state_path(home))
 
 
-def _start_detached(home: str, host: str, port: int, database: str) -> None:
+def _start_detached(home: str, host: str, port: int, database: str, fake_gpus: str) -> None:
     log_path = os.path.join(home, "server.log")
     args = [sys.executable, "-m", "shoal.cli.main", "up", "--host", host, "--port", str(port)]
     if database:
         args += ["--database", database]
+    if fake_gpus:
+        args += ["--fake-gpus", fake_gpus]
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             args, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True

@@ -25,6 +25,8 @@ class Revision:
     app_id: str
     definition: api_pb2.Function
     params: bytes = b""  # a class's constructor parameters, bound
+    # gpu= as a list: every choice, in order of preference ("H100:2", "A100-80GB:1", ...)
+    gpu_choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,14 @@ class Functions:
         self._app_of[function_id] = app_id
         return function_id
 
-    async def create(self, app_id: str, definition: api_pb2.Function, existing_id: str = "") -> Revision:
+    async def create(
+        self, app_id: str, definition: api_pb2.Function, existing_id: str = "", gpu_choices: tuple[str, ...] = ()
+    ) -> Revision:
         """A new revision of the function; it runs once an app version points at it."""
         function_id = existing_id or await self.precreate(app_id, definition.function_name)
         if await self.app_of(function_id) != app_id:
             raise NotFound(f"Function {function_id} does not belong to app {app_id}")
-        revision = await self._store_revision(function_id, app_id, definition, b"")
+        revision = await self._store_revision(function_id, app_id, definition, b"", gpu_choices)
         async with self.db.tx() as conn:
             await conn.execute(
                 update(t.functions)
@@ -72,13 +76,15 @@ class Functions:
         return revision
 
     async def _store_revision(
-        self, function_id: str, app_id: str, definition: api_pb2.Function, params: bytes
+        self, function_id: str, app_id: str, definition: api_pb2.Function, params: bytes, gpu_choices: tuple[str, ...]
     ) -> Revision:
         body = definition.SerializeToString(deterministic=True)
-        revision_id = content_id("rv", b"\0".join((function_id.encode(), _canonical(definition), params)))
+        choices = ",".join(gpu_choices)
+        content = (function_id.encode(), _canonical(definition), params, choices.encode())
+        revision_id = content_id("rv", b"\0".join(content))
         revision = self._revisions.get(revision_id)
         if revision is None:
-            revision = Revision(revision_id, function_id, app_id, definition, params)
+            revision = Revision(revision_id, function_id, app_id, definition, params, gpu_choices)
             async with self.db.tx() as conn:
                 exists = (
                     await conn.execute(
@@ -93,6 +99,7 @@ class Functions:
                             app_id=app_id,
                             definition=body,
                             bound_params=params or None,
+                            gpu_choices=choices,
                             created_at=time.time(),
                         )
                     )
@@ -114,6 +121,7 @@ class Functions:
                 row.app_id,
                 api_pb2.Function.FromString(row.definition),
                 row.bound_params or b"",
+                tuple(filter(None, (row.gpu_choices or "").split(","))),
             )
             self._revisions[revision_id] = revision
         return revision
@@ -192,7 +200,9 @@ class Functions:
         """What a bound class runs: its parent's revision with the parameters added."""
         binding = await self.binding(bound_id)
         assert binding is not None
-        return await self._store_revision(bound_id, parent.app_id, parent.definition, binding.params)
+        return await self._store_revision(
+            bound_id, parent.app_id, parent.definition, binding.params, parent.gpu_choices
+        )
 
     async def create_class(self, app_id: str, tag: str, existing_id: str = "") -> str:
         if existing_id:

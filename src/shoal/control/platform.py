@@ -21,6 +21,7 @@ from ..runtime import Runtime
 from ..store.blobs import BlobStore
 from ..store.database import Database
 from ..worker.agent import ContainerPlan, LocalWorker, SocketServer
+from ..worker.inventory import this_machine
 from .apps import DEFAULT_ENVIRONMENT, STOPPED_STATES, Apps
 from .calls import Calls
 from .containers import Containers
@@ -31,6 +32,7 @@ from .handles import function_metadata
 from .images import Images
 from .logs import Logs
 from .mounts import CLIENT_MOUNT_ID, Mounts
+from .placement import Allocation, Pool, Worker, request_of
 from .scheduler import Scheduler, Task
 from .tokens import Tokens
 from .webhooks import Webhooks
@@ -57,6 +59,7 @@ class Settings:
     server_url: str = ""  # how clients and containers reach the API over TCP
     # CA bundle containers trust: the host's by default, "" for none (SHOAL_CA_BUNDLE)
     ca_bundle: str = field(default_factory=lambda: os.environ.get("SHOAL_CA_BUNDLE", _host_ca_bundle()))
+    fake_gpus: str = ""  # GPUs the local worker declares, "H100:2,A10G:1"
 
     @property
     def blob_dir(self) -> str:
@@ -86,7 +89,10 @@ class Platform:
         self.layers = LayerStore(os.path.join(home, "images"))
         builder = Builder(self.layers, self.worker.run_build_step, BaseResolver(self.layers))
         self.images = Images(self.db, self.mounts, builder, IMAGE_BUILDER_VERSION)
-        self.scheduler = Scheduler(self.calls, self.functions.revision, self._launch, self._terminate)
+        self.pool = Pool()
+        inventory = this_machine(settings.fake_gpus)
+        self.pool.add(Worker("local", inventory.milli_cpu, inventory.memory_mb, inventory.gpus))
+        self.scheduler = Scheduler(self.calls, self.functions.revision, self._place, self._launch, self._terminate)
         self.calls.on_backlog = self.scheduler.kick
         self.last_heartbeat: dict[str, float] = {}
         self._tick: asyncio.Task | None = None
@@ -282,6 +288,10 @@ class Platform:
 
     # -- containers --------------------------------------------------------
 
+    def _place(self, revision: Revision, task_id: str) -> Allocation | None:
+        request = request_of(revision.definition, revision.gpu_choices)
+        return self.pool.place(request, task_id, revision.definition.image_id)
+
     async def _launch(self, task: Task) -> None:
         await self.containers.started(task)
         # Started in the background: the scheduler goes on while the container boots.
@@ -317,6 +327,8 @@ class Platform:
         env = dict(built.config.env)
         env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", ""), "/root") if p)
         env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the log as they happen
+        if task.allocation.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(g.uuid for g in task.allocation.gpus)
         app = await self.apps.get(task.app_id)
         layout = await self.app_layout(task.app_id)
         # The function's own dependencies (image, mounts, ...) are hydrated from the layout too.
@@ -375,6 +387,7 @@ class Platform:
         if lease := self._leases.pop(task.task_id, None):
             await self.layers.release(lease)
         await self.containers.finished(task.task_id, code)
+        self.pool.release(task.task_id)
         was_draining = task.state == "draining"
         self.scheduler.exited(task.task_id)
         if task.kill_status:

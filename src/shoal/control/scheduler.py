@@ -21,6 +21,7 @@ from modal_proto import api_pb2
 from .calls import Calls, Running
 from .functions import Revision
 from .ids import new_id
+from .placement import Allocation, Unsatisfiable
 from .pulse import Pulse
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Task:
     function_id: str
     app_id: str
     started_at: float
+    allocation: Allocation
     state: str = "starting"  # starting | running | draining | stopped
     idle_since: float = field(default_factory=time.monotonic)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -76,11 +78,13 @@ class Scheduler:
         self,
         calls: Calls,
         load: Callable[[str], Awaitable[Revision]],
+        place: Callable[[Revision, str], Allocation | None],
         launch: Callable[[Task], Awaitable[None]],
         terminate: Callable[[Task], Awaitable[None]],
     ):
         self.calls = calls
         self.load = load
+        self.place = place  # reserves room for a new container, None when the pool has none now
         self.launch = launch
         self.terminate = terminate
         self.tasks: dict[str, Task] = {}
@@ -150,11 +154,23 @@ class Scheduler:
             running = defaultdict(list)  # revision id -> its running inputs, gathered once per pass
             for r in self.calls.running.values():
                 running[r.input.revision_id].append(r)
-            for revision_id in dirty | {t.revision_id for t in self.tasks.values()} | self._with_backlog():
+            for revision_id in self._fair_order(
+                dirty | {t.revision_id for t in self.tasks.values()} | self._with_backlog()
+            ):
                 try:
                     await self.reconcile(revision_id, running[revision_id])
                 except Exception:
                     log.exception("reconcile of %s failed", revision_id)
+
+    def _fair_order(self, revision_ids: set[str]) -> list[str]:
+        """When the pool is full, freed room goes first to the app running the fewest containers."""
+        per_app = Counter(t.app_id for t in self.tasks.values())
+
+        def app_load(rid: str) -> int:
+            revision = self.revisions.get(rid)
+            return per_app[revision.app_id] if revision else 0
+
+        return sorted(revision_ids, key=app_load)
 
     def _with_backlog(self) -> set[str]:
         return {rid for rid, q in self.calls.queues.items() if q.pending}
@@ -182,7 +198,16 @@ class Scheduler:
         wanted = min(wanted, max_containers(fdef))
         starting = sum(1 for t in live if t.state == "starting")
         for _ in range(min(wanted - len(live), MAX_STARTING - starting)):
-            task = Task(new_id("ta"), revision_id, revision.function_id, revision.app_id, time.time())
+            task_id = new_id("ta")
+            try:
+                allocation = self.place(revision, task_id)
+            except Unsatisfiable as e:
+                failed = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception=str(e))
+                await self.calls.fail_queued(revision_id, failed)
+                break
+            if allocation is None:
+                break  # no room in the pool now: the inputs wait in the queue
+            task = Task(task_id, revision_id, revision.function_id, revision.app_id, time.time(), allocation)
             self.tasks[task.task_id] = task
             await self.launch(task)
 

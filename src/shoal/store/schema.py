@@ -97,6 +97,7 @@ revisions = Table(
     Column("app_id", String(64), nullable=False),
     Column("definition", LargeBinary, nullable=False),  # api_pb2.Function
     Column("bound_params", LargeBinary),
+    Column("gpu_choices", Text, nullable=False, default=""),  # "H100:2,A100-80GB:1": gpu= fallbacks in order
     Column("created_at", Float, nullable=False),
 )
 

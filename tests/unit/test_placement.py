@@ -1,0 +1,72 @@
+"""Placement: feasibility per constraint, then ranking, over a pool of workers."""
+
+import pytest
+from modal_proto import api_pb2
+
+from shoal.control.placement import Gpu, GpuChoice, Pool, Request, Unsatisfiable, Worker, request_of
+
+
+def gpus(*types: str) -> tuple[Gpu, ...]:
+    return tuple(Gpu(i, t, f"GPU-{i}") for i, t in enumerate(types))
+
+
+def pool(*workers: Worker) -> Pool:
+    p = Pool()
+    for w in workers:
+        p.add(w)
+    return p
+
+
+def test_gpu_request_forms():
+    fdef = api_pb2.Function(resources=api_pb2.Resources(gpu_config=api_pb2.GPUConfig(gpu_type="H100", count=2)))
+    assert request_of(fdef).gpus == (GpuChoice("H100", 2),)
+    assert request_of(fdef, ("B200:1", "A100-80GB:1")).gpus == (GpuChoice("B200", 1), GpuChoice("A100-80GB", 1))
+    assert request_of(api_pb2.Function()).gpus == ()
+    assert GpuChoice("A100", 1).accepts("A100-80GB") and GpuChoice("A100", 1).accepts("A100-40GB")
+    assert GpuChoice("ANY", 1).accepts("T4") and not GpuChoice("H100", 1).accepts("H200")
+
+
+def test_gpus_are_reserved_until_released():
+    p = pool(Worker("w", 8000, 32000, gpus("H100", "H100")))
+    first = p.place(Request(gpus=(GpuChoice("H100", 1),)), "ta-1")
+    second = p.place(Request(gpus=(GpuChoice("H100", 1),)), "ta-2")
+    assert {first.gpus[0].index, second.gpus[0].index} == {0, 1}
+    assert p.place(Request(gpus=(GpuChoice("H100", 1),)), "ta-3") is None  # busy, not impossible: it waits
+    p.release("ta-1")
+    assert p.place(Request(gpus=(GpuChoice("H100", 1),)), "ta-3").gpus == first.gpus
+
+
+def test_fallbacks_in_order_of_preference():
+    p = pool(Worker("w", 8000, 32000, gpus("A10G", "H100")))
+    choice = (GpuChoice("B200", 1), GpuChoice("A10G", 1), GpuChoice("H100", 1))
+    assert p.place(Request(gpus=choice), "ta-1").gpus[0].gpu_type == "A10G"
+    assert p.place(Request(gpus=choice), "ta-2").gpus[0].gpu_type == "H100"
+
+
+def test_unsatisfiable_says_what_was_asked_and_what_the_pool_has():
+    p = pool(Worker("w", 2000, 4000, gpus("H100")))
+    with pytest.raises(Unsatisfiable, match=r"gpu=H100:2: the pool has w \(2 CPUs, 4000 MiB, H100:1\)"):
+        p.place(Request(gpus=(GpuChoice("H100", 2),)), "ta-1")
+    with pytest.raises(Unsatisfiable, match="cpu=4"):
+        p.place(Request(milli_cpu=4000), "ta-1")
+
+
+def test_explicit_cpu_and_memory_requests_are_reservations():
+    p = pool(Worker("w", 2000, 4000))
+    assert p.place(Request(milli_cpu=1500), "ta-1")
+    assert p.place(Request(milli_cpu=1000), "ta-2") is None
+    assert p.place(Request(), "ta-3")  # the defaults reserve nothing
+
+
+def test_ranking_packs_gpus_and_keeps_cpu_work_off_gpu_machines():
+    p = pool(Worker("big", 8000, 32000, gpus("H100", "H100")), Worker("small", 8000, 32000, gpus("H100")))
+    p.add(Worker("cpu", 8000, 32000))
+    assert p.place(Request(gpus=(GpuChoice("H100", 1),)), "ta-1").worker_id == "small"  # keeps big whole
+    assert p.place(Request(), "ta-2").worker_id == "cpu"
+
+
+def test_ranking_prefers_a_worker_that_ran_the_image():
+    p = pool(Worker("a", 8000, 32000), Worker("b", 8000, 32000))
+    p.workers["b"].images.add("im-1")
+    assert p.place(Request(), "ta-1", image_id="im-1").worker_id == "b"
+    assert p.place(Request(), "ta-2", image_id="im-2").worker_id == "a"  # no worker has it: a tie, broken by name
