@@ -1,4 +1,8 @@
-"""GPU requests: placed on the declared GPUs, fallbacks in order, the impossible refused at once."""
+"""GPU requests: placed on the declared GPUs, fallbacks in order, the impossible refused at once; metered."""
+
+import json
+
+import pytest
 
 
 def test_gpu_functions_see_only_their_gpus(shoal):
@@ -11,3 +15,17 @@ def test_gpu_functions_see_only_their_gpus(shoal):
     assert lines["a10g_overlap"] == "False", "one A10G: the second input waited for the first"
     assert "No worker can ever run a container with gpu=B200" in lines["impossible"]
     assert "H100:2" in lines["impossible"] and "A10G:1" in lines["impossible"]
+
+
+def test_usage_meters_gpu_containers(shoal):
+    shoal.modal("run", "gpus.py")
+    by_gpu = json.loads(shoal.shoal("usage", "--by", "gpu", "--json").stdout)
+    rows = {r["key"]: r for r in by_gpu["rows"]}
+    assert rows["H100"]["gpu_seconds"]["H100"] > 0 and rows["A10G"]["gpu_seconds"]["A10G"] > 0
+    # two_h100 held both H100s for its whole life: twice its container time
+    by_function = json.loads(shoal.shoal("usage", "--by", "function", "--json").stdout)
+    two = next(r for r in by_function["rows"] if r["key"] == "e2e-gpus.two_h100")
+    assert two["gpu_seconds"]["H100"] == pytest.approx(2 * two["seconds"])
+    assert {v["function"] for v in by_function["gpu_verdicts"]} >= {"e2e-gpus.one_h100", "e2e-gpus.hold_a10g"}
+    table = shoal.shoal("usage", "--since", "1h").stdout
+    assert "e2e-gpus" in table and "Cheaper" in table

@@ -8,10 +8,14 @@ from sqlalchemy import delete
 
 from shoal.control.apps import Apps
 from shoal.control.calls import Calls
+from shoal.control.containers import Containers
 from shoal.control.deployments import Deployments
 from shoal.control.errors import NotFound, Unauthenticated
 from shoal.control.functions import Functions, retry_policy
+from shoal.control.placement import Allocation, Gpu
+from shoal.control.scheduler import Task
 from shoal.control.tokens import Tokens
+from shoal.control.usage import Prices, report
 from shoal.store import schema
 from shoal.store.database import Database, database_url
 
@@ -176,3 +180,33 @@ async def test_finished_call_is_read_from_the_store_after_restart(db):
     assert [o.result.data for o in outputs] == [b"done"] and unfinished == 0
     with pytest.raises(NotFound):
         await fresh.get("fc-missing")
+
+
+async def test_usage_meters_each_container_for_what_it_held(db):
+    apps, functions, containers = Apps(db), Functions(db), Containers(db)
+    app = await apps.create("", "metered", api_pb2.APP_STATE_EPHEMERAL)
+    await apps.publish(app.app_id, "metered", api_pb2.APP_STATE_EPHEMERAL)
+    fid = await functions.precreate(app.app_id, "train")
+    t0 = 1_000_000.0
+    gpu = Allocation("local", 2000, 4096, (Gpu(0, "H100", "GPU-0"), Gpu(1, "H100", "GPU-1")))
+    await containers.started(Task("ta-gpu", "rv-1", fid, app.app_id, t0, gpu))
+    await containers.started(Task("ta-cpu", "rv-1", fid, app.app_id, t0 + 10, Allocation("local", 0, 0)))
+    await containers.finished("ta-cpu", 0)
+    cpu_end = (await containers.get("ta-cpu")).finished_at
+
+    until = cpu_end + 5  # the GPU container still runs
+    result = await report(db, Prices(), since=0, by="function", until=until)
+    (row,) = result.rows
+    gpu_seconds, cpu_seconds = until - t0, cpu_end - (t0 + 10)
+    assert row.key == "metered.train" and row.containers == 2
+    assert row.seconds == pytest.approx(gpu_seconds + cpu_seconds)
+    assert row.gpu_seconds == {"H100": pytest.approx(2 * gpu_seconds)}
+    # requests are metered as asked; a container without any, at the defaults (0.125 cores, 128 MiB)
+    assert row.cpu_core_seconds == pytest.approx(2 * gpu_seconds + 0.125 * cpu_seconds)
+    assert row.memory_gib_seconds == pytest.approx(4 * gpu_seconds + 0.125 * cpu_seconds)
+
+    # Two H100s held the whole window: a dedicated pair would be busy all the time, and cheaper.
+    (verdict,) = result.gpu_verdicts
+    assert verdict.utilisation == pytest.approx(1.0) and verdict.dedicated_is_cheaper
+    later = await report(db, Prices(), since=until - 1, by="gpu", until=until)
+    assert {r.key: r.seconds for r in later.rows} == {"H100": pytest.approx(1.0)}

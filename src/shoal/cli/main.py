@@ -15,6 +15,7 @@ from ..control.platform import Settings
 from ..worker.inventory import parse_fake_gpus
 from .images import images
 from .state import alive, read_json, running_state, shoal_home, state_path, token_path, with_store, write_json
+from .usage import usage
 from .webhooks import webhooks
 
 DEFAULT_PORT = 7470
@@ -169,6 +170,7 @@ def token_new() -> None:
 
 
 main.add_command(images)
+main.add_command(usage)
 main.add_command(webhooks)
 
 if __name__ == "__main__":

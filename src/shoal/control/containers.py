@@ -14,6 +14,10 @@ from ..store.database import Database
 from .errors import NotFound
 from .scheduler import Task
 
+# What a container is metered for when it requests no CPU or memory (Modal's defaults).
+DEFAULT_MILLI_CPU = 125
+DEFAULT_MEMORY_MB = 128
+
 
 @dataclass
 class ContainerRecord:
@@ -30,6 +34,7 @@ class Containers:
         self.db = db
 
     async def started(self, task: Task) -> None:
+        held = task.allocation
         async with self.db.tx() as conn:
             await conn.execute(
                 insert(t.tasks).values(
@@ -38,6 +43,10 @@ class Containers:
                     function_id=task.function_id,
                     state="running",
                     started_at=task.started_at,
+                    milli_cpu=held.milli_cpu or DEFAULT_MILLI_CPU,
+                    memory_mb=held.memory_mb or DEFAULT_MEMORY_MB,
+                    gpu_type=held.gpus[0].gpu_type if held.gpus else "",
+                    gpu_count=len(held.gpus),
                 )
             )
 

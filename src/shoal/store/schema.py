@@ -191,7 +191,13 @@ tasks = Table(
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
     Column("exit_code", Integer),
+    # what it held, for usage metering
+    Column("milli_cpu", Integer, nullable=False, default=0),
+    Column("memory_mb", Integer, nullable=False, default=0),
+    Column("gpu_type", String(32), nullable=False, default=""),
+    Column("gpu_count", Integer, nullable=False, default=0),
 )
+Index("tasks_by_time", tasks.c.started_at)
 
 app_logs = Table(
     "app_logs",

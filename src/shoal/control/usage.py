@@ -1,0 +1,167 @@
+"""Usage metering: what every container held, for how long, and what that costs.
+
+A container is metered from its start to its exit (to now while it runs) for
+the CPU and memory it reserved (its requests, or the defaults when it made
+none) and the GPUs it was given. Costs use configurable prices per resource.
+For GPU functions it also answers the owner's question: at the rate this
+traffic keeps a GPU busy, would a dedicated one be cheaper?
+"""
+
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+from sqlalchemy import or_, select
+
+from ..store import schema as t
+from ..store.database import Database
+
+GROUPINGS = ("app", "function", "gpu", "environment")
+
+
+@dataclass
+class Prices:
+    """Dollars per hour. The defaults are placeholders of the right order: set your own in prices.json."""
+
+    cpu_core: float = 0.05
+    memory_gib: float = 0.008
+    # serverless: per GPU-hour a container holds it
+    gpu: dict[str, float] = field(
+        default_factory=lambda: {
+            "T4": 0.60,
+            "L4": 0.80,
+            "A10G": 1.10,
+            "A100-40GB": 2.10,
+            "A100-80GB": 2.50,
+            "L40S": 1.95,
+            "H100": 4.00,
+            "H200": 4.50,
+            "B200": 6.25,
+        }
+    )
+    # a dedicated GPU: per hour, busy or not
+    dedicated_gpu: dict[str, float] = field(
+        default_factory=lambda: {
+            "T4": 0.30,
+            "L4": 0.40,
+            "A10G": 0.55,
+            "A100-40GB": 1.05,
+            "A100-80GB": 1.25,
+            "L40S": 0.98,
+            "H100": 2.00,
+            "H200": 2.25,
+            "B200": 3.13,
+        }
+    )
+
+    @classmethod
+    def load(cls, path: str) -> "Prices":
+        """prices.json overrides any of the defaults: {"cpu_core": .., "gpu": {"H100": ..}, ...}."""
+        prices = cls()
+        if os.path.exists(path):
+            with open(path) as f:
+                given = json.load(f)
+            for key, value in given.items():
+                current = getattr(prices, key)  # an unknown key is an AttributeError naming it
+                setattr(prices, key, {**current, **value} if isinstance(current, dict) else float(value))
+        return prices
+
+
+@dataclass
+class UsageRow:
+    key: str
+    containers: int = 0
+    seconds: float = 0.0  # container lifetime
+    cpu_core_seconds: float = 0.0
+    memory_gib_seconds: float = 0.0
+    gpu_seconds: dict[str, float] = field(default_factory=dict)
+    cost: float = 0.0
+
+
+@dataclass
+class GpuVerdict:
+    """Whether the traffic of one GPU function would be cheaper on dedicated GPUs."""
+
+    function: str
+    gpu_type: str
+    gpu_seconds: float
+    window_seconds: float
+    utilisation: float  # the share of the window a dedicated GPU would be busy
+    serverless_cost: float
+    dedicated_cost: float
+
+    @property
+    def dedicated_is_cheaper(self) -> bool:
+        return self.dedicated_cost < self.serverless_cost
+
+
+@dataclass
+class Report:
+    since: float
+    until: float
+    by: str
+    rows: list[UsageRow]
+    gpu_verdicts: list[GpuVerdict]
+
+    def to_dict(self) -> dict:
+        report = asdict(self)
+        for verdict, data in zip(self.gpu_verdicts, report["gpu_verdicts"], strict=True):
+            data["dedicated_is_cheaper"] = verdict.dedicated_is_cheaper
+        return report
+
+
+async def report(db: Database, prices: Prices, since: float, by: str, until: float | None = None) -> Report:
+    if by not in GROUPINGS:
+        raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}, not {by!r}")
+    until = until or time.time()
+    c = t.tasks.c
+    query = (
+        select(t.tasks, t.apps.c.name, t.apps.c.description, t.apps.c.environment, t.functions.c.tag)
+        .join(t.apps, t.apps.c.app_id == c.app_id)
+        .outerjoin(t.functions, t.functions.c.function_id == c.function_id)
+        .where(c.started_at < until, or_(c.finished_at.is_(None), c.finished_at > since))
+    )
+    async with db.tx() as conn:
+        containers = (await conn.execute(query)).all()
+
+    rows: dict[str, UsageRow] = {}
+    per_function_gpu: dict[tuple[str, str], float] = defaultdict(float)
+    gpus_per_container: dict[tuple[str, str], int] = {}
+    for row in containers:
+        seconds = max(0.0, min(row.finished_at or until, until) - max(row.started_at, since))
+        app = row.name or row.description or row.app_id
+        function = f"{app}.{row.tag or row.function_id}"
+        key = {"app": app, "function": function, "gpu": row.gpu_type or "(none)", "environment": row.environment}[by]
+        usage = rows.setdefault(key, UsageRow(key))
+        usage.containers += 1
+        usage.seconds += seconds
+        usage.cpu_core_seconds += seconds * row.milli_cpu / 1000
+        usage.memory_gib_seconds += seconds * row.memory_mb / 1024
+        usage.cost += (
+            seconds * row.milli_cpu / 1000 * prices.cpu_core + seconds * row.memory_mb / 1024 * prices.memory_gib
+        ) / 3600
+        if row.gpu_count:
+            gpu_seconds = seconds * row.gpu_count
+            usage.gpu_seconds[row.gpu_type] = usage.gpu_seconds.get(row.gpu_type, 0.0) + gpu_seconds
+            usage.cost += gpu_seconds * prices.gpu.get(row.gpu_type, 0.0) / 3600
+            per_function_gpu[(function, row.gpu_type)] += gpu_seconds
+            gpus_per_container[(function, row.gpu_type)] = row.gpu_count
+
+    window = until - since if since else until - min((r.started_at for r in containers), default=until)
+    verdicts = []
+    for (function, gpu_type), gpu_seconds in sorted(per_function_gpu.items()):
+        dedicated_gpus = gpus_per_container[(function, gpu_type)]
+        verdicts.append(
+            GpuVerdict(
+                function,
+                gpu_type,
+                gpu_seconds,
+                window,
+                gpu_seconds / (window * dedicated_gpus) if window else 0.0,
+                gpu_seconds * prices.gpu.get(gpu_type, 0.0) / 3600,
+                window * dedicated_gpus * prices.dedicated_gpu.get(gpu_type, 0.0) / 3600,
+            )
+        )
+    return Report(since, until, by, sorted(rows.values(), key=lambda r: -r.cost), verdicts)
