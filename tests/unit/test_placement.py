@@ -45,7 +45,7 @@ def test_fallbacks_in_order_of_preference():
 
 def test_unsatisfiable_says_what_was_asked_and_what_the_pool_has():
     p = pool(Worker("w", 2000, 4000, gpus("H100")))
-    with pytest.raises(Unsatisfiable, match=r"gpu=H100:2: the pool has w \(2 CPUs, 4000 MiB, H100:1\)"):
+    with pytest.raises(Unsatisfiable, match=r"gpu=H100:2: the pool has 1 worker with 2 CPUs, 4000 MiB, H100:1"):
         p.place(Request(gpus=(GpuChoice("H100", 2),)), "ta-1")
     with pytest.raises(Unsatisfiable, match="cpu=4"):
         p.place(Request(milli_cpu=4000), "ta-1")

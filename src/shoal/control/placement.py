@@ -26,8 +26,13 @@ class GpuChoice:
     gpu_type: str  # "H100", "A100-80GB", "ANY", ...
     count: int
 
+    def types(self) -> tuple[str, ...] | None:
+        """The GPU types it accepts; None for any."""
+        return None if self.gpu_type == "ANY" else GPU_ALIASES.get(self.gpu_type, (self.gpu_type,))
+
     def accepts(self, gpu_type: str) -> bool:
-        return self.gpu_type == "ANY" or gpu_type in GPU_ALIASES.get(self.gpu_type, (self.gpu_type,))
+        types = self.types()
+        return types is None or gpu_type in types
 
     def __str__(self) -> str:
         return self.gpu_type if self.count == 1 else f"{self.gpu_type}:{self.count}"
@@ -85,37 +90,52 @@ class Worker:
     gpus: tuple[Gpu, ...] = ()
     images: set[str] = field(default_factory=set)  # images it has run, so it holds their layers
     allocations: dict[str, Allocation] = field(default_factory=dict)  # task id -> what it holds
+    # kept as allocations come and go, so a placement reads them instead of summing
+    free_cpu: int = field(init=False)
+    free_memory: int = field(init=False)
+    free_gpus: dict[str, list[Gpu]] = field(init=False)  # by type
+    all_gpus: dict[str, list[Gpu]] = field(init=False)
 
-    def free_cpu(self) -> int:
-        return self.milli_cpu - sum(a.milli_cpu for a in self.allocations.values())
+    def __post_init__(self) -> None:
+        self.free_cpu, self.free_memory = self.milli_cpu, self.memory_mb
+        self.all_gpus = {}
+        for g in self.gpus:
+            self.all_gpus.setdefault(g.gpu_type, []).append(g)
+        self.free_gpus = {t: list(gs) for t, gs in self.all_gpus.items()}
 
-    def free_memory(self) -> int:
-        return self.memory_mb - sum(a.memory_mb for a in self.allocations.values())
+    def free_gpu_count(self) -> int:
+        return sum(len(gs) for gs in self.free_gpus.values())
 
-    def free_gpus(self) -> list[Gpu]:
-        used = {g.index for a in self.allocations.values() for g in a.gpus}
-        return [g for g in self.gpus if g.index not in used]
+    def hold(self, task_id: str, allocation: Allocation) -> None:
+        self.allocations[task_id] = allocation
+        self.free_cpu -= allocation.milli_cpu
+        self.free_memory -= allocation.memory_mb
+        for g in allocation.gpus:
+            self.free_gpus[g.gpu_type].remove(g)
 
-    def describe(self) -> str:
+    def release(self, task_id: str) -> None:
+        allocation = self.allocations.pop(task_id, None)
+        if allocation is not None:
+            self.free_cpu += allocation.milli_cpu
+            self.free_memory += allocation.memory_mb
+            for g in allocation.gpus:
+                self.free_gpus[g.gpu_type] = sorted([*self.free_gpus[g.gpu_type], g], key=lambda x: x.index)
+
+    def shape(self) -> str:
         counts: dict[str, int] = {}
         for g in self.gpus:
             counts[g.gpu_type] = counts.get(g.gpu_type, 0) + 1
         gpus = ", ".join(f"{t}:{n}" for t, n in sorted(counts.items())) or "no GPUs"
-        return f"{self.worker_id} ({self.milli_cpu / 1000:g} CPUs, {self.memory_mb} MiB, {gpus})"
+        return f"{self.milli_cpu / 1000:g} CPUs, {self.memory_mb} MiB, {gpus}"
 
 
-def _gpus_for(choice: GpuChoice, gpus: list[Gpu]) -> tuple[Gpu, ...] | None:
-    matching = [g for g in gpus if choice.accepts(g.gpu_type)]
-    if len(matching) < choice.count:
+def _gpus_for(choice: GpuChoice, by_type: dict[str, list[Gpu]]) -> tuple[Gpu, ...] | None:
+    types = choice.types()
+    groups = [gs for t, gs in by_type.items() if (types is None or t in types) and len(gs) >= choice.count]
+    if not groups:
         return None
-    by_type: dict[str, list[Gpu]] = {}
-    for g in matching:
-        by_type.setdefault(g.gpu_type, []).append(g)
     # All of one type, from the type with the fewest free: packs, and keeps big groups whole.
-    for group in sorted(by_type.values(), key=len):
-        if len(group) >= choice.count:
-            return tuple(group[: choice.count])
-    return None
+    return tuple(min(groups, key=len)[: choice.count])
 
 
 # -- feasibility: can this worker take the request, with what it has free (or in all)?
@@ -123,13 +143,13 @@ def _gpus_for(choice: GpuChoice, gpus: list[Gpu]) -> tuple[Gpu, ...] | None:
 
 def _fits(request: Request, worker: Worker, idle: bool) -> tuple[Gpu, ...] | None:
     """The GPUs it would get (empty when it asks for none), or None when it does not fit."""
-    cpu = worker.milli_cpu if idle else worker.free_cpu()
-    memory = worker.memory_mb if idle else worker.free_memory()
+    cpu = worker.milli_cpu if idle else worker.free_cpu
+    memory = worker.memory_mb if idle else worker.free_memory
     if request.milli_cpu > cpu or request.memory_mb > memory:
         return None
     if not request.gpus:
         return ()
-    gpus = list(worker.gpus) if idle else worker.free_gpus()
+    gpus = worker.all_gpus if idle else worker.free_gpus
     for choice in request.gpus:
         if (picked := _gpus_for(choice, gpus)) is not None:
             return picked
@@ -145,12 +165,12 @@ def _prefers_cached_image(request: Request, worker: Worker, image_id: str) -> in
 
 def _packs_gpus(request: Request, worker: Worker, image_id: str) -> int:
     # A GPU container goes where the fewest GPUs stay free, so whole machines stay free for big requests.
-    return len(worker.free_gpus()) if request.gpus else 0
+    return worker.free_gpu_count() if request.gpus else 0
 
 
 def _spreads_cpu_work(request: Request, worker: Worker, image_id: str) -> int:
     # CPU-only work goes where most CPU is free, and keeps off GPU machines when it can.
-    return 0 if request.gpus else (len(worker.gpus) > 0) * 10**9 - worker.free_cpu()
+    return 0 if request.gpus else (len(worker.gpus) > 0) * 10**9 - worker.free_cpu
 
 
 RANKERS: tuple[Callable[[Request, Worker, str], int], ...] = (
@@ -163,33 +183,57 @@ RANKERS: tuple[Callable[[Request, Worker, str], int], ...] = (
 class Pool:
     def __init__(self) -> None:
         self.workers: dict[str, Worker] = {}
+        self._placed: dict[str, str] = {}  # task id -> worker id
+        self._with_gpu: dict[str, list[Worker]] = {}  # GPU type -> the workers that have it
 
     def add(self, worker: Worker) -> None:
         self.workers[worker.worker_id] = worker
+        for gpu_type in worker.all_gpus:
+            self._with_gpu.setdefault(gpu_type, []).append(worker)
+
+    def _candidates(self, request: Request) -> list[Worker]:
+        """The workers worth checking: for a GPU request, those with a type it accepts."""
+        if not request.gpus:
+            return list(self.workers.values())
+        types: set[str] = set()
+        for choice in request.gpus:
+            types.update(choice.types() or self._with_gpu)
+        return list({w.worker_id: w for t in types for w in self._with_gpu.get(t, ())}.values())
 
     def place(self, request: Request, task_id: str, image_id: str = "") -> Allocation | None:
         """Reserve what the request needs on the best worker; None when none has room now."""
-        candidates = []
-        for worker in self.workers.values():
+        feasible = []
+        for worker in self._candidates(request):
             gpus = _fits(request, worker, idle=False)
             if gpus is not None:
-                rank = tuple(r(request, worker, image_id) for r in RANKERS)
-                candidates.append((rank, worker.worker_id, worker, gpus))
-        if not candidates:
+                feasible.append((worker, gpus))
+        if not feasible:
             self.check_satisfiable(request)
             return None
-        _, _, worker, gpus = min(candidates, key=lambda c: (c[0], c[1]))
+        # Each ranker keeps the workers it scores best; the next one only breaks their tie.
+        for ranker in RANKERS:
+            if len(feasible) == 1:
+                break
+            scores = [ranker(request, worker, image_id) for worker, _ in feasible]
+            best = min(scores)
+            feasible = [f for f, score in zip(feasible, scores, strict=True) if score == best]
+        worker, gpus = min(feasible, key=lambda f: f[0].worker_id)
         allocation = Allocation(worker.worker_id, request.milli_cpu, request.memory_mb, gpus)
-        worker.allocations[task_id] = allocation
+        worker.hold(task_id, allocation)
+        self._placed[task_id] = worker.worker_id
         if image_id:
             worker.images.add(image_id)
         return allocation
 
     def check_satisfiable(self, request: Request) -> None:
         if not any(_fits(request, w, idle=True) is not None for w in self.workers.values()):
-            pool = "; ".join(w.describe() for w in self.workers.values()) or "no workers"
+            shapes: dict[str, int] = {}
+            for worker in self.workers.values():
+                shapes[worker.shape()] = shapes.get(worker.shape(), 0) + 1
+            pool = "; ".join(f"{n} worker{'s' * (n > 1)} with {shape}" for shape, n in shapes.items()) or "no workers"
             raise Unsatisfiable(f"No worker can ever run a container with {request}: the pool has {pool}")
 
     def release(self, task_id: str) -> None:
-        for worker in self.workers.values():
-            worker.allocations.pop(task_id, None)
+        worker_id = self._placed.pop(task_id, None)
+        if worker_id in self.workers:
+            self.workers[worker_id].release(task_id)
