@@ -18,18 +18,17 @@ def bake(name: str, times: int = 1) -> None:
 
 image = modal.Image.debian_slim().run_function(
     bake,
-    secrets=[modal.Secret.from_dict({"BAKE_TOKEN": "s3cr3t"})],
+    secrets=[modal.Secret.from_name("e2e-bake")],  # made by the test with `modal secret create`
     args=("ab",),
     kwargs={"times": 2},
     timeout=120,
 )
 
 
-@app.function(image=image)
+@app.function(image=image, secrets=[modal.Secret.from_dict({"RUNTIME_TOKEN": "at-runtime"})])
 def read() -> dict:
-    leftovers = [p for p in ("/pkg", "/__shoal", "/root/__pycache__") if os.path.exists(p)]
-    return {**json.load(open("/opt/baked/out.json")), "token_at_runtime": os.environ.get("BAKE_TOKEN"),
-            "leftovers": leftovers}
+    baked = json.load(open("/opt/baked/out.json"))
+    return {**baked, "build_token_at_runtime": os.environ.get("BAKE_TOKEN"), "runtime": os.environ["RUNTIME_TOKEN"]}
 
 
 @app.local_entrypoint()
