@@ -118,3 +118,8 @@ def test_concurrent_builds_of_one_image_build_once(shoal):
         # Both stream the log of the one build: the step's own output, never "cached" for it.
         assert len(re.findall(rf"^step-output-{tag}$", output, re.M)) == 1
         assert not re.search(rf"=> RUN sleep 3 && echo {tag}.*\n=> cached", output)
+
+
+def test_images_bootstrap_builds_the_debian_python_bases(shoal):
+    out = shoal.shoal("images", "bootstrap", timeout=900).stdout
+    assert "python:3.11-slim-bookworm" in out

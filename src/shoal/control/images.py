@@ -3,7 +3,9 @@
 An image id is a hash of its definition (commands, base image ids, context
 files, build args), so the same definition is the same image and is never
 rebuilt unless the client forces it (or its layers are gone). Images no live
-app refers to are garbage: `collect` removes them with their layers and files.
+app refers to are garbage: `collect` removes them with their layers and files
+(the python bases built from Debian packages excepted: `bootstrap` made them for
+hosts that cannot download them again).
 """
 
 import asyncio
@@ -20,6 +22,7 @@ from modal_proto import api_pb2
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..images.bootstrap import bootstrap_layer_ids, bootstrap_python_base, bootstrap_refs
 from ..images.builder import Builder, BuildError, Log
 from ..images.spec import BuiltImage
 from ..images.store import Collected
@@ -247,6 +250,14 @@ class Images:
                 context[filename.lstrip("/")] = self.mounts.blobs.path(sha)
         return context
 
+    async def bootstrap(self, log: Log) -> list[tuple[str, BuiltImage]]:
+        """Build the python base images Debian's packages provide, so that `FROM` them works offline."""
+        built = []
+        async with self.layers.lease():
+            for ref in bootstrap_refs():
+                built.append((ref, await bootstrap_python_base(self.layers, ref, log)))
+        return built
+
     # -- garbage collection ------------------------------------------------------------
 
     async def collect(self) -> Collected:
@@ -267,7 +278,7 @@ class Images:
                 if image_id in self.jobs:
                     del self.jobs[image_id]
             kept = [BuiltImage.from_json(row.built) for row in rows if row.image_id in keep and row.built]
-            return {layer for image in kept for layer in image.layers}
+            return {layer for image in kept for layer in image.layers} | await asyncio.to_thread(bootstrap_layer_ids)
 
         collected = await self.layers.collect(live_layers)
         log.info("image gc: removed %d layers, %d files (%d bytes)", collected.layers, collected.files, collected.bytes)
