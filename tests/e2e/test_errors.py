@@ -67,7 +67,7 @@ def test_unimplemented_rpcs_name_the_feature(shoal):
 
 
 def test_unimplemented_feature_through_the_cli(shoal):
-    proc = shoal.modal("secret", "list", check=False)
+    proc = shoal.modal("volume", "list", check=False)
     assert proc.returncode != 0
     assert "shoal does not support this feature yet" in proc.stdout + proc.stderr
 

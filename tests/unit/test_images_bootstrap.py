@@ -109,3 +109,11 @@ async def test_debian_slim_on_the_bootstrapped_base(tmp_path):
     code = "import modal._container_entrypoint, grpclib; print(modal.__file__, grpclib.__file__)"
     output = await run_in(store, child, ["python", "-c", code], [client], {"PYTHONPATH": "/pkg"})
     assert output.split() == ["/pkg/modal/__init__.py", "/__modal/deps/grpclib/__init__.py"]
+
+
+def test_uv_refs():
+    from shoal.images.uv_image import uv_version
+
+    assert uv_version("ghcr.io/astral-sh/uv:latest") == "latest"
+    assert uv_version("ghcr.io/astral-sh/uv:0.8.3") == "0.8.3"
+    assert uv_version("python:3.11-slim-bookworm") is None

@@ -288,3 +288,42 @@ async def test_errors_name_the_instruction(env):
         await env.build(["RUN echo"])
     with pytest.raises(BuildError, match="no user 'ghost'"):
         await env.build(["FROM base", "COPY --chown=ghost a /a"], {"a": env.file("a", "a")})
+
+
+async def test_run_function_layer_is_what_the_function_wrote_and_is_cached_by_inputs(env):
+    runs = []
+
+    async def run(image_dirs, upper):
+        runs.append(image_dirs)
+        os.makedirs(os.path.join(upper, "opt"))
+        with open(os.path.join(upper, "opt", "baked"), "w") as f:
+            f.write("baked")
+
+    image = await env.builder.run_function(env.base, {"definition": "def f(): ..."}, run)
+    assert image.layers[:-1] == env.base.layers and image.built == 1
+    assert env.read(image, "/opt/baked") == "baked"
+    again = await env.builder.run_function(env.base, {"definition": "def f(): ..."}, run)
+    assert again.layers == image.layers and again.built == 0 and len(runs) == 1
+    other = await env.builder.run_function(env.base, {"definition": "def g(): ..."}, run)
+    assert other.layers[-1] != image.layers[-1] and len(runs) == 2
+
+
+async def test_failing_run_function_caches_nothing(env):
+    async def fail(image_dirs, upper):
+        raise BuildError("run_function(f)", reason="failed: boom")
+
+    for _ in range(2):
+        with pytest.raises(BuildError, match="boom"):
+            await env.builder.run_function(env.base, {"definition": "def f(): raise"}, fail)
+
+
+async def test_secret_env_reaches_run_steps_and_keys_layers_by_id(env):
+    steps = ["FROM base", "RUN echo $TOKEN > /token"]
+    first = await env.build(steps, secret_env={"TOKEN": "one"}, secret_ids=["st-a"])
+    assert env.read(first, "/token").strip() == "one"
+    same_id = await env.build(steps, secret_env={"TOKEN": "two"}, secret_ids=["st-a"])
+    assert same_id.layers == first.layers
+    other_id = await env.build(steps, secret_env={"TOKEN": "two"}, secret_ids=["st-b"])
+    assert env.read(other_id, "/token").strip() == "two"
+    plain = await env.build(steps)
+    assert plain.layers[-1] not in (first.layers[-1], other_id.layers[-1])

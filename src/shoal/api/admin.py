@@ -1,4 +1,4 @@
-"""Admin HTTP routes for the `shoal` command line: image listing, usage and garbage collection.
+"""Admin HTTP routes for the `shoal` command line: image listing, usage, bootstrap and garbage collection.
 
 Callers authenticate with an API token (the headers the modal client sends over gRPC).
 """
@@ -10,6 +10,7 @@ from aiohttp import web
 from ..control.errors import Unauthenticated
 from ..control.image_report import list_images, usage
 from ..control.platform import Platform
+from ..images.builder import BuildError
 
 TOKEN_ID_HEADER = "x-modal-token-id"
 TOKEN_SECRET_HEADER = "x-modal-token-secret"
@@ -38,8 +39,20 @@ def admin_routes(platform: Platform) -> list[web.RouteDef]:
         await authenticated(request)
         return web.json_response(asdict(await platform.images.collect()))
 
+    async def images_bootstrap(request: web.Request) -> web.Response:
+        await authenticated(request)
+        lines: list[str] = []
+        try:
+            built = await platform.images.bootstrap(lines.append)
+        except BuildError as e:
+            raise web.HTTPInternalServerError(text=f"{e}\n{''.join(lines)[-4000:]}") from None
+        return web.json_response(
+            [{"name": ref, "layer_ids": image.layers, "python": image.config.python_version} for ref, image in built]
+        )
+
     return [
         web.get("/admin/images", images),
+        web.post("/admin/images/bootstrap", images_bootstrap),
         web.get("/admin/images/usage", images_usage),
         web.post("/admin/images/gc", images_gc),
     ]

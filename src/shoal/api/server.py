@@ -15,6 +15,7 @@ from ..control.errors import Unauthenticated
 from ..control.platform import Platform, Settings
 from .admin import admin_routes
 from .blob_urls import BlobUrls
+from .build_servicer import BuildStepServicer
 from .http import http_app
 from .servicer import ShoalServicer
 
@@ -68,7 +69,13 @@ class ShoalServer:
 
     async def _serve_task(self, task_id: str, path: str):
         """A private endpoint for one container: the socket itself says who calls."""
-        server = Server([ShoalServicer(self.platform, self.blob_urls, task_id)])
+        build_call = self.platform.build_functions.calls.get(task_id)
+        servicer = (
+            BuildStepServicer(self.platform, self.blob_urls, build_call)
+            if build_call
+            else ShoalServicer(self.platform, self.blob_urls, task_id)
+        )
+        server = Server([servicer])
         await server.start(path=path)
 
         async def stop() -> None:

@@ -346,7 +346,9 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def ImageGetOrCreate(self, req):
-        image_id, result = await self.p.images.get_or_create(req.image, req.force_build, req.app_id)
+        image_id, result = await self.p.images.get_or_create(
+            req.image, req.force_build, req.app_id, req.build_function_id
+        )
         response = api_pb2.ImageGetOrCreateResponse(image_id=image_id)
         if result is not None:
             response.result.CopyFrom(result)
@@ -369,6 +371,51 @@ class ShoalServicer(UnimplementedServicer):
             if result.status == GenericResult.GENERIC_STATUS_SUCCESS:
                 response.metadata.CopyFrom(await self.p.images.metadata(req.image_id))
             yield response
+
+    @unary
+    async def ImageFromId(self, req):
+        await self.p.images.built(req.image_id)
+        return api_pb2.ImageFromIdResponse(image_id=req.image_id, metadata=await self.p.images.metadata(req.image_id))
+
+    # -- secrets -----------------------------------------------------------
+
+    @unary
+    async def SecretGetOrCreate(self, req):
+        secret = await self.p.secrets.get_or_create(
+            req.deployment_name, req.environment_name, req.object_creation_type, dict(req.env_dict),
+            list(req.required_keys),
+        )  # fmt: skip
+        return api_pb2.SecretGetOrCreateResponse(secret_id=secret.secret_id, metadata=secret.metadata())
+
+    @unary
+    async def SecretGetInfo(self, req):
+        return api_pb2.SecretGetInfoResponse(metadata=(await self.p.secrets.get(req.secret_id)).metadata())
+
+    @unary
+    async def SecretList(self, req):
+        secrets = await self.p.secrets.in_environment(req.environment_name)
+        created_before = req.pagination.created_before or float("inf")
+        secrets = [s for s in secrets if s.created_at < created_before]
+        if req.pagination.max_objects:
+            secrets = secrets[: req.pagination.max_objects]
+        return api_pb2.SecretListResponse(
+            items=[
+                api_pb2.SecretListItem(
+                    label=s.name,
+                    created_at=s.created_at,
+                    environment_name=s.environment,
+                    secret_id=s.secret_id,
+                    metadata=s.metadata(),
+                )  # fmt: skip
+                for s in secrets
+            ],
+            environment_name=req.environment_name,
+        )
+
+    @unary
+    async def SecretDelete(self, req):
+        await self.p.secrets.delete(req.secret_id)
+        return empty_pb2.Empty()
 
     # -- functions ---------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""`shoal images ls|du|gc`: inspect and clean the image store of the running shoal."""
+"""`shoal images ls|du|gc|bootstrap`: inspect, clean and seed the image store of the running shoal."""
 
 import json
 import time
@@ -108,3 +108,13 @@ def gc() -> None:
     """Remove images no live app uses, then unused layers and files."""
     result = _request("POST", "/admin/images/gc")
     click.echo(f"removed {result['layers']} layers and {result['files']} files, freeing {_size(result['bytes'])}")
+
+
+@images.command("bootstrap")
+def bootstrap() -> None:
+    """Build the python base images Debian's packages provide (for hosts without a registry)."""
+    built = _request("POST", "/admin/images/bootstrap")
+    table = Table("name", "python", "layers")
+    for image in built:
+        table.add_row(image["name"], image["python"], ", ".join(layer[:12] for layer in image["layer_ids"]))
+    _console().print(table)

@@ -1,6 +1,7 @@
 """What the image store holds, for `shoal images ls` and `shoal images du`."""
 
 import asyncio
+import re
 from dataclasses import asdict, dataclass
 
 from modal_proto import api_pb2
@@ -20,7 +21,7 @@ class ImageRow:
     layer_ids: list[str]  # bottom first
     bytes: int  # its files' bytes, every layer counted in full
     source: str  # what it was built from: a base image id or a registry reference
-    step: str  # its last Dockerfile command
+    step: str  # its last Dockerfile command, or its build function
 
 
 @dataclass
@@ -37,6 +38,13 @@ class Usage:
         return asdict(self)
 
 
+def _last_step(definition: api_pb2.Image) -> str:
+    if definition.HasField("build_function"):
+        name = re.search(r"def\s+(\w+)", definition.build_function.definition)
+        return f"run_function({name.group(1) if name else '?'})"
+    return definition.dockerfile_commands[-1] if definition.dockerfile_commands else ""
+
+
 async def list_images(db: Database, store: LayerStore) -> list[ImageRow]:
     async with db.tx() as conn:
         rows = (await conn.execute(select(t.images).order_by(t.images.c.created_at))).all()
@@ -47,8 +55,7 @@ async def list_images(db: Database, store: LayerStore) -> list[ImageRow]:
             definition = api_pb2.Image.FromString(row.definition)
             layers = BuiltImage.from_json(row.built).layers if row.built else []
             size = sum(store.size(layer).bytes for layer in layers if store.has(layer))
-            commands = list(definition.dockerfile_commands)
-            step = commands[-1] if commands else ""
+            step = _last_step(definition)
             found.append(ImageRow(row.image_id, row.created_at, row.status, layers, size, _source(definition), step))
         return found
 

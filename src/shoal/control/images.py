@@ -3,31 +3,37 @@
 An image id is a hash of its definition (commands, base image ids, context
 files, build args), so the same definition is the same image and is never
 rebuilt unless the client forces it (or its layers are gone). Images no live
-app refers to are garbage: `collect` removes them with their layers and files.
+app refers to are garbage: `collect` removes them with their layers and files
+(the python bases built from Debian packages excepted: `bootstrap` made them for
+hosts that cannot download them again).
 """
 
 import asyncio
+import hashlib
 import logging
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..images.builder import Builder, BuildError
+from ..images.bootstrap import bootstrap_layer_ids, bootstrap_python_base, bootstrap_refs
+from ..images.builder import Builder, BuildError, Log
 from ..images.spec import BuiltImage
 from ..images.store import Collected
 from ..store import schema as t
 from ..store.database import Database
 from .apps import STOPPED_STATES
-from .errors import NotFound
+from .errors import InvalidArgument, NotFound
 from .ids import content_id
 from .mounts import Mounts
 from .pulse import Pulse
+from .secrets import Secrets
 
 log = logging.getLogger(__name__)
 
@@ -47,40 +53,71 @@ class BuildJob:
         self.pulse.notify()
 
 
+# run(function_id, input, image, image_dirs, upper_dir, log): an Image.run_function step (see build_functions)
+RunBuildFunction = Callable[
+    [str, api_pb2.FunctionInput | None, BuiltImage, list[str], str, Callable[[str], None]], Awaitable[None]
+]
+
+
 class Images:
-    def __init__(self, db: Database, mounts: Mounts, builder: Builder, builder_version: str):
+    def __init__(
+        self,
+        db: Database,
+        mounts: Mounts,
+        secrets: Secrets,
+        builder: Builder,
+        run_build_function: RunBuildFunction,
+        builder_version: str,
+    ):
         self.db = db
         self.mounts = mounts
+        self.secrets = secrets
         self.builder = builder
+        self.run_build_function = run_build_function
         self.layers = builder.store
         self.builder_version = builder_version
         self.jobs: dict[str, BuildJob] = {}
         self._built: dict[str, BuiltImage] = {}
 
     async def get_or_create(
-        self, image: api_pb2.Image, force_build: bool, app_id: str = ""
+        self, image: api_pb2.Image, force_build: bool, app_id: str = "", build_function_id: str = ""
     ) -> tuple[str, api_pb2.GenericResult | None]:
         """Returns the image id, and its result when no build is needed."""
+        _check_supported(image, build_function_id)
         definition = image.SerializeToString(deterministic=True)
         image_id = content_id("im", self.builder_version.encode() + definition)
         if app_id:
             await self._used_by(image_id, app_id)
+        # No await from here until the job is registered: two clients asking for the same
+        # image at once must find one build, the second one joining the first one's log.
         job = self.jobs.get(image_id)
         if job and job.result is None:
-            return image_id, None  # a build is under way: join it
+            return image_id, None
+        job = self.jobs[image_id] = BuildJob(image_id)
+        try:
+            ready = await self._ready_or_pending(image_id, definition, force_build)
+        except BaseException:
+            del self.jobs[image_id]
+            raise
+        if ready:
+            del self.jobs[image_id]
+            return image_id, GenericResult(status=GenericResult.GENERIC_STATUS_SUCCESS)
+        job.task = asyncio.create_task(self._build(job, image, force_build, build_function_id))
+        return image_id, None
+
+    async def _ready_or_pending(self, image_id: str, definition: bytes, force_build: bool) -> bool:
+        """True when the image is built and usable; else it is recorded as pending."""
         async with self.db.tx() as conn:
             row = (await conn.execute(select(t.images).where(t.images.c.image_id == image_id))).one_or_none()
             if row and row.status == "ready" and not force_build and self._layers_present(row.built):
-                return image_id, GenericResult(status=GenericResult.GENERIC_STATUS_SUCCESS)
+                return True
             if row is None:
                 await conn.execute(
                     insert(t.images).values(
                         image_id=image_id, definition=definition, status="pending", created_at=time.time()
                     )
                 )
-        job = self.jobs[image_id] = BuildJob(image_id)
-        job.task = asyncio.create_task(self._build(job, image, force_build))
-        return image_id, None
+        return False
 
     def _layers_present(self, built: str) -> bool:
         """A ready image whose layers were removed behind shoal's back (or by an older store) is built again."""
@@ -140,21 +177,26 @@ class Images:
             raise NotFound(f"Image {image_id} not found")
         return row.status
 
-    async def _build(self, job: BuildJob, image: api_pb2.Image, force_build: bool) -> None:
+    async def _build(self, job: BuildJob, image: api_pb2.Image, force_build: bool, build_function_id: str) -> None:
         context_dir = tempfile.mkdtemp(prefix="shoal-context-")
         try:
             # The lease keeps every layer this build makes or uses until the image is recorded as ready.
             async with self.layers.lease():
                 bases = {b.docker_tag: await self.built(b.image_id) for b in image.base_images}
-                context = await self._context(image, context_dir)
-                built = await self.builder.build(
-                    list(image.dockerfile_commands),
-                    bases=bases,
-                    context=context,
-                    build_args=dict(image.build_args),
-                    force_build=force_build,
-                    log=job.log,
-                )
+                if image.HasField("build_function"):
+                    built = await self._run_function(image, build_function_id, bases, force_build, job.log)
+                else:
+                    context = await self._context(image, context_dir)
+                    built = await self.builder.build(
+                        list(image.dockerfile_commands),
+                        bases=bases,
+                        context=context,
+                        build_args=dict(image.build_args),
+                        secret_env=await self.secrets.env(list(image.secret_ids)),
+                        secret_ids=list(image.secret_ids),
+                        force_build=force_build,
+                        log=job.log,
+                    )
                 self._built[job.image_id] = built
                 await self._set(job.image_id, status="ready", built=built.to_json(), error=None)
             job.result = GenericResult(status=GenericResult.GENERIC_STATUS_SUCCESS)
@@ -166,6 +208,24 @@ class Images:
         finally:
             shutil.rmtree(context_dir, ignore_errors=True)
             job.pulse.notify()
+
+    async def _run_function(
+        self, image: api_pb2.Image, function_id: str, bases: dict[str, BuiltImage], force_build: bool, log: Log
+    ) -> BuiltImage:
+        (base,) = bases.values()  # the client sends a build function with exactly one base image
+        fn = image.build_function
+        inputs = {
+            "definition": fn.definition,
+            "globals": hashlib.sha256(fn.globals).hexdigest(),
+            "input": hashlib.sha256(fn.input.SerializeToString(deterministic=True)).hexdigest(),
+            "secrets": sorted(image.secret_ids),
+        }
+        fn_input = fn.input if fn.HasField("input") else None
+
+        async def run(image_dirs: list[str], upper: str) -> None:
+            await self.run_build_function(function_id, fn_input, base, image_dirs, upper, log)
+
+        return await self.builder.run_function(base, inputs, run, force_build=force_build, log=log)
 
     async def _fail(self, job: BuildJob, message: str) -> None:
         await self._set(job.image_id, status="failed", error=message)
@@ -190,6 +250,14 @@ class Images:
                 context[filename.lstrip("/")] = self.mounts.blobs.path(sha)
         return context
 
+    async def bootstrap(self, log: Log) -> list[tuple[str, BuiltImage]]:
+        """Build the python base images Debian's packages provide, so that `FROM` them works offline."""
+        built = []
+        async with self.layers.lease():
+            for ref in bootstrap_refs():
+                built.append((ref, await bootstrap_python_base(self.layers, ref, log)))
+        return built
+
     # -- garbage collection ------------------------------------------------------------
 
     async def collect(self) -> Collected:
@@ -210,11 +278,26 @@ class Images:
                 if image_id in self.jobs:
                     del self.jobs[image_id]
             kept = [BuiltImage.from_json(row.built) for row in rows if row.image_id in keep and row.built]
-            return {layer for image in kept for layer in image.layers}
+            return {layer for image in kept for layer in image.layers} | await asyncio.to_thread(bootstrap_layer_ids)
 
         collected = await self.layers.collect(live_layers)
         log.info("image gc: removed %d layers, %d files (%d bytes)", collected.layers, collected.files, collected.bytes)
         return collected
+
+
+def _check_supported(image: api_pb2.Image, build_function_id: str) -> None:
+    """Refuse what the builder cannot do, rather than build an image that is not what was asked for."""
+    if image.volume_mounts:
+        raise InvalidArgument("Image build steps with volumes= are not supported by shoal yet")
+    if image.image_registry_config.registry_auth_type or image.image_registry_config.secret_id:
+        raise InvalidArgument(
+            "Images from private registries (registry secrets, from_aws_ecr, from_gcp_artifact_registry) "
+            "are not supported by shoal yet"
+        )
+    if image.HasField("build_function") and not build_function_id:
+        raise InvalidArgument("run_function: the image has a build function but no build_function_id")
+    if image.HasField("build_function") and len(image.base_images) != 1:
+        raise InvalidArgument("run_function needs exactly one base image")
 
 
 async def referenced_image_ids(conn: AsyncConnection) -> set[str]:

@@ -16,6 +16,7 @@ from modal_version import __version__ as CLIENT_VERSION
 from ..images.base import BaseResolver
 from ..images.builder import Builder
 from ..images.client_pkg import ensure_client_pkg
+from ..images.spec import BuiltImage
 from ..images.store import LayerStore, Lease
 from ..runtime import Runtime
 from ..store.blobs import BlobStore
@@ -23,6 +24,7 @@ from ..store.database import Database
 from ..worker.agent import ContainerPlan, LocalWorker, SocketServer
 from ..worker.inventory import this_machine
 from .apps import DEFAULT_ENVIRONMENT, STOPPED_STATES, Apps
+from .build_functions import BuildFunctions
 from .calls import Calls
 from .containers import Containers
 from .deployments import Deployments, Version
@@ -34,6 +36,7 @@ from .logs import Logs
 from .mounts import CLIENT_MOUNT_ID, Mounts
 from .placement import Allocation, Pool, Worker, request_of
 from .scheduler import Scheduler, Task
+from .secrets import Secrets
 from .tokens import Tokens
 from .webhooks import Webhooks
 
@@ -83,12 +86,16 @@ class Platform:
         self.logs = Logs(self.db)
         self.containers = Containers(self.db)
         self.mounts = Mounts(self.db, self.blobs, os.path.join(home, "mounts"))
+        self.secrets = Secrets(self.db)
         self.calls = Calls(self.db, lambda rid: retry_policy(self.functions.cached(rid)))
         self.runtime = Runtime(os.path.join(home, "runtime"))
         self.worker = LocalWorker(self.runtime, home, serve_socket, settings.ca_bundle)
         self.layers = LayerStore(os.path.join(home, "images"))
         builder = Builder(self.layers, self.worker.run_build_step, BaseResolver(self.layers))
-        self.images = Images(self.db, self.mounts, builder, IMAGE_BUILDER_VERSION)
+        self.build_functions = BuildFunctions(self.worker, self.deployments.resolve, self.container_plan)
+        self.images = Images(
+            self.db, self.mounts, self.secrets, builder, self.build_functions.run, IMAGE_BUILDER_VERSION
+        )
         self.pool = Pool()
         inventory = this_machine(settings.fake_gpus)
         self.pool.add(Worker("local", inventory.milli_cpu, inventory.memory_mb, inventory.gpus))
@@ -316,30 +323,37 @@ class Platform:
 
     async def _plan(self, task: Task) -> ContainerPlan:
         revision = await self.functions.revision(task.revision_id)
-        fdef = revision.definition
-        built = await self.images.built(fdef.image_id)
+        built = await self.images.built(revision.definition.image_id)
         # Held until the container exits, so that image garbage collection leaves its layers alone.
         self._leases[task.task_id] = await self.layers.hold(built.layers)
         lower_dirs = await self.layers.ensure(built.layers)
+        plan = await self.container_plan(task.task_id, revision, built, lower_dirs)
+        if task.allocation.gpus:
+            plan.env["CUDA_VISIBLE_DEVICES"] = ",".join(g.uuid for g in task.allocation.gpus)
+        return plan
+
+    async def container_plan(
+        self, task_id: str, revision: Revision, built: BuiltImage, image_dirs: list[str]
+    ) -> ContainerPlan:
+        """A container running `revision` on the image `built` (whose layer dirs are `image_dirs`)."""
+        fdef = revision.definition
         python = built.config.python_version or "3.11"
         client_dir = await asyncio.to_thread(ensure_client_pkg, self.settings.home, python)
         mount_dirs = [await self.mounts.materialise(m) for m in fdef.mount_ids if m != CLIENT_MOUNT_ID]
-        env = dict(built.config.env)
+        env = {**built.config.env, **await self.secrets.env(list(fdef.secret_ids))}
         env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", ""), "/root") if p)
         env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the log as they happen
-        if task.allocation.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(g.uuid for g in task.allocation.gpus)
-        app = await self.apps.get(task.app_id)
-        layout = await self.app_layout(task.app_id)
+        app = await self.apps.get(revision.app_id)
+        layout = await self.app_layout(revision.app_id)
         # The function's own dependencies (image, mounts, ...) are hydrated from the layout too.
         present = {o.object_id for o in layout.objects}
         layout.objects.extend(
             api_pb2.Object(object_id=dep.object_id) for dep in fdef.object_dependencies if dep.object_id not in present
         )
         container_args = api_pb2.ContainerArguments(
-            task_id=task.task_id,
-            function_id=task.function_id,
-            app_id=task.app_id,
+            task_id=task_id,
+            function_id=revision.function_id,
+            app_id=revision.app_id,
             function_def=fdef,
             environment_name=app.environment,
             app_layout=layout,
@@ -347,8 +361,8 @@ class Platform:
         )
         resources = fdef.resources
         return ContainerPlan(
-            task_id=task.task_id,
-            lower_dirs=lower_dirs + [client_dir] + mount_dirs,
+            task_id=task_id,
+            lower_dirs=image_dirs + [client_dir] + mount_dirs,
             args=list(built.config.entrypoint or []) + ["python", "-m", "modal._container_entrypoint"],
             env=env,
             cwd=built.config.workdir if built.config.workdir not in ("", "/") else "/root",

@@ -1,14 +1,20 @@
 """Where `FROM <image>` comes from: an OCI registry when one is configured,
-otherwise shoal's own bootstrap from Debian packages (no Docker Hub needed).
+otherwise shoal's own bootstrap from Debian packages (no Docker Hub needed), and
+uv's image from its PyPI wheel.
 """
 
 import os
+import re
 from collections.abc import Callable
 
 from .bootstrap import bootstrap_python_base, parse_python_ref
+from .builder import BuildError
 from .registry import RegistryError, pull
 from .spec import BuiltImage
 from .store import LayerStore
+from .uv_image import uv_image, uv_version
+
+_MICROMAMBA = re.compile(r"(?:docker\.io/)?mambaorg/micromamba[:@]")
 
 
 def registry_mirrors() -> dict[str, str]:
@@ -28,11 +34,20 @@ class BaseResolver:
 
     async def __call__(self, ref: str, log_text: Callable[[str], None]) -> BuiltImage:
         mirrors = registry_mirrors()
+        if uv_version(ref) and "ghcr.io" not in mirrors:
+            return await uv_image(self.store, ref, log_text)
         python_base = parse_python_ref(ref) is not None
         if mirrors or not python_base:
             try:
                 return await pull(self.store, ref, mirrors=mirrors, log=log_text)
             except RegistryError as e:
+                if _MICROMAMBA.match(ref):
+                    raise BuildError(
+                        f"FROM {ref}",
+                        reason=f"failed: Image.micromamba() needs {ref} from a container registry ({e}); "
+                        "micromamba is packaged neither by Debian nor on PyPI, so shoal cannot build it locally. "
+                        "Set SHOAL_REGISTRY to a registry (or mirror) that has it",
+                    ) from e
                 if not python_base:
                     raise
                 log_text(f"registry pull of {ref} failed ({e}); building it from Debian packages instead\n")

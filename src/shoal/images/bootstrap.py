@@ -77,11 +77,8 @@ async def bootstrap_python_base(store: LayerStore, ref: str, log: Log) -> BuiltI
             reason=f"cannot be built locally: only {buildable_refs()} (any patch version) can be built "
             "from Debian packages; other base images need a container registry (set SHOAL_REGISTRY)",
         )
-    # The patch version is not in the recipe: Debian has one Python 3.11, whatever the ref asks for.
     local_cas = _local_cas()
-    ca_digest = hashlib.sha256(b"".join(content for _, content in local_cas)).hexdigest()
-    recipe = [RECIPE_VERSION, parsed.distro, parsed.series, PACKAGES, DPKG_OPTIONS, ca_digest]
-    layer_id = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()
+    layer_id = _layer_id(parsed, local_cas)
     built = 0
     async with store.building(layer_id) as root:
         if root is None:
@@ -98,6 +95,24 @@ async def bootstrap_python_base(store: LayerStore, ref: str, log: Log) -> BuiltI
         python_version=parsed.series,
     )
     return BuiltImage([layer_id], config, built)
+
+
+def bootstrap_refs() -> list[str]:
+    """The python base images this host can build, under their usual names."""
+    return [f"python:{series}-slim-{distro}" for distro, series in LOCAL_PYTHON.items()]
+
+
+def bootstrap_layer_ids() -> set[str]:
+    """The layers of the python bases built here (kept by garbage collection: air-gapped hosts need them)."""
+    local_cas = _local_cas()
+    return {_layer_id(parse_python_ref(ref), local_cas) for ref in bootstrap_refs()}
+
+
+def _layer_id(parsed: PythonRef, local_cas: list[tuple[str, bytes]]) -> str:
+    # The patch version is not in the recipe: Debian has one Python 3.11, whatever the ref asks for.
+    ca_digest = hashlib.sha256(b"".join(content for _, content in local_cas)).hexdigest()
+    recipe = [RECIPE_VERSION, parsed.distro, parsed.series, PACKAGES, DPKG_OPTIONS, ca_digest]
+    return hashlib.sha256(json.dumps(recipe).encode()).hexdigest()
 
 
 async def _mmdebstrap(root: str, distro: str, ref: str, log: Log) -> None:

@@ -27,6 +27,8 @@ from .store import LayerStore
 Log = Callable[[str], None]
 # run_step(lower_dirs_bottom_first, upper_dir, argv, env, workdir, user, log) -> exit code
 RunStep = Callable[[list[str], str, list[str], dict[str, str], str, str | None, Log], Awaitable[int]]
+# run(lower_dirs_bottom_first, upper_dir): runs a build function over the image; raises BuildError when it fails.
+RunFunction = Callable[[list[str], str], Awaitable[None]]
 # Resolves `FROM <ref>` for refs that are not a named base image, e.g. "python:3.11.12-slim-bookworm".
 BaseResolver = Callable[[str, Log], Awaitable[BuiltImage]]
 
@@ -58,15 +60,20 @@ class Builder:
         bases: dict[str, BuiltImage],
         context: dict[str, str],
         build_args: dict[str, str] = {},
+        secret_env: dict[str, str] = {},
+        secret_ids: list[str] = [],
         force_build: bool = False,
         log: Log = lambda s: None,
     ) -> BuiltImage:
-        """Build `commands`; `context` maps COPY source paths (as written in the commands) to host files."""
+        """Build `commands`; `context` maps COPY source paths (as written in the commands) to host files.
+
+        RUN steps see `secret_env` (the values of the secrets `secret_ids`) in their environment;
+        their layers are keyed on the secrets' ids, never on the values."""
         try:
             instructions = dockerfile.parse(commands)
         except DockerfileError as e:
             raise BuildError(e.line, reason=f"cannot be parsed: {e}") from e
-        run = _BuildRun(self, bases, context, build_args, force_build, log)
+        run = _BuildRun(self, bases, context, build_args, (secret_env, sorted(secret_ids)), force_build, log)
         for ins in instructions:
             log(f"=> {ins.text}\n")
             try:
@@ -82,6 +89,36 @@ class Builder:
             or stage.config.python_version
         )
         return BuiltImage(stage.layers, stage.config, run.built)
+
+    async def run_function(
+        self,
+        base: BuiltImage,
+        inputs: object,
+        run: RunFunction,
+        *,
+        force_build: bool = False,
+        log: Log = lambda s: None,
+    ) -> BuiltImage:
+        """The image `base` plus one layer: what `run` changes in its file system (Image.run_function).
+
+        `inputs` is everything that decides what the function does (its source, globals, arguments)."""
+        if not await self.store.use(base.layers):
+            raise BuildError("run_function", reason="cannot start: the base image's layers were garbage collected")
+        key = {"version": LAYER_KEY_VERSION, "parent": base.layers[-1] if base.layers else "", "step": "run_function",
+               "inputs": inputs}  # fmt: skip
+        layer_id = _layer_id(key)
+        built = 0
+        async with self.store.building(layer_id, rebuild=force_build) as upper:
+            if upper is None:
+                log("=> cached\n")
+            else:
+                await run([self.store.layer_dir(layer) for layer in base.layers], upper)
+                built = 1
+        return BuiltImage([*base.layers, layer_id], copy.deepcopy(base.config), built)
+
+
+def _layer_id(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -105,6 +142,7 @@ class _BuildRun:
         bases: dict[str, BuiltImage],
         context: dict[str, str],
         build_args: dict[str, str],
+        secrets: tuple[dict[str, str], list[str]],
         force: bool,
         log: Log,
     ):
@@ -113,6 +151,7 @@ class _BuildRun:
         self.bases = bases
         self.context = {_context_key(k): v for k, v in context.items()}
         self.build_args = build_args
+        self.secret_env, self.secret_ids = secrets
         self.force = force
         self.log = log
         self.global_args: dict[str, str] = {}  # ARGs before the first FROM, usable in FROM lines
@@ -207,7 +246,7 @@ class _BuildRun:
             "shell": config.shell,
             "inputs": inputs,
         }
-        layer_id = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        layer_id = _layer_id(key)
         async with self.store.building(layer_id, rebuild=self.force) as upper:
             if upper is None:
                 self.log("=> cached\n")
@@ -224,7 +263,7 @@ class _BuildRun:
         env = {**stage.args, **config.env}
 
         async def produce(upper: str, lowers: list[str]) -> None:
-            run_env = {"PATH": DEFAULT_PATH, "HOME": _home(LayerView(lowers), config.user), **env}
+            run_env = {"PATH": DEFAULT_PATH, "HOME": _home(LayerView(lowers), config.user), **env, **self.secret_env}
             tail = _Tail()
 
             def output(text: str) -> None:
@@ -235,7 +274,8 @@ class _BuildRun:
             if code != 0:
                 raise BuildError(ins.text, tail.text(), f"failed with exit code {code}")
 
-        await self._layer("RUN " + json.dumps(argv), env, None, produce)
+        inputs = {"secrets": self.secret_ids} if self.secret_ids else None
+        await self._layer("RUN " + json.dumps(argv), env, inputs, produce)
 
     async def _workdir(self, path: str) -> None:
         config = self.stage.config

@@ -130,6 +130,19 @@ image_uses = Table(
     Column("app_id", String(64), primary_key=True, index=True),
 )
 
+# Secrets: environment variables for containers and build steps. Named ones are unique per
+# environment; anonymous ones (Secret.from_dict) are identified by their content.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("secret_id", String(80), primary_key=True),
+    Column("environment", String(64), nullable=False),
+    Column("name", String(128)),
+    Column("env", Text, nullable=False),  # JSON: {name: value}
+    Column("created_at", Float, nullable=False),
+)
+Index("secrets_by_name", secrets.c.environment, secrets.c.name, unique=True)
+
 mounts = Table(
     "mounts",
     metadata,

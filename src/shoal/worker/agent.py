@@ -41,6 +41,18 @@ class ContainerPlan:
     container_args: bytes
     cpu: float | None = None
     memory_mb: int | None = None
+    upper_dir: str | None = None  # kept after the container ends (a build step's layer); None: thrown away
+
+
+@dataclass
+class ContainerEnd:
+    code: int
+    oom_killed: bool
+    timed_out: bool
+
+
+# Where the worker mounts things into every container (created in a build step's upper dir, not part of it).
+MOUNT_POINTS = (TASK_MOUNT, CA_MOUNT)
 
 
 class LocalWorker:
@@ -59,6 +71,41 @@ class LocalWorker:
         on_output: Callable[[int, bytes], None],
         on_exit: Callable[[int, bool], Awaitable[None]],
     ) -> None:
+        try:
+            container, cleanup = await self._launch(plan, on_output)
+        except Exception as e:
+            on_output(2, f"container failed to start: {e}\n".encode())
+            await on_exit(-1, False)
+            return
+
+        async def watch() -> None:
+            code = await container.wait()
+            try:
+                await on_exit(code, container.oom_killed)
+            finally:
+                await cleanup()
+
+        watcher = asyncio.create_task(watch())
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def run(self, plan: ContainerPlan, on_output: Callable[[int, bytes], None], timeout: float) -> ContainerEnd:
+        """Run a container to its end (a build step) and remove it, its upper dir kept; raises if it cannot start."""
+        container, cleanup = await self._launch(plan, on_output)
+        try:
+            try:
+                code = await asyncio.wait_for(container.wait(), timeout)
+            except TimeoutError:
+                await container.kill()
+                return ContainerEnd(await container.wait(), container.oom_killed, timed_out=True)
+            return ContainerEnd(code, container.oom_killed, timed_out=False)
+        finally:
+            await cleanup()
+
+    async def _launch(
+        self, plan: ContainerPlan, on_output: Callable[[int, bytes], None]
+    ) -> tuple[Container, Callable[[], Awaitable[None]]]:
+        """Start the container with its private directory and socket; returns it and what removes it all."""
         task_dir = os.path.join(self.run_dir, plan.task_id)
         os.makedirs(task_dir, exist_ok=True)
         with open(os.path.join(task_dir, ARGS_NAME), "wb") as f:
@@ -81,30 +128,25 @@ class LocalWorker:
             bind_mounts=[BindMount(task_dir, TASK_MOUNT, readonly=False), *self._ca_mounts(env)],
             cpu=plan.cpu,
             memory_mb=plan.memory_mb,
+            upper_dir=plan.upper_dir,
         )
         try:
             container = await self.runtime.start(spec, on_output)
-        except Exception as e:
+        except Exception:
             await stop_serving()
             shutil.rmtree(task_dir, ignore_errors=True)
-            on_output(2, f"container failed to start: {e}\n".encode())
-            await on_exit(-1, False)
-            return
+            raise
         self.containers[plan.task_id] = container
 
-        async def watch() -> None:
-            code = await container.wait()
+        async def cleanup() -> None:
+            self.containers.pop(plan.task_id, None)
             try:
-                await on_exit(code, container.oom_killed)
-            finally:
-                self.containers.pop(plan.task_id, None)
                 await self.runtime.remove(container)
+            finally:
                 await stop_serving()
                 shutil.rmtree(task_dir, ignore_errors=True)
 
-        watcher = asyncio.create_task(watch())
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
+        return container, cleanup
 
     def _ca_mounts(self, env: dict[str, str]) -> list[BindMount]:
         """Mount the host's CA bundle and point TLS clients at it (unless the image chose its own)."""
