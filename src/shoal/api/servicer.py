@@ -472,6 +472,18 @@ class ShoalServicer(UnimplementedServicer):
         return api_pb2.ClassCreateResponse(class_id=class_id, handle_metadata=api_pb2.ClassHandleMetadata())
 
     @unary
+    async def FunctionUpdateSchedulingParams(self, req):
+        current = await self.p.update_autoscaler(req.function_id, req.settings, req.warm_pool_size_override)
+        return api_pb2.FunctionUpdateSchedulingParamsResponse(
+            current_settings=api_pb2.AutoscalerSettings(
+                min_containers=current.min_containers,
+                max_containers=current.max_containers,
+                buffer_containers=current.buffer_containers,
+                scaledown_window=int(current.scaledown_window),
+            )
+        )
+
+    @unary
     async def FunctionMap(self, req):
         revision = await self.p.call_target(req.function_id)
         items = [(item.idx, item.input) for item in req.pipelined_inputs]
@@ -581,7 +593,12 @@ class ShoalServicer(UnimplementedServicer):
         if task.stop.is_set():
             return api_pb2.FunctionGetInputsResponse(inputs=[api_pb2.FunctionGetInputsItem(kill_switch=True)])
         inputs = await self.p.calls.next_inputs(
-            task.revision_id, task.task_id, max(1, req.batch_max_size), INPUTS_POLL, task.stop
+            task.revision_id,
+            task.task_id,
+            max(1, req.batch_max_size),
+            INPUTS_POLL,
+            task.stop,
+            req.batch_linger_ms / 1000,
         )
         if not inputs:
             if task.stop.is_set():

@@ -284,9 +284,10 @@ class Calls:
     # -- container side ----------------------------------------------------
 
     async def next_inputs(
-        self, revision_id: str, task_id: str, max_n: int, timeout: float, stop: asyncio.Event
+        self, revision_id: str, task_id: str, max_n: int, timeout: float, stop: asyncio.Event, linger: float = 0.0
     ) -> list[Input]:
-        """Hand up to `max_n` queued inputs to a container, waiting up to `timeout`."""
+        """Hand up to `max_n` queued inputs to a container, waiting up to `timeout` for the first;
+        a batch (`@modal.batched`) then waits up to `linger` for the rest."""
         q = self.queue(revision_id)
         deadline = time.monotonic() + timeout
         while not q.pending and not stop.is_set() and time.monotonic() < deadline:
@@ -295,9 +296,17 @@ class Calls:
             if q.pending:
                 q.wake(1)  # this container is leaving: another takes its turn
             return []
+        taken = self._take(q, task_id, max_n)
+        filled_by = time.monotonic() + linger
+        while len(taken) < max_n and (left := filled_by - time.monotonic()) > 0 and not stop.is_set():
+            await q.wait(left)
+            taken += self._take(q, task_id, max_n - len(taken))
+        return taken
+
+    def _take(self, q: FunctionQueue, task_id: str, n: int) -> list[Input]:
         taken = []
         now = time.time()
-        while q.pending and len(taken) < max_n:
+        while q.pending and len(taken) < n:
             inp = q.pending.popleft()
             self.running[inp.input_id] = Running(inp, task_id, now)
             taken.append(inp)

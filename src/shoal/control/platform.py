@@ -35,7 +35,7 @@ from .images import Images
 from .logs import Logs
 from .mounts import CLIENT_MOUNT_ID, Mounts
 from .placement import Allocation, Pool, Worker, request_of
-from .scheduler import Scheduler, Task
+from .scheduler import Autoscaling, Scheduler, Task, autoscaling
 from .secrets import Secrets
 from .tokens import Tokens
 from .webhooks import Webhooks
@@ -240,6 +240,8 @@ class Platform:
 
     async def _switched(self, version: Version) -> None:
         """A new live version: its functions may start containers, the ones it replaced drain."""
+        for function_id in version.revisions:
+            self.scheduler.overrides.pop(function_id, None)  # a deploy brings back the declared settings
         await self._schedule_version(version)
         for rid, revision in list(self.scheduler.revisions.items()):
             if revision.app_id == version.app_id and await self._current_revision(revision.function_id) != rid:
@@ -264,6 +266,18 @@ class Platform:
             return (await self.deployments.resolve(function_id)).revision_id
         except NotFound:
             return None  # the new version dropped the function
+
+    async def update_autoscaler(
+        self, function_id: str, settings: api_pb2.AutoscalerSettings, warm_pool_size: int
+    ) -> Autoscaling:
+        """Function.update_autoscaler(): the given settings replace the declared ones until the next deploy."""
+        revision = await self.deployments.resolve(function_id)
+        override = self.scheduler.overrides.setdefault(function_id, api_pb2.AutoscalerSettings())
+        override.MergeFrom(settings)
+        if warm_pool_size:
+            override.min_containers = warm_pool_size
+        self.scheduler.kick(revision.revision_id)
+        return autoscaling(revision.definition, override)
 
     async def _schedule_version(self, version: Version) -> None:
         for function_id in version.revisions:

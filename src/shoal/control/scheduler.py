@@ -21,7 +21,7 @@ from modal_proto import api_pb2
 from .calls import Calls, Running
 from .functions import Revision
 from .ids import new_id
-from .placement import Allocation, Unsatisfiable
+from .placement import Allocation, Unsatisfiable, request_of
 from .pulse import Pulse
 
 log = logging.getLogger(__name__)
@@ -61,16 +61,30 @@ def concurrency(fdef: api_pb2.Function) -> int:
     return max(1, fdef.max_concurrent_inputs or 1, fdef.target_concurrent_inputs or 1)
 
 
-def scaledown_window(fdef: api_pb2.Function) -> float:
-    return float(fdef.autoscaler_settings.scaledown_window or fdef.task_idle_timeout_secs or DEFAULT_SCALEDOWN_WINDOW)
+@dataclass(frozen=True)
+class Autoscaling:
+    min_containers: int
+    max_containers: int
+    buffer_containers: int  # idle containers kept beside the busy ones while the function has work
+    scaledown_window: float
 
 
-def min_containers(fdef: api_pb2.Function) -> int:
-    return fdef.autoscaler_settings.min_containers or fdef.warm_pool_size or 0
+def autoscaling(fdef: api_pb2.Function, override: api_pb2.AutoscalerSettings | None = None) -> Autoscaling:
+    """The function's settings: `update_autoscaler` overrides, then the decorator's, then the defaults."""
+    declared = fdef.autoscaler_settings
 
+    def setting(name: str, fallback: int) -> int:
+        for source in (override, declared):
+            if source is not None and source.HasField(name):
+                return getattr(source, name)
+        return fallback
 
-def max_containers(fdef: api_pb2.Function) -> int:
-    return fdef.autoscaler_settings.max_containers or fdef.concurrency_limit or DEFAULT_MAX_CONTAINERS
+    return Autoscaling(
+        setting("min_containers", fdef.warm_pool_size),
+        setting("max_containers", fdef.concurrency_limit or DEFAULT_MAX_CONTAINERS),
+        setting("buffer_containers", fdef._experimental_buffer_containers),
+        float(setting("scaledown_window", fdef.task_idle_timeout_secs or int(DEFAULT_SCALEDOWN_WINDOW))),
+    )
 
 
 class Scheduler:
@@ -90,6 +104,8 @@ class Scheduler:
         self.tasks: dict[str, Task] = {}
         self.revisions: dict[str, Revision] = {}  # the ones that may start containers
         self.retired: set[str] = set()
+        # Function.update_autoscaler(), per function id, until its app's next deploy
+        self.overrides: dict[str, api_pb2.AutoscalerSettings] = {}
         self._floor: dict[str, int] = {}  # containers held ready while a deploy waits for them
         self._failed_starts: Counter[str] = Counter()
         self._dirty: set[str] = set()
@@ -184,8 +200,8 @@ class Scheduler:
             revision = self.revisions[revision_id] = await self.load(revision_id)
             self.retired.add(revision_id)
         fdef = revision.definition
+        settings = autoscaling(fdef, self.overrides.get(revision.function_id))
         retired = revision_id in self.retired
-        warm = 0 if retired else max(min_containers(fdef), self._floor.get(revision_id, 0))
         live = self.live_tasks(revision_id)
         per_task = concurrency(fdef)
         backlog = len(self.calls.queue(revision_id).pending)
@@ -194,8 +210,12 @@ class Scheduler:
         wanted = len(live)
         if backlog > idle_slots:
             wanted += math.ceil((backlog - idle_slots) / per_task)
+        warm = 0 if retired else max(settings.min_containers, self._floor.get(revision_id, 0))
+        if (running or backlog) and not retired:
+            busy = math.ceil((len(running) + backlog) / per_task)
+            warm = max(warm, busy + settings.buffer_containers)
         wanted = max(wanted, warm)
-        wanted = min(wanted, max_containers(fdef))
+        wanted = min(wanted, settings.max_containers)
         starting = sum(1 for t in live if t.state == "starting")
         for _ in range(min(wanted - len(live), MAX_STARTING - starting)):
             task_id = new_id("ta")
@@ -206,6 +226,7 @@ class Scheduler:
                 await self.calls.fail_queued(revision_id, failed)
                 break
             if allocation is None:
+                await self._reclaim_idle(revision)
                 break  # no room in the pool now: the inputs wait in the queue
             task = Task(task_id, revision_id, revision.function_id, revision.app_id, time.time(), allocation)
             self.tasks[task.task_id] = task
@@ -213,7 +234,7 @@ class Scheduler:
 
         await self._enforce_timeout(fdef, running)
         now = time.monotonic()
-        window = 0.0 if retired else scaledown_window(fdef)
+        window = 0.0 if retired else settings.scaledown_window
         surplus = len(live) - warm
         for task in live:
             if active[task.task_id]:
@@ -227,6 +248,32 @@ class Scheduler:
                 await self.terminate(task)
         if retired and not revision_tasks and not backlog:
             self.remove(revision_id)
+
+    async def _reclaim_idle(self, waiting: Revision) -> None:
+        """The pool is full and `waiting` has inputs: an idle container of another function that
+        holds what it needs (GPUs of a type it accepts, or reserved CPU or memory) stops now
+        rather than at the end of its scaledown window."""
+        request = request_of(waiting.definition, waiting.gpu_choices)
+
+        def useful(held: Allocation) -> bool:
+            if request.gpus:
+                return any(choice.accepts(g.gpu_type) for g in held.gpus for choice in request.gpus)
+            return held.milli_cpu > 0 or held.memory_mb > 0
+
+        others = [t for t in self.tasks.values() if t.revision_id != waiting.revision_id and useful(t.allocation)]
+        if any(t.state == "draining" for t in others):
+            return  # room is already on its way
+        busy = {r.task_id for r in self.calls.running.values()}
+        candidates = []
+        for task in others:
+            revision = self.revisions.get(task.revision_id)
+            if task.state != "running" or task.task_id in busy or revision is None:
+                continue
+            warm = autoscaling(revision.definition, self.overrides.get(revision.function_id)).min_containers
+            if len(self.live_tasks(task.revision_id)) > warm:
+                candidates.append(task)
+        if candidates:
+            await self.drain(min(candidates, key=lambda t: t.idle_since))
 
     async def _enforce_timeout(self, fdef: api_pb2.Function, running: list[Running]) -> None:
         if not fdef.timeout_secs:

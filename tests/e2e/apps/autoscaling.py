@@ -1,0 +1,75 @@
+"""Autoscaler knobs: @modal.concurrent, @modal.batched, buffer_containers, update_autoscaler.
+
+    python autoscaling.py   prints one line per check
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import modal
+
+app = modal.App("e2e-autoscaling")
+
+
+@app.function(scaledown_window=2)
+@modal.concurrent(max_inputs=3)
+def shared(seconds: float) -> str:
+    time.sleep(seconds)
+    return os.environ["MODAL_TASK_ID"]
+
+
+@app.function(scaledown_window=2)
+@modal.batched(max_batch_size=4, wait_ms=1000)
+def batch(xs: list[int]) -> list[int]:
+    return [len(xs)] * len(xs)
+
+
+@app.function(buffer_containers=1, scaledown_window=2)
+def buffered(seconds: float) -> str:
+    time.sleep(seconds)
+    return os.environ["MODAL_TASK_ID"]
+
+
+@app.function(scaledown_window=2)
+def idle() -> str:
+    return os.environ["MODAL_TASK_ID"]
+
+
+def containers_of() -> int:
+    """The app's containers, as `modal container list` shows them."""
+    modal_cli = os.path.join(os.path.dirname(sys.executable), "modal")
+    listing = subprocess.run(
+        [modal_cli, "container", "list", "--app-id", app.app_id, "--json"], capture_output=True, text=True, check=True
+    )
+    return len(json.loads(listing.stdout))
+
+
+def wait_until(predicate, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.25)
+    return False
+
+
+if __name__ == "__main__":
+    with app.run():
+        calls = [shared.spawn(2.0) for _ in range(3)]
+        print(f"concurrent containers: {len({c.get() for c in calls})}")
+
+        print(f"batch sizes: {sorted(set(batch.map(range(4))))}")
+
+        running = buffered.spawn(6.0)
+        print(f"buffer kept beside the busy one: {wait_until(lambda: containers_of() >= 2)}")
+        running.get()
+
+        # Nothing calls idle(): only update_autoscaler brings a container up, and takes it away.
+        assert wait_until(lambda: containers_of() == 0)
+        idle.update_autoscaler(min_containers=1)
+        print(f"min_containers=1 at run time: {wait_until(lambda: containers_of() == 1)}")
+        idle.update_autoscaler(min_containers=0)
+        print(f"min_containers=0 at run time: {wait_until(lambda: containers_of() == 0)}")

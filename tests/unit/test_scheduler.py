@@ -1,0 +1,81 @@
+"""The scheduler against a real call queue and a pool: what it starts, waits for, and stops."""
+
+from modal_proto import api_pb2
+
+from shoal.control.calls import Calls
+from shoal.control.functions import Revision
+from shoal.control.placement import Gpu, Pool, Worker, request_of
+from shoal.control.scheduler import Scheduler
+from shoal.store.database import Database
+
+
+def gpu_function(revision_id: str, **settings) -> Revision:
+    fdef = api_pb2.Function(
+        resources=api_pb2.Resources(gpu_config=api_pb2.GPUConfig(gpu_type="H100", count=1)),
+        autoscaler_settings=api_pb2.AutoscalerSettings(**settings),
+    )
+    return Revision(revision_id, f"fu-{revision_id}", "ap-1", fdef)
+
+
+async def make_scheduler(tmp_path) -> tuple[Scheduler, Calls, Pool]:
+    db = Database(str(tmp_path / "shoal.db"))
+    await db.create_schema()
+    calls = Calls(db, lambda revision_id: api_pb2.FunctionRetryPolicy())
+    pool = Pool()
+    pool.add(Worker("w", 4000, 8000, (Gpu(0, "H100", "GPU-0"),)))
+
+    def place(revision, task_id):
+        return pool.place(request_of(revision.definition), task_id)
+
+    async def launch(task):
+        scheduler.mark_running(task.task_id)
+
+    async def terminate(task):
+        pool.release(task.task_id)
+        scheduler.exited(task.task_id)
+
+    async def load(revision_id):
+        raise AssertionError("not used")
+
+    scheduler = Scheduler(calls, load, place, launch, terminate)
+    return scheduler, calls, pool
+
+
+async def test_an_idle_container_gives_its_gpu_to_another_functions_waiting_input(tmp_path):
+    scheduler, calls, pool = await make_scheduler(tmp_path)
+    first, second = gpu_function("rv-a", scaledown_window=600), gpu_function("rv-b")
+    scheduler.add(first)
+    scheduler.add(second)
+
+    await calls.create("rv-a", 0, [(0, api_pb2.FunctionInput())])
+    await scheduler.reconcile("rv-a", [])
+    (holder,) = scheduler.live_tasks("rv-a")
+    (taken,) = await calls.next_inputs("rv-a", holder.task_id, 1, 1, holder.stop)
+    await calls.put_output(taken.input_id, api_pb2.GenericResult(status=1), 0)
+
+    # The only H100 is held by an idle container of rv-a, far from its scaledown window.
+    await calls.create("rv-b", 0, [(0, api_pb2.FunctionInput())])
+    await scheduler.reconcile("rv-b", [])
+    assert scheduler.live_tasks("rv-b") == [] and holder.state == "draining"
+    await scheduler.reconcile("rv-b", [])
+    assert holder.state == "draining" and len(scheduler.tasks) == 1  # one container drained, no more
+
+    await scheduler.terminate(holder)  # it exits
+    await scheduler.reconcile("rv-b", [])
+    (started,) = scheduler.live_tasks("rv-b")
+    assert started.allocation.gpus[0].uuid == "GPU-0"
+    await calls.flush()
+
+
+async def test_a_container_running_an_input_keeps_its_gpu(tmp_path):
+    scheduler, calls, pool = await make_scheduler(tmp_path)
+    scheduler.add(gpu_function("rv-a"))
+    scheduler.add(gpu_function("rv-b"))
+    await calls.create("rv-a", 0, [(0, api_pb2.FunctionInput())])
+    await scheduler.reconcile("rv-a", [])
+    (holder,) = scheduler.live_tasks("rv-a")
+    await calls.next_inputs("rv-a", holder.task_id, 1, 1, holder.stop)
+    await calls.create("rv-b", 0, [(0, api_pb2.FunctionInput())])
+    await scheduler.reconcile("rv-b", [])
+    assert holder.state == "running" and scheduler.live_tasks("rv-b") == []
+    await calls.flush()
