@@ -187,7 +187,7 @@ def zstd_raw(data: bytes) -> bytes:
     out = bytearray(b"\x28\xb5\x2f\xfd")
     out += bytes([0x00, 0x38])  # no checksum/dict/size fields; window 128 KiB
     block = 1 << 17
-    chunks = [data[i:i + block] for i in range(0, len(data), block)] or [b""]
+    chunks = [data[i : i + block] for i in range(0, len(data), block)] or [b""]
     for n, chunk in enumerate(chunks):
         last = n == len(chunks) - 1
         out += (len(chunk) << 3 | int(last)).to_bytes(3, "little") + chunk  # block type 0: raw
@@ -229,10 +229,13 @@ class OciLayout:
             "history": [{"created_by": "test"} for _ in layers],
         }
         config_desc = self.blob(json.dumps(full).encode(), OCI_CONFIG)
-        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc,
-                    "layers": [desc for desc, _ in layers]}
-        return self.blob(json.dumps(manifest).encode(), OCI_MANIFEST,
-                         platform={"architecture": arch, "os": "linux"})
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config_desc,
+            "layers": [desc for desc, _ in layers],
+        }
+        return self.blob(json.dumps(manifest).encode(), OCI_MANIFEST, platform={"architecture": arch, "os": "linux"})
 
     def index(self, manifests: list[dict]) -> dict:
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
@@ -285,11 +288,13 @@ class BearerProxy:
             self.requests.append(request.path)
             if request.headers.get("Authorization") != f"Bearer {self.token}":
                 repo = request.match_info["tail"].split("/manifests/")[0].split("/blobs/")[0]
-                challenge = (f'Bearer realm="http://{self.host}/token",service="shoal-test",'
-                             f'scope="repository:{repo}:pull"')
+                challenge = (
+                    f'Bearer realm="http://{self.host}/token",service="shoal-test",scope="repository:{repo}:pull"'
+                )
                 return web.json_response(
                     {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
-                    status=401, headers={"WWW-Authenticate": challenge},
+                    status=401,
+                    headers={"WWW-Authenticate": challenge},
                 )
             headers = {k: v for k, v in request.headers.items() if k.lower() == "accept"}
             async with self.session.get(f"http://{self.upstream}{request.path_qs}", headers=headers) as up:

@@ -72,13 +72,16 @@ def test_unimplemented_feature_through_the_cli(shoal):
     assert "shoal does not support this feature yet" in proc.stdout + proc.stderr
 
 
-
 def test_new_token_is_accepted_while_running(shoal):
     from google.protobuf import empty_pb2
 
     lines = shoal.shoal("token", "new").stdout.splitlines()
     exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
     response = call(
-        shoal, "ClientHello", empty_pb2.Empty(), token_id=exports["MODAL_TOKEN_ID"], secret=exports["MODAL_TOKEN_SECRET"]
+        shoal,
+        "ClientHello",
+        empty_pb2.Empty(),
+        token_id=exports["MODAL_TOKEN_ID"],
+        secret=exports["MODAL_TOKEN_SECRET"],
     )
     assert response is not None

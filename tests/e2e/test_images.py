@@ -31,9 +31,11 @@ def test_failing_build_reports_command_and_log_and_caches_nothing(shoal):
 
 
 def test_force_build_rebuilds(shoal):
-    script = "import modal\napp = modal.App('e2e-force')\n" \
-             "image = modal.Image.debian_slim().run_commands('echo forced', force_build=True)\n" \
-             "@app.function(image=image)\ndef f():\n    return 1\n"
+    script = (
+        "import modal\napp = modal.App('e2e-force')\n"
+        "image = modal.Image.debian_slim().run_commands('echo forced', force_build=True)\n"
+        "@app.function(image=image)\ndef f():\n    return 1\n"
+    )
     path = shoal.home / "force_app.py"
     path.write_text(script)
     for _ in range(2):

@@ -51,5 +51,8 @@ async def test_blocking_calls_leave_memory_once_their_results_are_taken(tmp_path
         )
         assert len(outputs) == 1
         kept[kind] = call.call_id in calls.calls
-    assert kept == {api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC: False, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC: True}
+    assert kept == {
+        api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC: False,
+        api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC: True,
+    }
     await calls.flush()

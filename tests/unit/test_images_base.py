@@ -47,7 +47,9 @@ async def test_other_images_are_pulled(calls):
 async def test_configured_registry_is_used_for_the_python_base(calls, monkeypatch):
     monkeypatch.setenv("SHOAL_REGISTRY", "localhost:5000")
     built = await base.BaseResolver(None)("python:3.11-slim-bookworm", print)
-    assert built.layers == ["pulled"] and calls == [("pull", "python:3.11-slim-bookworm", {"docker.io": "localhost:5000"})]
+    assert built.layers == ["pulled"] and calls == [
+        ("pull", "python:3.11-slim-bookworm", {"docker.io": "localhost:5000"})
+    ]
 
 
 async def test_unreachable_registry_falls_back_to_the_bootstrap(calls, monkeypatch):

@@ -121,7 +121,7 @@ async def test_build_args_count_only_when_declared(env):
 
 async def test_failing_run_reports_command_and_tail_and_caches_nothing(env):
     ok = ["FROM base", "RUN echo fine > /fine"]
-    failing = 'i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); done; echo partial > /partial; exit 3'
+    failing = "i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); done; echo partial > /partial; exit 3"
     with pytest.raises(BuildError) as info:
         await env.build([*ok, f"RUN {failing}", "RUN echo never"])
     error = info.value
@@ -210,7 +210,7 @@ async def test_metadata_instructions_set_the_config(env):
             "WORKDIR sub",
             "USER app",
             'SHELL ["/bin/sh", "-ec"]',
-            "RUN echo \"$A $B $C $V $HOME $(id -u)\" > /tmp/vals && pwd >> /tmp/vals",
+            'RUN echo "$A $B $C $V $HOME $(id -u)" > /tmp/vals && pwd >> /tmp/vals',
             "LABEL org.example=yes",
             "EXPOSE 8000",
             "VOLUME /data",
@@ -231,9 +231,7 @@ async def test_metadata_instructions_set_the_config(env):
 
 async def test_bases_chain_and_other_refs_are_resolved(env):
     first = await env.build(["FROM base", "ENV X=1", "RUN echo one > /one"])
-    second = await env.builder.build(
-        ["FROM base", "RUN cat /one > /two"], bases={"base": first}, context={}
-    )
+    second = await env.builder.build(["FROM base", "RUN cat /one > /two"], bases={"base": first}, context={})
     assert second.layers[:-1] == first.layers and second.config.env["X"] == "1"
     assert env.read(second, "/two") == "one\n"
     assert env.resolved == []

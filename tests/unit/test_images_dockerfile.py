@@ -17,7 +17,7 @@ def test_parse_one_instruction_per_string():
 
 
 def test_parse_lines_comments_blanks_and_case():
-    text = "# syntax=docker/dockerfile:1\nfrom base\n\n  # a comment\nrun echo hi\n\tCmd [\"a\"]\n"
+    text = '# syntax=docker/dockerfile:1\nfrom base\n\n  # a comment\nrun echo hi\n\tCmd ["a"]\n'
     assert kinds([text]) == [("FROM", "base"), ("RUN", "echo hi"), ("CMD", '["a"]')]
 
 
@@ -77,7 +77,7 @@ def test_substitution_forms():
 def test_quotes_and_escapes():
     v = {"A": "a"}
     assert d.words("\"x $A y\" 'x $A y' x\\ y", v) == ["x a y", "x $A y", "x y"]
-    assert d.words('"say \\"hi\\"" \'it\'\\\'\'s\'', v) == ['say "hi"', "it's"]
+    assert d.words("\"say \\\"hi\\\"\" 'it'\\''s'", v) == ['say "hi"', "it's"]
     assert d.words('a"b c"d', v) == ["ab cd"]
     with pytest.raises(DockerfileError, match="unterminated"):
         d.words("'open", v)

@@ -119,8 +119,12 @@ def seeded(tmp_path_factory):
             fh.write(bytes([byte[0] ^ 0xFF]))
 
         yield types.SimpleNamespace(
-            server=server, host=host, layers=[base[0]["digest"], top[0]["digest"]],
-            manifest=amd64["digest"], corrupt=corrupt[0]["digest"], zstd=zstd[0]["digest"],
+            server=server,
+            host=host,
+            layers=[base[0]["digest"], top[0]["digest"]],
+            manifest=amd64["digest"],
+            corrupt=corrupt[0]["digest"],
+            zstd=zstd[0]["digest"],
         )
     finally:
         server.stop()
@@ -420,15 +424,18 @@ def test_unpack_refuses_paths_outside(tmp_path):
 def test_unpack_symlinks_resolve_inside_the_layer(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
-    dest = unpack([
-        symlink("evil", str(outside)),  # absolute: means <layer>/<outside>
-        f("evil/pwned", b"no"),
-        symlink("up", "../../../.."),
-        f("up/pwned2", b"no"),
-        d("usr/lib/"),
-        symlink("lib", "usr/lib"),
-        f("lib/libfoo.so", b"foo"),
-    ], tmp_path / "layer")
+    dest = unpack(
+        [
+            symlink("evil", str(outside)),  # absolute: means <layer>/<outside>
+            f("evil/pwned", b"no"),
+            symlink("up", "../../../.."),
+            f("up/pwned2", b"no"),
+            d("usr/lib/"),
+            symlink("lib", "usr/lib"),
+            f("lib/libfoo.so", b"foo"),
+        ],
+        tmp_path / "layer",
+    )
     assert os.listdir(outside) == []
     assert (tmp_path / "layer" / str(outside).lstrip("/") / "pwned").read_bytes() == b"no"
     assert (tmp_path / "layer" / "pwned2").read_bytes() == b"no"
@@ -437,18 +444,21 @@ def test_unpack_symlinks_resolve_inside_the_layer(tmp_path):
 
 
 def test_unpack_same_layer_whiteout_rules(tmp_path):
-    dest = unpack([
-        f(".wh.gone"),  # deleted below, re-created here as a directory: opaque
-        d("gone/"),
-        f("gone/new", b"n"),
-        d("kept/"),  # this layer's directory, whiteout of the lower one: opaque
-        f("kept/mine", b"m"),
-        f(".wh.kept"),
-        f("file", b"f"),  # this layer's file stays
-        f(".wh.file"),
-        f(".wh..wh.plnk"),  # AUFS bookkeeping: ignored
-        f("plain", b"uncompressed tar"),
-    ], tmp_path / "layer")
+    dest = unpack(
+        [
+            f(".wh.gone"),  # deleted below, re-created here as a directory: opaque
+            d("gone/"),
+            f("gone/new", b"n"),
+            d("kept/"),  # this layer's directory, whiteout of the lower one: opaque
+            f("kept/mine", b"m"),
+            f(".wh.kept"),
+            f("file", b"f"),  # this layer's file stays
+            f(".wh.file"),
+            f(".wh..wh.plnk"),  # AUFS bookkeeping: ignored
+            f("plain", b"uncompressed tar"),
+        ],
+        tmp_path / "layer",
+    )
     assert os.getxattr(f"{dest}/gone", OPAQUE_XATTR) == b"y"
     assert os.getxattr(f"{dest}/kept", OPAQUE_XATTR) == b"y"
     assert os.listdir(f"{dest}/kept") == ["mine"]

@@ -145,9 +145,7 @@ async def test_bind_mounts(runtime, base, tmp_path):
 
 
 async def test_standard_environment(runtime, base):
-    script = (
-        "hostname; ulimit -n; cat /etc/resolv.conf; readlink /proc/self/ns/net; echo ---; cat /proc/self/mountinfo"
-    )
+    script = "hostname; ulimit -n; cat /etc/resolv.conf; readlink /proc/self/ns/net; echo ---; cat /proc/self/mountinfo"
     code, out, _ = await run(runtime, base, script, hostname="box")
     assert code == 0
     head, mountinfo = out.split("---\n")

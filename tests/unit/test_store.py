@@ -176,7 +176,9 @@ async def test_finished_call_is_read_from_the_store_after_restart(db):
     fresh = Calls(db, lambda fid: api_pb2.FunctionRetryPolicy())
     await fresh.recover()
     assert call.call_id not in fresh.calls  # nothing to redo, so nothing loaded at start-up
-    outputs, _, unfinished = await fresh.get_outputs(call.call_id, last_entry_id="0-0", timeout=0, clear_on_success=False)
+    outputs, _, unfinished = await fresh.get_outputs(
+        call.call_id, last_entry_id="0-0", timeout=0, clear_on_success=False
+    )
     assert [o.result.data for o in outputs] == [b"done"] and unfinished == 0
     with pytest.raises(NotFound):
         await fresh.get("fc-missing")

@@ -77,16 +77,23 @@ class Apps:
         return _app(row)
 
     async def by_name(self, environment: str, name: str) -> App | None:
+        """The running or deployed app of that name."""
+        return await self._named(environment, name, stopped=False)
+
+    async def last_stopped(self, environment: str, name: str) -> App | None:
+        """The most recently stopped app of that name, for commands that still name it."""
+        return await self._named(environment, name, stopped=True)
+
+    async def _named(self, environment: str, name: str, stopped: bool) -> App | None:
+        c = t.apps.c
+        state = c.state.in_(STOPPED_STATES) if stopped else c.state.not_in(STOPPED_STATES)
+        newest = (c.stopped_at if stopped else c.created_at).desc()
         async with self.db.tx() as conn:
             row = (
                 await conn.execute(
                     select(t.apps)
-                    .where(
-                        t.apps.c.environment == (environment or DEFAULT_ENVIRONMENT),
-                        t.apps.c.name == name,
-                        t.apps.c.state.not_in(STOPPED_STATES),
-                    )
-                    .order_by(t.apps.c.created_at.desc())
+                    .where(c.environment == (environment or DEFAULT_ENVIRONMENT), c.name == name, state)
+                    .order_by(newest)
                 )
             ).first()
         return _app(row) if row else None
@@ -126,22 +133,6 @@ class Apps:
         async with self.db.tx() as conn:
             rows = await conn.execute(select(t.apps).where(t.apps.c.state == state))
             return [_app(r) for r in rows]
-
-    async def last_stopped(self, environment: str, name: str) -> App | None:
-        """The most recently stopped app of that name, for commands that still name it."""
-        async with self.db.tx() as conn:
-            row = (
-                await conn.execute(
-                    select(t.apps)
-                    .where(
-                        t.apps.c.environment == (environment or DEFAULT_ENVIRONMENT),
-                        t.apps.c.name == name,
-                        t.apps.c.state.in_(STOPPED_STATES),
-                    )
-                    .order_by(t.apps.c.stopped_at.desc())
-                )
-            ).first()
-        return _app(row) if row else None
 
     # -- environments ------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Autoscaler knobs: @modal.concurrent, @modal.batched, buffer_containers, update_autoscaler.
 
-    python autoscaling.py   prints one line per check
+python autoscaling.py   prints one line per check
 """
 
 import json

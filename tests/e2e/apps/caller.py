@@ -1,8 +1,8 @@
 """Calls a deployed app by name, as another program would.
 
-    caller.py APP ENV once           prints version() and Greeter(name="x").greet()
-    caller.py APP ENV loop STOPFILE  calls version() back to back while a long call runs, until
-                                     STOPFILE exists; one JSON line per call: start, end, result or error
+caller.py APP ENV once           prints version() and Greeter(name="x").greet()
+caller.py APP ENV loop STOPFILE  calls version() back to back while a long call runs, until
+                                 STOPFILE exists; one JSON line per call: start, end, result or error
 """
 
 import json

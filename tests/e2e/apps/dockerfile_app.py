@@ -16,7 +16,7 @@ dockerfile_image = modal.Image.from_dockerfile(
 commands_image = (
     modal.Image.debian_slim()
     .dockerfile_commands(
-        ["ARG WHO", "COPY /extra.txt /opt/extra.txt", "RUN echo \"$WHO\" > /opt/who"],
+        ["ARG WHO", "COPY /extra.txt /opt/extra.txt", 'RUN echo "$WHO" > /opt/who'],
         context_files={"/extra.txt": os.path.join(HERE, "data.txt")},
         build_args={"WHO": "build-arg"},
     )

@@ -31,9 +31,7 @@ def scenario(name: str) -> dict:
             "unordered": sorted(square.map(range(10), order_outputs=False)),
             "starmap": list(add.starmap([(1, 2), (3, 4)])),
             "for_each": square.for_each(range(3)),
-            "exceptions": [
-                repr(r) for r in fail_on_multiples_of_three.map(range(5), return_exceptions=True)
-            ],
+            "exceptions": [repr(r) for r in fail_on_multiples_of_three.map(range(5), return_exceptions=True)],
         }
     if name == "error":
         try:
