@@ -18,7 +18,7 @@ APP = """
 import modal
 
 app = modal.App("e2e-registry")
-image = modal.Image.from_registry("{ref}").env({{"FROM_REGISTRY": "yes"}})
+image = modal.Image.from_registry("{ref}"{secret}).env({{"FROM_REGISTRY": "yes"}})
 
 
 @app.function(image=image)
@@ -33,32 +33,58 @@ def main():
 """
 
 
+def seeded(registry: RegistryServer, creds: str | None = None) -> str:
+    """Pushes the python base that shoal builds from Debian packages; returns its ref."""
+    base = asyncio.run(bootstrap_python_base(LayerStore(str(CACHE["images"])), "python:3.11-slim-bookworm", print))
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        tarball = os.path.join(tmp, "layer.tar")
+        layer_dir = os.path.join(str(CACHE["images"]), "layers", base.layers[0])
+        subprocess.run(["tar", "-C", layer_dir, "--numeric-owner", "-cf", tarball, "."], check=True)
+        layout = OciLayout(os.path.join(tmp, "oci"))
+        with open(tarball, "rb") as f:
+            data = f.read()
+        layer = (layout.blob(data, OCI_LAYER_TAR), "sha256:" + hashlib.sha256(data).hexdigest())
+        config = {"Env": [f"{k}={v}" for k, v in base.config.env.items()], "Cmd": ["python3"]}
+        layout.tag("3.11", layout.image([layer], config))
+        ref = f"{registry.host}/shoal/python:3.11"
+        push(layout, "3.11", ref, creds=creds)
+    return ref
+
+
 @pytest.fixture(scope="module")
 def registry_ref():
-    base = asyncio.run(bootstrap_python_base(LayerStore(str(CACHE["images"])), "python:3.11-slim-bookworm", print))
     registry = RegistryServer()
-    host = registry.start()
+    registry.start()
     try:
-        with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
-            tarball = os.path.join(tmp, "layer.tar")
-            layer_dir = os.path.join(str(CACHE["images"]), "layers", base.layers[0])
-            subprocess.run(["tar", "-C", layer_dir, "--numeric-owner", "-cf", tarball, "."], check=True)
-            layout = OciLayout(os.path.join(tmp, "oci"))
-            with open(tarball, "rb") as f:
-                data = f.read()
-            layer = (layout.blob(data, OCI_LAYER_TAR), "sha256:" + hashlib.sha256(data).hexdigest())
-            config = {"Env": [f"{k}={v}" for k, v in base.config.env.items()], "Cmd": ["python3"]}
-            layout.tag("3.11", layout.image([layer], config))
-            ref = f"{host}/shoal/python:3.11"
-            push(layout, "3.11", ref)
-        yield ref
+        yield seeded(registry)
+    finally:
+        registry.stop()
+
+
+@pytest.fixture(scope="module")
+def private_ref():
+    registry = RegistryServer(users={"shoal": "s3cret"})
+    registry.start()
+    try:
+        yield seeded(registry, creds="shoal:s3cret")
     finally:
         registry.stop()
 
 
 def test_from_registry_pulls_and_runs(shoal, registry_ref):
     path = shoal.home / "registry_app.py"
-    path.write_text(APP.format(ref=registry_ref))
+    path.write_text(APP.format(ref=registry_ref, secret=""))
     proc = shoal.modal("run", str(path))
     assert "where: 3.11 yes" in proc.stdout
     assert "pulling" in (proc.stdout + proc.stderr).lower()  # the pull's progress reached the client
+
+
+def test_private_registry_with_a_secret(shoal, private_ref):
+    path = shoal.home / "private_app.py"
+    login = ', secret=modal.Secret.from_dict({{"REGISTRY_USERNAME": "shoal", "REGISTRY_PASSWORD": "{password}"}})'
+    path.write_text(APP.format(ref=private_ref, secret=login.format(password="wrong")))
+    refused = shoal.modal("run", str(path), check=False)
+    assert refused.returncode != 0
+    assert "refused user 'shoal'" in refused.stdout + refused.stderr
+    path.write_text(APP.format(ref=private_ref, secret=login.format(password="s3cret")))
+    assert "where: 3.11 yes" in shoal.modal("run", str(path)).stdout

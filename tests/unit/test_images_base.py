@@ -11,7 +11,7 @@ from shoal.images.spec import BuiltImage, ImageConfig
 def calls(monkeypatch):
     seen = []
 
-    async def pull(store, ref, *, mirrors, log):
+    async def pull(store, ref, *, mirrors, log, auth=None):
         seen.append(("pull", ref, mirrors))
         if mirrors.get("docker.io") == "unreachable:5000":
             raise RegistryError("cannot reach registry unreachable:5000")

@@ -23,7 +23,7 @@ class Env:
         self.base: BuiltImage | None = None
         self.logs: list[str] = []
 
-    async def _resolve(self, ref, log):
+    async def _resolve(self, ref, log, auth):
         self.resolved.append(ref)
         return self.base
 

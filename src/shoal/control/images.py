@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..images.bootstrap import bootstrap_layer_ids, bootstrap_python_base, bootstrap_refs
 from ..images.builder import Builder, BuildError, Log
+from ..images.registry import RegistryAuth
 from ..images.spec import BuiltImage
 from ..images.store import Collected
 from ..store import schema as t
@@ -194,6 +195,7 @@ class Images:
                         build_args=dict(image.build_args),
                         secret_env=await self.secrets.env(list(image.secret_ids)),
                         secret_ids=list(image.secret_ids),
+                        registry_auth=await self._registry_auth(image.image_registry_config),
                         force_build=force_build,
                         log=job.log,
                     )
@@ -208,6 +210,15 @@ class Images:
         finally:
             shutil.rmtree(context_dir, ignore_errors=True)
             job.pulse.notify()
+
+    async def _registry_auth(self, config: api_pb2.ImageRegistryConfig) -> RegistryAuth | None:
+        """The login `from_registry(secret=...)` gives: the secret's REGISTRY_USERNAME and REGISTRY_PASSWORD."""
+        if not config.secret_id:
+            return None
+        env = await self.secrets.env([config.secret_id])
+        if "REGISTRY_USERNAME" not in env or "REGISTRY_PASSWORD" not in env:
+            raise BuildError("FROM", reason="failed: the registry secret needs REGISTRY_USERNAME and REGISTRY_PASSWORD")
+        return RegistryAuth(env["REGISTRY_USERNAME"], env["REGISTRY_PASSWORD"])
 
     async def _run_function(
         self, image: api_pb2.Image, function_id: str, bases: dict[str, BuiltImage], force_build: bool, log: Log
@@ -289,10 +300,13 @@ def _check_supported(image: api_pb2.Image, build_function_id: str) -> None:
     """Refuse what the builder cannot do, rather than build an image that is not what was asked for."""
     if image.volume_mounts:
         raise InvalidArgument("Image build steps with volumes= are not supported by shoal yet")
-    if image.image_registry_config.registry_auth_type or image.image_registry_config.secret_id:
+    if image.image_registry_config.registry_auth_type in (
+        api_pb2.REGISTRY_AUTH_TYPE_AWS,
+        api_pb2.REGISTRY_AUTH_TYPE_GCP,
+    ):
         raise InvalidArgument(
-            "Images from private registries (registry secrets, from_aws_ecr, from_gcp_artifact_registry) "
-            "are not supported by shoal yet"
+            "Images from AWS ECR or GCP Artifact Registry (from_aws_ecr, from_gcp_artifact_registry) are not "
+            "supported by shoal yet; registries with a username and password (from_registry(secret=...)) are"
         )
     if image.HasField("build_function") and not build_function_id:
         raise InvalidArgument("run_function: the image has a build function but no build_function_id")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from .bootstrap import bootstrap_python_base, parse_python_ref
 from .builder import BuildError
-from .registry import RegistryError, pull
+from .registry import RegistryAuth, RegistryError, pull
 from .spec import BuiltImage
 from .store import LayerStore
 from .uv_image import uv_image, uv_version
@@ -32,14 +32,14 @@ class BaseResolver:
     def __init__(self, store: LayerStore):
         self.store = store
 
-    async def __call__(self, ref: str, log_text: Callable[[str], None]) -> BuiltImage:
+    async def __call__(self, ref: str, log_text: Callable[[str], None], auth: RegistryAuth | None = None) -> BuiltImage:
         mirrors = registry_mirrors()
         if uv_version(ref) and "ghcr.io" not in mirrors:
             return await uv_image(self.store, ref, log_text)
         python_base = parse_python_ref(ref) is not None
         if mirrors or not python_base:
             try:
-                return await pull(self.store, ref, mirrors=mirrors, log=log_text)
+                return await pull(self.store, ref, mirrors=mirrors, log=log_text, auth=auth)
             except RegistryError as e:
                 if _MICROMAMBA.match(ref):
                     raise BuildError(

@@ -21,6 +21,7 @@ from fnmatch import fnmatchcase
 from . import dockerfile
 from .dockerfile import DockerfileError, Instruction
 from .layers import LayerView
+from .registry import RegistryAuth
 from .spec import BuiltImage, ImageConfig
 from .store import LayerStore
 
@@ -30,7 +31,7 @@ RunStep = Callable[[list[str], str, list[str], dict[str, str], str, str | None, 
 # run(lower_dirs_bottom_first, upper_dir): runs a build function over the image; raises BuildError when it fails.
 RunFunction = Callable[[list[str], str], Awaitable[None]]
 # Resolves `FROM <ref>` for refs that are not a named base image, e.g. "python:3.11.12-slim-bookworm".
-BaseResolver = Callable[[str, Log], Awaitable[BuiltImage]]
+BaseResolver = Callable[[str, Log, RegistryAuth | None], Awaitable[BuiltImage]]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Part of every layer id: change it when what goes into an id, or how a step is carried out, changes.
@@ -62,18 +63,21 @@ class Builder:
         build_args: dict[str, str] = {},
         secret_env: dict[str, str] = {},
         secret_ids: list[str] = [],
+        registry_auth: RegistryAuth | None = None,
         force_build: bool = False,
         log: Log = lambda s: None,
     ) -> BuiltImage:
         """Build `commands`; `context` maps COPY source paths (as written in the commands) to host files.
 
         RUN steps see `secret_env` (the values of the secrets `secret_ids`) in their environment;
-        their layers are keyed on the secrets' ids, never on the values."""
+        their layers are keyed on the secrets' ids, never on the values. `registry_auth` logs in
+        to the registry of the images FROM names."""
         try:
             instructions = dockerfile.parse(commands)
         except DockerfileError as e:
             raise BuildError(e.line, reason=f"cannot be parsed: {e}") from e
-        run = _BuildRun(self, bases, context, build_args, (secret_env, sorted(secret_ids)), force_build, log)
+        secrets = (secret_env, sorted(secret_ids))
+        run = _BuildRun(self, bases, context, build_args, secrets, registry_auth, force_build, log)
         for ins in instructions:
             log(f"=> {ins.text}\n")
             try:
@@ -143,6 +147,7 @@ class _BuildRun:
         context: dict[str, str],
         build_args: dict[str, str],
         secrets: tuple[dict[str, str], list[str]],
+        registry_auth: RegistryAuth | None,
         force: bool,
         log: Log,
     ):
@@ -159,6 +164,7 @@ class _BuildRun:
         self.stage: _Stage | None = None
         self.stage_count = 0
         self.built = 0
+        self.registry_auth = registry_auth
 
     async def step(self, ins: Instruction) -> None:
         if ins.keyword == "FROM":
@@ -209,7 +215,7 @@ class _BuildRun:
             if not await self.store.use(image.layers):
                 raise DockerfileError(f"the layers of base image {ref!r} were garbage collected; run the app again")
             return image
-        return await self.builder.resolve_base(ref, self.log)
+        return await self.builder.resolve_base(ref, self.log, self.registry_auth)
 
     async def _from(self, ins: Instruction) -> None:
         ref, name = dockerfile.from_args(ins.args, self.global_args)
