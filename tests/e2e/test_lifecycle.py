@@ -44,6 +44,12 @@ def test_out_of_memory_is_reported(shoal):
     assert "out of memory" in proc.stdout
 
 
+def test_a_container_slower_to_start_than_its_startup_timeout_fails_the_call(shoal):
+    proc = shoal.python("lifecycle.py", "slow_start")
+    assert "slow_start: FunctionTimeoutError" in proc.stdout, proc.stdout
+    assert "did not start within 3 seconds" in proc.stdout
+
+
 def test_restart_keeps_state_and_stops_containers(shoal):
     shoal.modal("run", "images_app.py")  # the image is built (or found) before the restart
     before = {a["app_id"] for a in json.loads(shoal.modal("app", "list", "--json").stdout)}

@@ -233,6 +233,7 @@ class Scheduler:
             await self.launch(task)
 
         await self._enforce_timeout(fdef, running)
+        await self._enforce_startup_timeout(fdef, live)
         now = time.monotonic()
         window = 0.0 if retired else settings.scaledown_window
         surplus = len(live) - warm
@@ -274,6 +275,20 @@ class Scheduler:
                 candidates.append(task)
         if candidates:
             await self.drain(min(candidates, key=lambda t: t.idle_since))
+
+    async def _enforce_startup_timeout(self, fdef: api_pb2.Function, live: list[Task]) -> None:
+        """A container not ready (imports and @enter done) within startup_timeout is stopped, and the
+        inputs waiting for it fail with the reason rather than wait for another that would be as slow."""
+        limit = fdef.startup_timeout_secs
+        if not limit:
+            return
+        for task in live:
+            if not task.ready and task.startup_failure is None and time.time() - task.started_at > limit:
+                task.startup_failure = api_pb2.GenericResult(
+                    status=api_pb2.GenericResult.GENERIC_STATUS_TIMEOUT,
+                    exception=f"The container did not start within {limit} seconds (startup_timeout)",
+                )
+                await self.terminate(task)
 
     async def _enforce_timeout(self, fdef: api_pb2.Function, running: list[Running]) -> None:
         if not fdef.timeout_secs:

@@ -1,4 +1,4 @@
-"""Containers that scale down when idle and are killed when they run out of memory."""
+"""Containers that scale down when idle, are killed when they run out of memory, or start too slowly."""
 
 import sys
 import time
@@ -20,6 +20,17 @@ def hog(megabytes: int) -> int:
     return len(blocks)
 
 
+@app.cls(image=image, startup_timeout=3)
+class SlowStart:
+    @modal.enter()
+    def load(self):
+        time.sleep(60)
+
+    @modal.method()
+    def ready(self) -> bool:
+        return True
+
+
 if __name__ == "__main__":
     with app.run():
         if sys.argv[1] == "scaledown":
@@ -31,3 +42,9 @@ if __name__ == "__main__":
                 print("oom: returned")
             except Exception as e:
                 print(f"oom: {type(e).__name__}: {e}")
+        elif sys.argv[1] == "slow_start":
+            try:
+                SlowStart().ready.remote()
+                print("slow_start: returned")
+            except Exception as e:
+                print(f"slow_start: {type(e).__name__}: {e}")
