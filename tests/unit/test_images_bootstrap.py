@@ -89,7 +89,7 @@ async def test_debian_slim_on_the_bootstrapped_base(tmp_path):
     again = await bootstrap_python_base(store, "python:3.11-slim-bookworm", logs.append)
     assert again.layers == base.layers and again.built == 0
 
-    builder = Builder(store, chroot_run_step, lambda ref, log: bootstrap_python_base(store, ref, log))
+    builder = Builder(store, chroot_run_step, lambda ref, log, auth: bootstrap_python_base(store, ref, log))
     slim = await builder.build(DEBIAN_SLIM, bases={}, context={}, force_build=True, log=logs.append)
     assert slim.built == 4 and slim.layers[0] == base.layers[0]
     assert slim.config.cmd == ["sleep", "172800"] and slim.config.python_version == "3.11"
