@@ -23,10 +23,8 @@ DEFAULT_MEMORY_MB = 128
 class ContainerRecord:
     task_id: str
     app_id: str
-    function_id: str
     started_at: float
     finished_at: float | None
-    exit_code: int | None
 
 
 class Containers:
@@ -63,7 +61,7 @@ class Containers:
             row = (await conn.execute(select(t.tasks).where(t.tasks.c.task_id == task_id))).one_or_none()
         if row is None:
             raise NotFound(f"Container {task_id} not found")
-        return ContainerRecord(row.task_id, row.app_id, row.function_id, row.started_at, row.finished_at, row.exit_code)
+        return ContainerRecord(row.task_id, row.app_id, row.started_at, row.finished_at)
 
     async def close_unfinished(self) -> None:
         """At start-up: containers of a previous run are gone (shoal removes them)."""

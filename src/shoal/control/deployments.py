@@ -187,9 +187,6 @@ class Deployments:
             )
             return [_version(r) for r in rows]
 
-    def forget(self, app_id: str) -> None:
-        self._live.pop(app_id, None)
-
 
 def _digest(objects: dict[str, str], revisions: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps([objects, revisions], sort_keys=True).encode()).hexdigest()

@@ -21,40 +21,29 @@ from ..store.database import Database
 GROUPINGS = ("app", "function", "gpu", "environment")
 
 
+# Dollars per GPU-hour, serverless (while a container holds it) and dedicated (busy or not).
+# Placeholders of the right order; dedicated at half, so the break-even is 50% busy.
+_GPU_PRICES = {
+    "T4": 0.60,
+    "L4": 0.80,
+    "A10G": 1.10,
+    "A100-40GB": 2.10,
+    "A100-80GB": 2.50,
+    "L40S": 1.95,
+    "H100": 4.00,
+    "H200": 4.50,
+    "B200": 6.25,
+}
+
+
 @dataclass
 class Prices:
-    """Dollars per hour. The defaults are placeholders of the right order: set your own in prices.json."""
+    """Dollars per hour. The defaults are placeholders: set your own in prices.json."""
 
     cpu_core: float = 0.05
     memory_gib: float = 0.008
-    # serverless: per GPU-hour a container holds it
-    gpu: dict[str, float] = field(
-        default_factory=lambda: {
-            "T4": 0.60,
-            "L4": 0.80,
-            "A10G": 1.10,
-            "A100-40GB": 2.10,
-            "A100-80GB": 2.50,
-            "L40S": 1.95,
-            "H100": 4.00,
-            "H200": 4.50,
-            "B200": 6.25,
-        }
-    )
-    # a dedicated GPU: per hour, busy or not
-    dedicated_gpu: dict[str, float] = field(
-        default_factory=lambda: {
-            "T4": 0.30,
-            "L4": 0.40,
-            "A10G": 0.55,
-            "A100-40GB": 1.05,
-            "A100-80GB": 1.25,
-            "L40S": 0.98,
-            "H100": 2.00,
-            "H200": 2.25,
-            "B200": 3.13,
-        }
-    )
+    gpu: dict[str, float] = field(default_factory=lambda: dict(_GPU_PRICES))
+    dedicated_gpu: dict[str, float] = field(default_factory=lambda: {t: p / 2 for t, p in _GPU_PRICES.items()})
 
     @classmethod
     def load(cls, path: str) -> "Prices":
