@@ -87,15 +87,15 @@ class Shoal:
             text=True,
         )
 
-    def up(self) -> None:
-        self.shoal("up", "--detach", "--port", str(self.port), "--fake-gpus", FAKE_GPUS)
+    def up(self, *args: str) -> None:
+        self.shoal("up", "--detach", "--port", str(self.port), *(args or ("--fake-gpus", FAKE_GPUS)))
 
     def down(self) -> None:
         self.shoal("down", check=False)
 
 
 @contextmanager
-def running_shoal(clone_images: bool = False) -> Iterator[Shoal]:
+def running_shoal(clone_images: bool = False, up_args: tuple[str, ...] = ()) -> Iterator[Shoal]:
     """A shoal of its own; its image store is the shared cache, or a copy made of hard links
     for tests that collect garbage (which must not empty the cache other tests build on)."""
     require_root_and_runc()
@@ -108,7 +108,7 @@ def running_shoal(clone_images: bool = False) -> Iterator[Shoal]:
         else:
             os.symlink(cache, home / name)
     instance = Shoal(home, _free_port_pair())
-    instance.up()
+    instance.up(*up_args)
     try:
         yield instance
     finally:

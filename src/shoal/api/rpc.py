@@ -11,6 +11,7 @@ from grpclib import GRPCError, Status
 from modal_proto.api_grpc import ModalClientBase
 
 from ..control import errors
+from ..worker.protocol import TASK_ID_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ def _to_grpc(e: Exception, rpc: str) -> GRPCError:
 
 # The token id the current request came with ("" on a container's own socket).
 caller: ContextVar[str] = ContextVar("caller", default="")
+# The container a request came from through its worker ("" for all others); the server checked its secret.
+proxied_task: ContextVar[str] = ContextVar("proxied_task", default="")
+
+
+def _identify(stream) -> None:
+    caller.set(str(stream.metadata.get("x-modal-token-id", "")))
+    proxied_task.set(str(stream.metadata.get(TASK_ID_HEADER, "")))
 
 
 def unary(fn):
@@ -42,7 +50,7 @@ def unary(fn):
 
     @functools.wraps(fn)
     async def handler(self, stream):
-        caller.set(str(stream.metadata.get("x-modal-token-id", "")))
+        _identify(stream)
         request = await stream.recv_message()
         try:
             response = await fn(self, request)
@@ -59,6 +67,7 @@ def streaming(fn):
 
     @functools.wraps(fn)
     async def handler(self, stream):
+        _identify(stream)
         request = await stream.recv_message()
         try:
             async for response in fn(self, request):

@@ -13,11 +13,13 @@ from modal_version import __version__ as CLIENT_VERSION
 
 from ..control.errors import Unauthenticated
 from ..control.platform import Platform, Settings
+from ..worker.protocol import TASK_ID_HEADER, TASK_SECRET_HEADER
 from .admin import admin_routes
 from .blob_urls import BlobUrls
 from .build_servicer import BuildStepServicer
 from .http import http_app
 from .servicer import ShoalServicer
+from .worker_service import WorkerService
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ class ShoalServer:
 
     async def start(self) -> None:
         await self.platform.start()
-        self._grpc = Server([ShoalServicer(self.platform, self.blob_urls)])
+        self._grpc = Server([ShoalServicer(self.platform, self.blob_urls), WorkerService(self.platform)])
         listen(self._grpc, RecvRequest, self._authenticate)
         await self._grpc.start(self.host, self.port)
         http = http_app(self.platform.blobs, self.blob_urls, admin_routes(self.platform))
@@ -60,6 +62,11 @@ class ShoalServer:
                 f"shoal supports the modal client version {CLIENT_VERSION} only; this client is {version or 'unknown'}. "
                 f"Install it with: pip install modal=={CLIENT_VERSION}",
             )
+        if task_id := str(event.metadata.get(TASK_ID_HEADER, "")):
+            # A container on a joined worker, passed on by that worker with the secret it was given.
+            if not self.platform.workers.verify_secret(task_id, str(event.metadata.get(TASK_SECRET_HEADER, ""))):
+                raise GRPCError(Status.UNAUTHENTICATED, f"Task {task_id} is not running or its secret is wrong")
+            return
         try:
             await self.platform.tokens.verify(
                 str(event.metadata.get("x-modal-token-id", "")), str(event.metadata.get("x-modal-token-secret", ""))

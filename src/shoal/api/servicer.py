@@ -1,7 +1,8 @@
 """The Modal gRPC API: translate requests into calls on the platform, and back.
 
 One servicer instance answers the TCP endpoint (clients, token-checked by the
-server); one more per container answers its private unix socket, where
+server, and containers on joined workers, whose requests name their task); one
+more per container of the embedded worker answers its private unix socket, where
 `task_id` says who is calling.
 """
 
@@ -19,7 +20,7 @@ from ..control.handles import function_metadata, method_metadata
 from ..control.logs import LogEntry
 from ..control.platform import Platform
 from .blob_urls import BlobUrls
-from .rpc import UnimplementedServicer, caller, streaming, unary
+from .rpc import UnimplementedServicer, caller, proxied_task, streaming, unary
 
 GenericResult = api_pb2.GenericResult
 # Long-polls return before the client's own attempt timeout would fire.
@@ -561,9 +562,10 @@ class ShoalServicer(UnimplementedServicer):
     # -- container side ----------------------------------------------------
 
     def _task(self):
-        task = self.p.scheduler.tasks.get(self.task_id)
+        task_id = self.task_id or proxied_task.get()
+        task = self.p.scheduler.tasks.get(task_id)
         if task is None:
-            raise NotFound(f"Task {self.task_id or '(none)'} is not running")
+            raise NotFound(f"Task {task_id or '(none)'} is not running")
         return task
 
     @unary

@@ -17,6 +17,7 @@ from .images import images
 from .state import alive, read_json, running_state, shoal_home, state_path, token_path, with_store, write_json
 from .usage import usage
 from .webhooks import webhooks
+from .worker import worker
 
 DEFAULT_PORT = 7470
 
@@ -32,7 +33,10 @@ def main() -> None:
 @click.option("--database", default="", help="postgresql:// URL (default: SQLite under SHOAL_HOME).")
 @click.option("--detach", is_flag=True, help="Run in the background and return once it is ready.")
 @click.option("--fake-gpus", default="", help="GPUs the local worker declares, for tests and demos: H100:2,A10G:1")
-def up(host: str, port: int, database: str, detach: bool, fake_gpus: str) -> None:
+@click.option(
+    "--no-local-worker", is_flag=True, help="Run containers only on workers that join (`shoal worker`), none here."
+)
+def up(host: str, port: int, database: str, detach: bool, fake_gpus: str, no_local_worker: bool) -> None:
     """Start the platform: API, store, image builder and a local worker."""
     home = shoal_home()
     os.makedirs(home, exist_ok=True)
@@ -49,10 +53,11 @@ def up(host: str, port: int, database: str, detach: bool, fake_gpus: str) -> Non
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--fake-gpus") from None
     if detach:
-        _start_detached(home, host, port, database, fake_gpus)
+        _start_detached(home, host, port, database, fake_gpus, no_local_worker)
         return
+    settings = Settings(home=home, database=database, fake_gpus=fake_gpus, local_worker=not no_local_worker)
     try:
-        asyncio.run(_serve(Settings(home=home, database=database, fake_gpus=fake_gpus), host, port))
+        asyncio.run(_serve(settings, host, port))
     except OSError as e:
         raise click.ClickException(f"shoal could not start: {e}") from None
 
@@ -85,13 +90,15 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
             os.unlink(state_path(home))
 
 
-def _start_detached(home: str, host: str, port: int, database: str, fake_gpus: str) -> None:
+def _start_detached(home: str, host: str, port: int, database: str, fake_gpus: str, no_local_worker: bool) -> None:
     log_path = os.path.join(home, "server.log")
     args = [sys.executable, "-m", "shoal.cli.main", "up", "--host", host, "--port", str(port)]
     if database:
         args += ["--database", database]
     if fake_gpus:
         args += ["--fake-gpus", fake_gpus]
+    if no_local_worker:
+        args.append("--no-local-worker")
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             args, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True
@@ -172,6 +179,7 @@ def token_new() -> None:
 main.add_command(images)
 main.add_command(usage)
 main.add_command(webhooks)
+main.add_command(worker)
 
 if __name__ == "__main__":
     main()

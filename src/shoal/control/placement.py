@@ -191,6 +191,15 @@ class Pool:
         for gpu_type in worker.all_gpus:
             self._with_gpu.setdefault(gpu_type, []).append(worker)
 
+    def remove(self, worker_id: str) -> None:
+        worker = self.workers.pop(worker_id, None)
+        if worker is None:
+            return
+        for gpu_type in worker.all_gpus:
+            self._with_gpu[gpu_type] = [w for w in self._with_gpu[gpu_type] if w is not worker]
+        for task_id in worker.allocations:
+            self._placed.pop(task_id, None)
+
     def _candidates(self, request: Request) -> list[Worker]:
         """The workers worth checking: for a GPU request, those with a type it accepts."""
         if not request.gpus:

@@ -39,6 +39,7 @@ from .scheduler import Autoscaling, Scheduler, Task, autoscaling
 from .secrets import Secrets
 from .tokens import Tokens
 from .webhooks import Webhooks
+from .workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Settings:
     # CA bundle containers trust: the host's by default, "" for none (SHOAL_CA_BUNDLE)
     ca_bundle: str = field(default_factory=lambda: os.environ.get("SHOAL_CA_BUNDLE", _host_ca_bundle()))
     fake_gpus: str = ""  # GPUs the local worker declares, "H100:2,A10G:1"
+    local_worker: bool = True  # False: containers run only on workers that join (image builds stay here)
 
     @property
     def blob_dir(self) -> str:
@@ -97,8 +99,10 @@ class Platform:
             self.db, self.mounts, self.secrets, builder, self.build_functions.run, IMAGE_BUILDER_VERSION
         )
         self.pool = Pool()
-        inventory = this_machine(settings.fake_gpus)
-        self.pool.add(Worker("local", inventory.milli_cpu, inventory.memory_mb, inventory.gpus))
+        self.workers = Workers(self.pool, self._worker_lost)
+        if settings.local_worker:
+            inventory = this_machine(settings.fake_gpus)
+            self.workers.join(Worker("local", inventory.milli_cpu, inventory.memory_mb, inventory.gpus), self.worker)
         self.scheduler = Scheduler(self.calls, self.functions.revision, self._place, self._launch, self._terminate)
         self.calls.on_backlog = self.scheduler.kick
         self.last_heartbeat: dict[str, float] = {}
@@ -328,8 +332,12 @@ class Platform:
             await self.logs.append(task.app_id, task.task_id, task.function_id, 2, f"{e}\n")
             await self._container_exited(task, -1, False, startup_error=str(e))
             return
+        link = self.workers.link(task.allocation.worker_id)
+        if link is None:
+            await self._container_exited(task, -1, False, startup_error=f"Worker {task.allocation.worker_id} is gone")
+            return
         output = _OrderedOutput(self.logs, task)
-        await self.worker.start(
+        await link.start(
             plan,
             output.put,
             lambda code, oom: self._container_exited(task, code, oom, output=output),
@@ -405,7 +413,18 @@ class Platform:
         return layout
 
     async def _terminate(self, task: Task) -> None:
-        await self.worker.stop(task.task_id)
+        if link := self.workers.link(task.allocation.worker_id):
+            await link.stop(task.task_id)
+
+    async def _worker_lost(self, worker_id: str) -> None:
+        """Like a preemption: the inputs its containers were running go back to the queue,
+        their retries untouched, and run elsewhere; the containers count as killed."""
+        for task in list(self.scheduler.tasks.values()):
+            if task.allocation.worker_id == worker_id:
+                self.calls.requeue_running(task.task_id)
+                if not task.kill_status:
+                    task.kill_status = GenericResult.GENERIC_STATUS_INTERNAL_FAILURE
+                    task.kill_message = f"Worker {worker_id} was lost"
 
     async def _container_exited(
         self, task: Task, code: int, oom: bool, startup_error: str = "", output: "_OrderedOutput | None" = None

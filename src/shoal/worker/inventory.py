@@ -20,8 +20,9 @@ class Inventory:
     gpus: tuple[Gpu, ...]
 
 
-def parse_fake_gpus(spec: str) -> tuple[Gpu, ...]:
-    """'H100:2,A10G:1' -> three GPUs, indexed in that order."""
+def parse_fake_gpus(spec: str, machine: str = "") -> tuple[Gpu, ...]:
+    """'H100:2,A10G:1' -> three GPUs, indexed in that order; `machine` keeps their ids apart from other workers'."""
+    prefix = f"GPU-fake-{machine}-" if machine else "GPU-fake-"
     gpus: list[Gpu] = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
         gpu_type, _, count = part.upper().partition(":")
@@ -30,10 +31,10 @@ def parse_fake_gpus(spec: str) -> tuple[Gpu, ...]:
         if count and not count.isdigit():
             raise ValueError(f"GPU count must be a number in {part!r}")
         for _ in range(int(count or 1)):
-            gpus.append(Gpu(len(gpus), gpu_type, f"GPU-fake-{len(gpus)}-{gpu_type}"))
+            gpus.append(Gpu(len(gpus), gpu_type, f"{prefix}{len(gpus)}-{gpu_type}"))
     return tuple(gpus)
 
 
-def this_machine(fake_gpus: str = "") -> Inventory:
+def this_machine(fake_gpus: str = "", machine: str = "") -> Inventory:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    return Inventory((os.cpu_count() or 1) * 1000, memory, parse_fake_gpus(fake_gpus))
+    return Inventory((os.cpu_count() or 1) * 1000, memory, parse_fake_gpus(fake_gpus, machine))

@@ -1,0 +1,140 @@
+"""The control plane's end of the worker protocol (see worker/protocol.py)."""
+
+import asyncio
+import base64
+import logging
+import os
+from collections.abc import Callable
+
+from google.protobuf.wrappers_pb2 import BytesValue, StringValue
+from grpclib import GRPCError, Status
+from grpclib.const import Cardinality, Handler
+from grpclib.server import Stream
+
+from ..control.errors import AlreadyExists
+from ..control.placement import Gpu, Worker
+from ..control.platform import Platform
+from ..control.workers import ExitCallback
+from ..worker.agent import ContainerPlan
+from ..worker.protocol import CONNECT, FETCH_DIR, HEARTBEAT_TIMEOUT, pack, plan_to_json, unpack
+
+log = logging.getLogger(__name__)
+
+TAR_CHUNK = 1 << 20
+
+
+class RemoteLink:
+    """Starts and stops containers on one connected worker; its messages come back through `serve`."""
+
+    def __init__(self, platform: Platform, worker_id: str, stream: Stream):
+        self.platform = platform
+        self.worker_id = worker_id
+        self.stream = stream
+        self.send_lock = asyncio.Lock()
+        self.running: dict[str, tuple[Callable[[int, bytes], None], ExitCallback]] = {}
+        self.closed = False
+
+    async def start(self, plan: ContainerPlan, on_output: Callable[[int, bytes], None], on_exit: ExitCallback) -> None:
+        home = self.platform.settings.home
+        if self.closed:
+            on_output(2, f"worker {self.worker_id} is gone\n".encode())
+            await on_exit(-1, False)
+            return
+        data = plan_to_json(plan)
+        data["lower_dirs"] = [os.path.relpath(d, home) for d in plan.lower_dirs]
+        self.running[plan.task_id] = (on_output, on_exit)
+        secret = self.platform.workers.issue_secret(plan.task_id)
+        await self._send({"type": "start", "plan": data, "secret": secret})
+
+    async def stop(self, task_id: str) -> None:
+        if not self.closed:
+            await self._send({"type": "stop", "task_id": task_id})
+
+    async def _send(self, message: dict) -> None:
+        async with self.send_lock:
+            await self.stream.send_message(pack(message))
+
+    async def serve(self) -> None:
+        """Handle the worker's messages until it goes away or stops sending heartbeats."""
+        while True:
+            try:
+                message = unpack(await asyncio.wait_for(self.stream.recv_message(), HEARTBEAT_TIMEOUT))
+            except TimeoutError:
+                log.warning("worker %s sent no heartbeat for %.0f s", self.worker_id, HEARTBEAT_TIMEOUT)
+                return
+            if message is None:
+                return
+            kind, task_id = message["type"], message.get("task_id", "")
+            if kind == "output" and task_id in self.running:
+                self.running[task_id][0](message["fd"], base64.b64decode(message["data"]))
+            elif kind == "exit" and task_id in self.running:
+                await self._exited(task_id, message["code"], message["oom"])
+
+    async def _exited(self, task_id: str, code: int, oom: bool) -> None:
+        _, on_exit = self.running.pop(task_id)
+        self.platform.workers.revoke_secret(task_id)
+        await on_exit(code, oom)
+
+    async def lost(self) -> None:
+        """The worker is gone: every container it ran has ended, as far as the platform knows."""
+        self.closed = True
+        for task_id in list(self.running):
+            self.running[task_id][0](2, f"worker {self.worker_id} was lost\n".encode())
+            await self._exited(task_id, -1, False)
+
+
+class WorkerService:
+    def __init__(self, platform: Platform):
+        self.platform = platform
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            CONNECT: Handler(self.connect, Cardinality.STREAM_STREAM, BytesValue, BytesValue),
+            FETCH_DIR: Handler(self.fetch_dir, Cardinality.UNARY_STREAM, StringValue, BytesValue),
+        }
+
+    async def connect(self, stream: Stream) -> None:
+        hello = unpack(await stream.recv_message())
+        if not hello or hello.get("type") != "hello":
+            raise GRPCError(Status.INVALID_ARGUMENT, "a worker must start with its hello")
+        gpus = tuple(Gpu(g["index"], g["type"], g["uuid"]) for g in hello["gpus"])
+        worker = Worker(hello["name"], hello["milli_cpu"], hello["memory_mb"], gpus)
+        link = RemoteLink(self.platform, worker.worker_id, stream)
+        try:
+            self.platform.workers.join(worker, link)
+        except AlreadyExists as e:
+            raise GRPCError(Status.ALREADY_EXISTS, str(e)) from None
+        log.info("worker %s joined: %s", worker.worker_id, worker.shape())
+        try:
+            await stream.send_message(pack({"type": "welcome"}))
+            await link.serve()
+        finally:
+            log.info("worker %s left", worker.worker_id)
+            # Shielded: a dropped connection cancels this handler, and the inputs must still be requeued.
+            await asyncio.shield(self._leave(worker.worker_id, link))
+
+    async def _leave(self, worker_id: str, link: RemoteLink) -> None:
+        await self.platform.workers.leave(worker_id)
+        await link.lost()
+
+    async def fetch_dir(self, stream: Stream) -> None:
+        """A tar stream of one directory under the home (layers, client package, mounts)."""
+        relative = (await stream.recv_message()).value
+        home = os.path.abspath(self.platform.settings.home)
+        path = os.path.normpath(os.path.join(home, relative))
+        if os.path.isabs(relative) or not path.startswith(home + os.sep) or not os.path.isdir(path):
+            raise GRPCError(Status.NOT_FOUND, f"no directory {relative!r} to fetch")
+        tar = await asyncio.create_subprocess_exec(
+            "tar", "-C", path, "--xattrs", "--xattrs-include=*", "--numeric-owner", "-cf", "-", ".",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            while chunk := await tar.stdout.read(TAR_CHUNK):
+                await stream.send_message(BytesValue(value=chunk))
+            if await tar.wait() != 0:
+                error = (await tar.stderr.read()).decode(errors="replace").strip()
+                raise GRPCError(Status.INTERNAL, f"could not pack {relative}: {error}")
+        finally:
+            if tar.returncode is None:
+                tar.kill()
+                await tar.wait()

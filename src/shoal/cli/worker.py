@@ -1,0 +1,67 @@
+"""`shoal worker`: join a control plane from this process or machine and run its containers."""
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import socket
+
+import click
+
+from ..worker.inventory import parse_fake_gpus
+from .state import shoal_home
+
+
+@click.command()
+@click.option("--server", required=True, help="The control plane's URL, as clients use it: http://HOST:PORT")
+@click.option(
+    "--token", required=True, envvar="SHOAL_WORKER_TOKEN", help="An API token as ID:SECRET (see `shoal token new`)."
+)
+@click.option("--name", default=socket.gethostname(), show_default=True, help="How the pool calls this worker.")
+@click.option("--home", default="", help="Where it keeps fetched images and its containers [SHOAL_HOME/workers/NAME].")
+@click.option(
+    "--cache", default="", help="Where images fetched from the control plane are kept [HOME/dirs]; shareable."
+)
+@click.option("--fake-gpus", default="", help="GPUs it declares, for tests and demos: H100:2,A10G:1")
+def worker(server: str, token: str, name: str, home: str, cache: str, fake_gpus: str) -> None:
+    """Join the control plane at --server and run the containers it places here."""
+    from ..worker.joined import JoinedWorker, server_address
+
+    token_id, _, token_secret = token.partition(":")
+    if not token_id or not token_secret:
+        raise click.BadParameter("expected ID:SECRET", param_hint="--token")
+    try:
+        server_address(server)
+        parse_fake_gpus(fake_gpus)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    if os.geteuid() != 0:
+        raise click.ClickException("a worker runs containers with runc and overlayfs, which need root")
+    home = home or os.path.join(shoal_home(), "workers", name)
+    os.makedirs(home, exist_ok=True)
+    # A worker clears its home's containers when it starts: a second one there would kill the first's.
+    lock = open(os.path.join(home, "worker.lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise click.ClickException(
+            f"another worker is running in {home}; give this one its own --name or --home"
+        ) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def run() -> None:
+        joined = JoinedWorker(
+            server, token_id, token_secret, home, name, fake_gpus, cache
+        )  # its channels need the loop
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await joined.run(stop)
+
+    from grpclib import GRPCError
+
+    try:
+        asyncio.run(run())
+    except GRPCError as e:
+        raise click.ClickException(f"the control plane refused this worker: {e.message}") from None

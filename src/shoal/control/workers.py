@@ -1,0 +1,56 @@
+"""The machines containers run on: the embedded worker and every `shoal worker` that joined.
+
+Each has a link that starts and stops containers on it; the scheduler sees only
+the pool. Containers on a joined worker reach the control plane through that
+worker, with a secret issued per container.
+"""
+
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from .errors import AlreadyExists
+from .placement import Pool, Worker
+
+ExitCallback = Callable[[int, bool], Awaitable[None]]
+
+
+class Link(Protocol):
+    async def start(self, plan, on_output: Callable[[int, bytes], None], on_exit: ExitCallback) -> None: ...
+
+    async def stop(self, task_id: str) -> None: ...
+
+
+class Workers:
+    def __init__(self, pool: Pool, on_lost: Callable[[str], Awaitable[None]]):
+        self.pool = pool
+        self.on_lost = on_lost
+        self.links: dict[str, Link] = {}
+        self._secrets: dict[str, str] = {}  # task id -> what its requests must carry
+
+    def join(self, worker: Worker, link: Link) -> None:
+        if worker.worker_id in self.links:
+            raise AlreadyExists(f"A worker named {worker.worker_id!r} is already connected; give each a --name")
+        self.pool.add(worker)
+        self.links[worker.worker_id] = link
+
+    async def leave(self, worker_id: str) -> None:
+        """The worker is gone: nothing more is placed on it and what ran there is given up."""
+        if self.links.pop(worker_id, None) is not None:
+            self.pool.remove(worker_id)
+            await self.on_lost(worker_id)
+
+    def link(self, worker_id: str) -> Link | None:
+        return self.links.get(worker_id)
+
+    def issue_secret(self, task_id: str) -> str:
+        secret = self._secrets[task_id] = secrets.token_urlsafe(24)
+        return secret
+
+    def revoke_secret(self, task_id: str) -> None:
+        self._secrets.pop(task_id, None)
+
+    def verify_secret(self, task_id: str, secret: str) -> bool:
+        expected = self._secrets.get(task_id)
+        return expected is not None and hmac.compare_digest(expected, secret)

@@ -1,0 +1,222 @@
+"""`shoal worker`: a machine that joins a control plane and runs the containers it is given.
+
+It runs them with the same LocalWorker the embedded platform uses; what differs is
+where plans come from (the Connect stream), where the image and code directories
+come from (fetched once from the control plane, then cached by their path there,
+which names their content), and how containers reach the API (through task_proxy).
+"""
+
+import asyncio
+import base64
+import logging
+import os
+import shutil
+from urllib.parse import urlsplit
+
+from google.protobuf.wrappers_pb2 import BytesValue, StringValue
+from grpclib import GRPCError, Status
+from grpclib.client import Channel
+from grpclib.const import Cardinality
+from modal_version import __version__ as CLIENT_VERSION
+
+from ..runtime import Runtime
+from .agent import ContainerPlan, LocalWorker
+from .inventory import this_machine
+from .protocol import CONNECT, FETCH_DIR, HEARTBEAT_INTERVAL, pack, plan_from_json, unpack
+from .task_proxy import RAW, serve_task
+
+log = logging.getLogger(__name__)
+
+# Failures a retry cannot mend: the worker stops and says why.
+FATAL = (Status.UNAUTHENTICATED, Status.FAILED_PRECONDITION, Status.INVALID_ARGUMENT)
+MAX_RECONNECT_DELAY = 10.0
+
+
+def server_address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or not parts.port:
+        raise ValueError(
+            f"--server must look like http://HOST:PORT (the control plane's MODAL_SERVER_URL), not {url!r}"
+        )
+    return parts.hostname, parts.port
+
+
+class DirCache:
+    """The control plane's directories (layers, client package, mounts), fetched once each."""
+
+    def __init__(self, root: str, channel: Channel, metadata: list[tuple[str, str]]):
+        self.root = root
+        self.channel = channel
+        self.metadata = metadata
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, relative: str) -> str:
+        if os.path.isabs(relative) or ".." in relative.split(os.sep):
+            raise ValueError(f"refusing directory {relative!r} from outside the control plane's home")
+        dest = os.path.join(self.root, relative)
+        async with self._locks.setdefault(relative, asyncio.Lock()):
+            if not os.path.isdir(dest):
+                await self._fetch(relative, dest)
+        return dest
+
+    async def _fetch(self, relative: str, dest: str) -> None:
+        # Workers on one machine may share the cache: each unpacks aside, the first rename wins.
+        partial = f"{dest}.part-{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(partial)
+        tar = await asyncio.create_subprocess_exec(
+            "tar", "-C", partial, "--xattrs", "--xattrs-include=*", "--numeric-owner", "-xf", "-",
+            stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            async with self.channel.request(
+                FETCH_DIR, Cardinality.UNARY_STREAM, StringValue, BytesValue, metadata=self.metadata
+            ) as stream:
+                await stream.send_message(StringValue(value=relative), end=True)
+                async for chunk in stream:
+                    tar.stdin.write(chunk.value)
+                    await tar.stdin.drain()
+            tar.stdin.close()
+            if await tar.wait() != 0:
+                raise RuntimeError(f"unpacking {relative}: {(await tar.stderr.read()).decode(errors='replace')}")
+        except BaseException:
+            if tar.returncode is None:
+                tar.kill()
+                await tar.wait()
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        try:
+            os.rename(partial, dest)
+        except OSError:
+            if not os.path.isdir(dest):
+                raise
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+class JoinedWorker:
+    def __init__(
+        self,
+        server_url: str,
+        token_id: str,
+        token_secret: str,
+        home: str,
+        name: str,
+        fake_gpus: str = "",
+        cache: str = "",
+    ):
+        host, port = server_address(server_url)
+        self.name = name
+        self.inventory = this_machine(fake_gpus, machine=name)
+        self.metadata = [
+            ("x-modal-client-version", CLIENT_VERSION),
+            ("x-modal-token-id", token_id),
+            ("x-modal-token-secret", token_secret),
+        ]
+        self.channel = Channel(host, port)
+        self.container_channel = Channel(host, port, codec=RAW)  # containers' own RPCs, passed on unparsed
+        self.dirs = DirCache(cache or os.path.join(home, "dirs"), self.channel, self.metadata)
+        self.runtime = Runtime(os.path.join(home, "runtime"))
+        ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
+        self.local = LocalWorker(self.runtime, home, self._serve_task, ca_bundle if os.path.exists(ca_bundle) else "")
+        self.secrets: dict[str, str] = {}  # task id -> the secret its requests carry
+        self.starting: set[asyncio.Task] = set()
+        self.outbox: asyncio.Queue[dict] = asyncio.Queue()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay joined until `stop`, reconnecting after a lost connection; raises on a fatal refusal."""
+        await self.runtime.cleanup_all()
+        delay = 1.0
+        try:
+            while not stop.is_set():
+                session = asyncio.create_task(self._session())
+                stopping = asyncio.create_task(stop.wait())
+                await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                session.cancel()
+                try:
+                    await session
+                    delay = 1.0
+                except asyncio.CancelledError:
+                    pass
+                except GRPCError as e:
+                    if e.status in FATAL:
+                        raise
+                    log.warning("the control plane refused this worker: %s", e.message)
+                except Exception as e:  # unreachable, reset, a restart of the control plane: try again
+                    log.warning("lost the control plane: %s", str(e) or type(e).__name__)
+                # The control plane gave up this worker's containers when the stream ended; so do we.
+                await self._stop_containers()
+                if not stop.is_set():
+                    await asyncio.wait([asyncio.create_task(stop.wait())], timeout=delay)
+                    delay = min(delay * 2, MAX_RECONNECT_DELAY)
+        finally:
+            await self._stop_containers()
+            self.channel.close()
+            self.container_channel.close()
+
+    async def _session(self) -> None:
+        async with self.channel.request(
+            CONNECT, Cardinality.STREAM_STREAM, BytesValue, BytesValue, metadata=self.metadata
+        ) as stream:
+            inv = self.inventory
+            gpus = [{"index": g.index, "type": g.gpu_type, "uuid": g.uuid} for g in inv.gpus]
+            hello = {"type": "hello", "name": self.name, "milli_cpu": inv.milli_cpu, "memory_mb": inv.memory_mb}
+            await stream.send_message(pack({**hello, "gpus": gpus}))
+            if unpack(await stream.recv_message()) is None:
+                return
+            log.info("joined the control plane as %s", self.name)
+            self.outbox = asyncio.Queue()
+            sender = asyncio.create_task(self._send(stream, self.outbox))
+            try:
+                while (message := unpack(await stream.recv_message())) is not None:
+                    if message["type"] == "start":
+                        task = asyncio.create_task(self._start(message, self.outbox))
+                        self.starting.add(task)
+                        task.add_done_callback(self.starting.discard)
+                    elif message["type"] == "stop":
+                        await self.local.stop(message["task_id"])
+            finally:
+                sender.cancel()
+
+    async def _send(self, stream, outbox: asyncio.Queue[dict]) -> None:
+        """Everything the worker says, in order, with a heartbeat whenever it has been quiet."""
+        while True:
+            try:
+                message = await asyncio.wait_for(outbox.get(), HEARTBEAT_INTERVAL)
+            except TimeoutError:
+                message = {"type": "heartbeat"}
+            await stream.send_message(pack(message))
+
+    async def _start(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
+        plan: ContainerPlan = plan_from_json(message["plan"])
+        task_id = plan.task_id
+
+        def on_output(fd: int, data: bytes) -> None:
+            outbox.put_nowait({"type": "output", "task_id": task_id, "fd": fd, "data": base64.b64encode(data).decode()})
+
+        async def on_exit(code: int, oom: bool) -> None:
+            self.secrets.pop(task_id, None)
+            outbox.put_nowait({"type": "exit", "task_id": task_id, "code": code, "oom": oom})
+
+        try:
+            plan.lower_dirs = [await self.dirs.get(d) for d in plan.lower_dirs]
+        except Exception as e:
+            log.exception("cannot fetch the directories of %s", task_id)
+            on_output(2, f"worker {self.name} could not fetch the image: {e}\n".encode())
+            await on_exit(-1, False)
+            return
+        self.secrets[task_id] = message["secret"]
+        await self.local.start(plan, on_output, on_exit)
+
+    async def _serve_task(self, task_id: str, path: str):
+        return await serve_task(self.container_channel, task_id, self.secrets[task_id], path)
+
+    async def _stop_containers(self) -> None:
+        for task in list(self.starting):
+            task.cancel()
+        await asyncio.gather(*self.starting, return_exceptions=True)
+        try:
+            await self.local.close()
+        except Exception:
+            log.exception("stopping containers")
+        self.secrets.clear()

@@ -1,0 +1,46 @@
+"""The worker protocol: how a `shoal worker` and the control plane talk.
+
+Two gRPC methods on the control plane's own port, beside the Modal API:
+- Connect (stream-stream): the worker says hello with what it offers, then sends
+  heartbeats, container output and exits; the control plane sends starts and stops.
+- FetchDir (unary-stream): a tar stream of one directory under the control plane's
+  home (an image layer, the client package, a code mount), which the worker caches.
+Messages are JSON in a BytesValue, so no protocol of our own needs compiling.
+"""
+
+import base64
+import json
+from dataclasses import asdict
+from typing import Any
+
+from google.protobuf.wrappers_pb2 import BytesValue
+
+from .agent import ContainerPlan
+
+CONNECT = "/shoal.Worker/Connect"
+FETCH_DIR = "/shoal.Worker/FetchDir"
+# The metadata a container's requests carry when a worker passes them on.
+TASK_ID_HEADER = "x-shoal-task-id"
+TASK_SECRET_HEADER = "x-shoal-task-secret"
+
+HEARTBEAT_INTERVAL = 2.0
+# A worker silent for this long is gone: its containers are given up and their inputs run elsewhere.
+HEARTBEAT_TIMEOUT = 10.0
+
+
+def pack(message: dict[str, Any]) -> BytesValue:
+    return BytesValue(value=json.dumps(message).encode())
+
+
+def unpack(message: BytesValue | None) -> dict[str, Any] | None:
+    return None if message is None else json.loads(message.value)
+
+
+def plan_to_json(plan: ContainerPlan) -> dict[str, Any]:
+    data = asdict(plan)
+    data["container_args"] = base64.b64encode(plan.container_args).decode()
+    return data
+
+
+def plan_from_json(data: dict[str, Any]) -> ContainerPlan:
+    return ContainerPlan(**{**data, "container_args": base64.b64decode(data["container_args"])})

@@ -1,0 +1,91 @@
+"""`shoal worker` processes joined to a control plane that runs no containers itself."""
+
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import VENV_BIN, Shoal, running_shoal
+
+WORKERS = {"w-a": "H100:1", "w-b": "H100:1,A10G:1"}
+
+
+class Cluster:
+    def __init__(self, shoal: Shoal):
+        self.shoal = shoal
+        self.cache = shoal.home / "worker-cache"  # shared by the workers: the image is fetched once
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str) -> None:
+        token = json.loads((self.shoal.home / "token.json").read_text())
+        log = open(self.shoal.home / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(
+            [
+                str(VENV_BIN / "shoal"), "worker",
+                "--server", f"http://127.0.0.1:{self.shoal.port}",
+                "--token", f"{token['token_id']}:{token['token_secret']}",
+                "--name", name, "--fake-gpus", WORKERS[name], "--cache", str(self.cache),
+            ],
+            env=self.shoal.base_env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.wait_joined(name)
+
+    def wait_joined(self, name: str) -> None:
+        log = self.shoal.home / "server.log"
+        joins = len(re.findall(f"worker {name} joined", log.read_text()))
+        deadline = time.monotonic() + 60
+        while len(re.findall(f"worker {name} joined", (self.shoal.home / "server.log").read_text())) == joins:
+            assert self.procs[name].poll() is None, (self.shoal.home / f"{name}.log").read_text()
+            assert time.monotonic() < deadline, f"worker {name} did not join"
+            time.sleep(0.2)
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(60)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with running_shoal(up_args=("--no-local-worker",)) as shoal:
+        cluster = Cluster(shoal)
+        # The workers start after the server has written its log, so that wait_joined can read it.
+        for name in WORKERS:
+            cluster.start(name)
+        try:
+            yield cluster
+        finally:
+            for name in list(cluster.procs):
+                cluster.stop(name)
+
+
+def test_gpu_function_runs_on_the_worker_that_has_its_gpu(cluster):
+    out = cluster.shoal.modal("run", "workers.py::main").stdout
+    lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    assert lines["a10g"] == "GPU-fake-w-b-1-A10G"  # only w-b has one
+    assert lines["h100"] in ("GPU-fake-w-a-0-H100", "GPU-fake-w-b-0-H100")
+    assert lines["nested"] == "cpu 40"
+    assert "No worker can ever run a container with gpu=B200" in lines["impossible"]
+    assert "H100:1;" in lines["impossible"] and "A10G:1, H100:1" in lines["impossible"]  # the pool's two shapes
+
+
+def test_inputs_of_a_killed_worker_complete_elsewhere(cluster):
+    run = cluster.shoal.spawn_modal("run", "workers.py::slow", "--seconds", "15")
+    first = ""
+    for line in run.stdout:
+        if m := re.search(r"running on GPU-fake-(w-[ab])-", line):
+            first = m.group(1)
+            break
+    assert first, "the call never started"
+    cluster.stop(first, signal.SIGKILL)  # no goodbye: the control plane notices the stream end
+    out, _ = run.communicate(timeout=300)
+    assert run.returncode == 0, out
+    other = "w-b" if first == "w-a" else "w-a"
+    assert f"result: GPU-fake-{other}-0-H100" in out
+    assert "was lost" in out  # the killed container's log says why it ended
+    # Back again: the restarted worker clears what the killed one left running and rejoins.
+    cluster.start(first)
+    assert not list(Path(cluster.shoal.home).glob("workers/*/runtime/bundles/*"))
