@@ -5,7 +5,6 @@ import re
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from conftest import VENV_BIN, Shoal, running_shoal
@@ -21,6 +20,7 @@ class Cluster:
 
     def start(self, name: str) -> None:
         token = json.loads((self.shoal.home / "token.json").read_text())
+        before = self.joins(name)
         log = open(self.shoal.home / f"{name}.log", "ab")
         self.procs[name] = subprocess.Popen(
             [
@@ -31,13 +31,14 @@ class Cluster:
             ],
             env=self.shoal.base_env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        self.wait_joined(name)
+        self.wait_joined(name, before)
 
-    def wait_joined(self, name: str) -> None:
-        log = self.shoal.home / "server.log"
-        joins = len(re.findall(f"worker {name} joined", log.read_text()))
+    def joins(self, name: str) -> int:
+        return (self.shoal.home / "server.log").read_text().count(f"worker {name} joined")
+
+    def wait_joined(self, name: str, before: int) -> None:
         deadline = time.monotonic() + 60
-        while len(re.findall(f"worker {name} joined", (self.shoal.home / "server.log").read_text())) == joins:
+        while self.joins(name) == before:
             assert self.procs[name].poll() is None, (self.shoal.home / f"{name}.log").read_text()
             assert time.monotonic() < deadline, f"worker {name} did not join"
             time.sleep(0.2)
@@ -72,7 +73,8 @@ def test_gpu_function_runs_on_the_worker_that_has_its_gpu(cluster):
     assert "H100:1;" in lines["impossible"] and "A10G:1, H100:1" in lines["impossible"]  # the pool's two shapes
 
 
-def test_inputs_of_a_killed_worker_complete_elsewhere(cluster):
+@pytest.mark.parametrize("how", ["killed", "frozen"])
+def test_inputs_of_a_lost_worker_complete_elsewhere(cluster, how):
     run = cluster.shoal.spawn_modal("run", "workers.py::slow", "--seconds", "15")
     first = ""
     for line in run.stdout:
@@ -80,12 +82,21 @@ def test_inputs_of_a_killed_worker_complete_elsewhere(cluster):
             first = m.group(1)
             break
     assert first, "the call never started"
-    cluster.stop(first, signal.SIGKILL)  # no goodbye: the control plane notices the stream end
+    worker = cluster.procs[first]
+    # Killed: the connection drops. Frozen: it stays open but the heartbeats stop.
+    worker.send_signal(signal.SIGKILL if how == "killed" else signal.SIGSTOP)
     out, _ = run.communicate(timeout=300)
     assert run.returncode == 0, out
     other = "w-b" if first == "w-a" else "w-a"
     assert f"result: GPU-fake-{other}-0-H100" in out
-    assert "was lost" in out  # the killed container's log says why it ended
-    # Back again: the restarted worker clears what the killed one left running and rejoins.
-    cluster.start(first)
-    assert not list(Path(cluster.shoal.home).glob("workers/*/runtime/bundles/*"))
+    assert f"worker {first} was lost" in out  # the lost container's log says why it ended
+    if how == "killed":
+        # Restarted, it clears what the killed process left running, and rejoins.
+        cluster.procs.pop(first).wait(10)
+        cluster.start(first)
+        assert not list(cluster.shoal.home.glob(f"workers/{first}/runtime/bundles/*"))
+    else:
+        # Thawed, it finds its connection closed, stops its containers and joins again by itself.
+        before = cluster.joins(first)
+        worker.send_signal(signal.SIGCONT)
+        cluster.wait_joined(first, before)
