@@ -91,7 +91,9 @@ class Platform:
         self.secrets = Secrets(self.db)
         self.calls = Calls(self.db, lambda rid: retry_policy(self.functions.cached(rid)))
         self.runtime = Runtime(os.path.join(home, "runtime"))
-        self.worker = LocalWorker(self.runtime, home, serve_socket, settings.ca_bundle)
+        inventory = this_machine(settings.fake_gpus) if settings.local_worker else None
+        nvidia_gpus = inventory.nvidia if inventory else ()
+        self.worker = LocalWorker(self.runtime, home, serve_socket, settings.ca_bundle, nvidia_gpus)
         self.layers = LayerStore(os.path.join(home, "images"))
         builder = Builder(self.layers, self.worker.run_build_step, BaseResolver(self.layers))
         self.build_functions = BuildFunctions(self.worker, self.deployments.resolve, self.container_plan)
@@ -100,8 +102,7 @@ class Platform:
         )
         self.pool = Pool()
         self.workers = Workers(self.pool, self._worker_lost)
-        if settings.local_worker:
-            inventory = this_machine(settings.fake_gpus)
+        if inventory:
             self.workers.join(Worker("local", inventory.milli_cpu, inventory.memory_mb, inventory.gpus), self.worker)
         self.scheduler = Scheduler(self.calls, self.functions.revision, self._place, self._launch, self._terminate)
         self.calls.on_backlog = self.scheduler.kick
@@ -350,8 +351,7 @@ class Platform:
         self._leases[task.task_id] = await self.layers.hold(built.layers)
         lower_dirs = await self.layers.ensure(built.layers)
         plan = await self.container_plan(task.task_id, revision, built, lower_dirs)
-        if task.allocation.gpus:
-            plan.env["CUDA_VISIBLE_DEVICES"] = ",".join(g.uuid for g in task.allocation.gpus)
+        plan.gpus = [g.uuid for g in task.allocation.gpus]
         return plan
 
     async def container_plan(

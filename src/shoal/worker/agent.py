@@ -11,9 +11,10 @@ import logging
 import os
 import shutil
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..runtime import BindMount, Container, ContainerSpec, Runtime
+from . import nvidia
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class ContainerPlan:
     cpu: float | None = None
     memory_mb: int | None = None
     upper_dir: str | None = None  # kept after the container ends (a build step's layer); None: thrown away
+    gpus: list[str] = field(default_factory=list)  # uuids of the GPUs it was given
 
 
 @dataclass
@@ -56,8 +58,17 @@ MOUNT_POINTS = (TASK_MOUNT, CA_MOUNT)
 
 
 class LocalWorker:
-    def __init__(self, runtime: Runtime, home: str, serve_socket: SocketServer, ca_bundle: str = ""):
+    def __init__(
+        self,
+        runtime: Runtime,
+        home: str,
+        serve_socket: SocketServer,
+        ca_bundle: str = "",
+        nvidia_gpus: tuple[nvidia.NvidiaGpu, ...] = (),
+    ):
         self.runtime = runtime
+        self.nvidia = {g.uuid: g for g in nvidia_gpus}
+        self._driver_mounts: list[BindMount] | None = None
         self.ca_bundle = ca_bundle
         self.serve_socket = serve_socket
         # Unix socket paths are limited to 108 bytes: keep them short and off the home dir.
@@ -118,6 +129,7 @@ class LocalWorker:
             MODAL_TASK_ID=plan.task_id,
             MODAL_IS_REMOTE="1",
         )
+        gpu_devices, gpu_mounts = self._gpus(plan.gpus, env)
         spec = ContainerSpec(
             id=plan.task_id,
             lower_dirs=plan.lower_dirs,
@@ -125,10 +137,11 @@ class LocalWorker:
             env=env,
             cwd=plan.cwd,
             user=plan.user,
-            bind_mounts=[BindMount(task_dir, TASK_MOUNT, readonly=False), *self._ca_mounts(env)],
+            bind_mounts=[BindMount(task_dir, TASK_MOUNT, readonly=False), *self._ca_mounts(env), *gpu_mounts],
             cpu=plan.cpu,
             memory_mb=plan.memory_mb,
             upper_dir=plan.upper_dir,
+            gpu_devices=gpu_devices,
         )
         try:
             container = await self.runtime.start(spec, on_output)
@@ -147,6 +160,19 @@ class LocalWorker:
                 shutil.rmtree(task_dir, ignore_errors=True)
 
         return container, cleanup
+
+    def _gpus(self, uuids: list[str], env: dict[str, str]) -> tuple[list[str], list[BindMount]]:
+        """Device nodes and driver mounts for the container's GPUs; fake ones get only the variable."""
+        if not uuids:
+            return [], []
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(uuids)
+        real = [self.nvidia[u] for u in uuids if u in self.nvidia]
+        if not real:
+            return [], []
+        if self._driver_mounts is None:
+            self._driver_mounts = nvidia.driver_mounts()
+        nvidia.container_env(env, uuids)
+        return [f"/dev/nvidia{g.minor}" for g in real], self._driver_mounts
 
     def _ca_mounts(self, env: dict[str, str]) -> list[BindMount]:
         """Mount the host's CA bundle and point TLS clients at it (unless the image chose its own)."""

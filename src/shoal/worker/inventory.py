@@ -1,13 +1,14 @@
 """What a worker machine offers: CPUs, memory and GPUs.
 
-GPUs come from `--fake-gpus` (declared, for tests and demos; containers see
-them only through CUDA_VISIBLE_DEVICES). Real NVIDIA GPUs are not discovered yet.
+GPUs are the NVIDIA ones NVML finds, or those `--fake-gpus` declares instead (for
+tests and demos; containers see them only through CUDA_VISIBLE_DEVICES).
 """
 
 import os
 from dataclasses import dataclass
 
 from ..control.placement import Gpu
+from .nvidia import NvidiaGpu, discover
 
 # The GPU types Modal's `gpu=` names, as a worker reports them.
 GPU_TYPES = ("T4", "L4", "A10G", "A100-40GB", "A100-80GB", "L40S", "H100", "H200", "B200")
@@ -18,6 +19,7 @@ class Inventory:
     milli_cpu: int
     memory_mb: int
     gpus: tuple[Gpu, ...]
+    nvidia: tuple[NvidiaGpu, ...] = ()  # the real ones among them
 
 
 def parse_fake_gpus(spec: str, machine: str = "") -> tuple[Gpu, ...]:
@@ -37,4 +39,8 @@ def parse_fake_gpus(spec: str, machine: str = "") -> tuple[Gpu, ...]:
 
 def this_machine(fake_gpus: str = "", machine: str = "") -> Inventory:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    return Inventory((os.cpu_count() or 1) * 1000, memory, parse_fake_gpus(fake_gpus, machine))
+    cpu = (os.cpu_count() or 1) * 1000
+    if fake_gpus:
+        return Inventory(cpu, memory, parse_fake_gpus(fake_gpus, machine))
+    real = tuple(discover())
+    return Inventory(cpu, memory, tuple(Gpu(g.index, g.gpu_type, g.uuid) for g in real), real)

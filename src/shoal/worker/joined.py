@@ -117,7 +117,8 @@ class JoinedWorker:
         self.dirs = DirCache(cache or os.path.join(home, "dirs"), self.channel, self.metadata)
         self.runtime = Runtime(os.path.join(home, "runtime"))
         ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
-        self.local = LocalWorker(self.runtime, home, self._serve_task, ca_bundle if os.path.exists(ca_bundle) else "")
+        ca_bundle = ca_bundle if os.path.exists(ca_bundle) else ""
+        self.local = LocalWorker(self.runtime, home, self._serve_task, ca_bundle, self.inventory.nvidia)
         self.secrets: dict[str, str] = {}  # task id -> the secret its requests carry
         self.starting: set[asyncio.Task] = set()
         self.outbox: asyncio.Queue[dict] = asyncio.Queue()

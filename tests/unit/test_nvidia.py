@@ -1,0 +1,54 @@
+"""NVIDIA GPUs: names to `gpu=` types, the driver's files, what a container given one gets."""
+
+from shoal.worker import nvidia
+from shoal.worker.agent import LocalWorker
+from shoal.worker.nvidia import LIB_DIR, NvidiaGpu
+
+LDCONFIG = """\
+1234 libs found in cache `/etc/ld.so.cache'
+	libnvidia-ml.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libnvidia-ml.so.1
+	libnvidia-ml.so.1 (libc6) => /lib/i386-linux-gnu/libnvidia-ml.so.1
+	libnvidia-ptxjitcompiler.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libnvidia-ptxjitcompiler.so.1
+	libcudart.so.12 (libc6,x86-64) => /usr/local/cuda/lib64/libcudart.so.12
+	libcuda.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libcuda.so.1
+	libcuda.so (libc6,x86-64) => /lib/x86_64-linux-gnu/libcuda.so
+	libc.so.6 (libc6,x86-64, OS ABI: Linux 3.2.0) => /lib/x86_64-linux-gnu/libc.so.6
+"""
+
+
+def test_gpu_names_become_the_types_gpu_asks_for():
+    assert nvidia.gpu_type("NVIDIA H100 80GB HBM3", 81559) == "H100"
+    assert nvidia.gpu_type("NVIDIA H200", 143771) == "H200"
+    assert nvidia.gpu_type("NVIDIA A100-SXM4-40GB", 40960) == "A100-40GB"
+    assert nvidia.gpu_type("NVIDIA A100 80GB PCIe", 81920) == "A100-80GB"
+    assert nvidia.gpu_type("Tesla T4", 15360) == "T4"
+    assert nvidia.gpu_type("NVIDIA L40S", 46068) == "L40S"
+    assert nvidia.gpu_type("NVIDIA L4", 23034) == "L4"
+    assert nvidia.gpu_type("NVIDIA RTX A6000", 49140) == "RTX-A6000"  # not one of Modal's: kept by its name
+
+
+def test_driver_libraries_are_the_64_bit_compute_ones():
+    found = nvidia.driver_libraries(LDCONFIG)
+    assert found == {
+        "libnvidia-ml.so.1": "/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+        "libnvidia-ptxjitcompiler.so.1": "/lib/x86_64-linux-gnu/libnvidia-ptxjitcompiler.so.1",
+        "libcuda.so.1": "/lib/x86_64-linux-gnu/libcuda.so.1",
+        "libcuda.so": "/lib/x86_64-linux-gnu/libcuda.so",
+    }  # not the CUDA runtime (the image brings its own), not libc, not the 32-bit copies
+
+
+def test_a_container_gets_its_real_gpus_device_nodes_and_the_driver():
+    worker = LocalWorker(None, "/tmp/home", None, nvidia_gpus=(NvidiaGpu(0, "GPU-real-0", "H100", 3),))
+    env = {"PATH": "/usr/bin"}
+    devices, mounts = worker._gpus(["GPU-real-0"], env)
+    assert devices == ["/dev/nvidia3"]  # by its minor number, not its index
+    assert all(m.readonly and m.target.startswith("/usr/local/nvidia/") for m in mounts)
+    assert env["CUDA_VISIBLE_DEVICES"] == "GPU-real-0"
+    assert env["LD_LIBRARY_PATH"] == LIB_DIR and env["PATH"] == "/usr/bin:/usr/local/nvidia/bin"
+
+
+def test_a_fake_gpu_is_only_named():
+    worker = LocalWorker(None, "/tmp/home", None)
+    env: dict[str, str] = {}
+    assert worker._gpus(["GPU-fake-0-H100"], env) == ([], [])
+    assert env == {"CUDA_VISIBLE_DEVICES": "GPU-fake-0-H100"}
