@@ -73,6 +73,14 @@ def test_gpu_function_runs_on_the_worker_that_has_its_gpu(cluster):
     assert "H100:1;" in lines["impossible"] and "A10G:1, H100:1" in lines["impossible"]  # the pool's two shapes
 
 
+def test_scale_from_zero_to_max_containers_and_back_on_workers(cluster):
+    out = cluster.shoal.modal("run", "workers.py::burst").stdout
+    lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    assert lines["before"] == "0"
+    assert lines["peak"] == "3" and lines["distinct containers"] == "3", out  # nine inputs, max_containers=3
+    assert lines["after"] == "0"
+
+
 @pytest.mark.parametrize("how", ["killed", "frozen"])
 def test_inputs_of_a_lost_worker_complete_elsewhere(cluster, how):
     run = cluster.shoal.spawn_modal("run", "workers.py::slow", "--seconds", "15")

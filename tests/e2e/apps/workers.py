@@ -1,6 +1,9 @@
 """Functions for a shoal whose containers run on joined workers: w-a (H100:1), w-b (H100:1, A10G:1)."""
 
+import json
 import os
+import subprocess
+import sys
 import time
 
 import modal
@@ -35,6 +38,21 @@ def slow_h100(seconds: float) -> str:
     return visible()
 
 
+@app.function(max_containers=3, scaledown_window=2)
+def work(seconds: float) -> str:
+    time.sleep(seconds)
+    return os.environ["MODAL_TASK_ID"]
+
+
+def containers() -> int:
+    """The app's containers, as `modal container list` shows them."""
+    modal_cli = os.path.join(os.path.dirname(sys.executable), "modal")
+    listing = subprocess.run(
+        [modal_cli, "container", "list", "--app-id", app.app_id, "--json"], capture_output=True, text=True, check=True
+    )
+    return len(json.loads(listing.stdout))
+
+
 @app.function(gpu="B200")
 def impossible() -> str:
     return visible()
@@ -55,3 +73,26 @@ def main():
 @app.local_entrypoint()
 def slow(seconds: float = 20.0):
     print(f"result: {slow_h100.remote(seconds)}")
+
+
+@app.local_entrypoint()
+def burst():
+    print(f"before: {containers()}")
+    calls = [work.spawn(4.0) for _ in range(9)]
+    peak = 0
+    while not all(_done(c) for c in calls):
+        peak = max(peak, containers())
+    print(f"peak: {peak}")
+    print(f"distinct containers: {len({c.get() for c in calls})}")
+    deadline = time.monotonic() + 60
+    while containers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    print(f"after: {containers()}")
+
+
+def _done(call) -> bool:
+    try:
+        call.get(timeout=0)
+        return True
+    except TimeoutError:
+        return False
