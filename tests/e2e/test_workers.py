@@ -64,6 +64,8 @@ def cluster():
 
 
 def test_gpu_function_runs_on_the_worker_that_has_its_gpu(cluster):
+    pool = json.loads(cluster.shoal.shoal("workers", "--json").stdout)
+    assert {w["name"]: w["gpus"] for w in pool} == {"w-a": {"H100": 1}, "w-b": {"A10G": 1, "H100": 1}}
     out = cluster.shoal.modal("run", "workers.py::main").stdout
     lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
     assert lines["a10g"] == "GPU-fake-w-b-1-A10G"  # only w-b has one

@@ -1,4 +1,5 @@
-"""Admin HTTP routes for the `shoal` command line: image listing, usage, bootstrap and garbage collection.
+"""Admin HTTP routes for the `shoal` command line: the worker pool; image listing, usage, bootstrap and
+garbage collection.
 
 Callers authenticate with an API token (the headers the modal client sends over gRPC).
 """
@@ -50,7 +51,12 @@ def admin_routes(platform: Platform) -> list[web.RouteDef]:
             [{"name": ref, "layer_ids": image.layers, "python": image.config.python_version} for ref, image in built]
         )
 
+    async def workers(request: web.Request) -> web.Response:
+        await authenticated(request)
+        return web.json_response(platform.workers.report())
+
     return [
+        web.get("/admin/workers", workers),
         web.get("/admin/images", images),
         web.post("/admin/images/bootstrap", images_bootstrap),
         web.get("/admin/images/usage", images_usage),

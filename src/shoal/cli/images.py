@@ -2,39 +2,11 @@
 
 import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from .state import read_json, running_state, shoal_home, token_path
-
-
-def _request(method: str, path: str, query: list[tuple[str, str]] | None = None) -> Any:
-    home = shoal_home()
-    state = running_state(home)
-    token = read_json(token_path(home))
-    if state is None or token is None:
-        raise click.ClickException("shoal is not running here: start it with `shoal up --detach`")
-    url = f"http://{state['host']}:{state['http_port']}{path}"
-    if query:
-        url += "?" + urllib.parse.urlencode(query)
-    request = urllib.request.Request(
-        url,
-        method=method,
-        headers={"x-modal-token-id": token["token_id"], "x-modal-token-secret": token["token_secret"]},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=600) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as e:
-        raise click.ClickException(f"shoal answered {e.code}: {e.read().decode(errors='replace')}") from None
-    except urllib.error.URLError as e:
-        raise click.ClickException(f"cannot reach shoal at {url}: {e.reason}") from None
+from .state import admin_request, console
 
 
 def _size(n: int) -> str:
@@ -43,12 +15,6 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
-
-
-def _console() -> Console:
-    """Rich's console; piped output gets whole lines (ids in full) rather than 80 columns."""
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
 
 
 @click.group()
@@ -60,7 +26,7 @@ def images() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def ls(as_json: bool) -> None:
     """List images: id, when built, size, layers, and what they were built from."""
-    rows = _request("GET", "/admin/images")
+    rows = admin_request("GET", "/admin/images")
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -75,7 +41,7 @@ def ls(as_json: bool) -> None:
             row["image_id"], created, row["status"], _size(row["bytes"]), str(len(row["layer_ids"])), row["source"],
             row["step"],
         )  # fmt: skip
-    _console().print(table)
+    console().print(table)
 
 
 @images.command("du")
@@ -86,7 +52,7 @@ def du(image_ids: tuple[str, ...], as_json: bool) -> None:
 
     With IMAGE_IDS, only those images and what they store.
     """
-    figures = _request("GET", "/admin/images/usage", [("image_id", i) for i in image_ids])
+    figures = admin_request("GET", "/admin/images/usage", [("image_id", i) for i in image_ids])
     if as_json:
         click.echo(json.dumps(figures, indent=2))
         return
@@ -100,21 +66,21 @@ def du(image_ids: tuple[str, ...], as_json: bool) -> None:
         _size(figures["stored_bytes"]),
         f"{figures['dedup_ratio']:.2f}×",
     )
-    _console().print(table)
+    console().print(table)
 
 
 @images.command("gc")
 def gc() -> None:
     """Remove images no live app uses, then unused layers and files."""
-    result = _request("POST", "/admin/images/gc")
+    result = admin_request("POST", "/admin/images/gc")
     click.echo(f"removed {result['layers']} layers and {result['files']} files, freeing {_size(result['bytes'])}")
 
 
 @images.command("bootstrap")
 def bootstrap() -> None:
     """Build the python base images Debian's packages provide (for hosts without a registry)."""
-    built = _request("POST", "/admin/images/bootstrap")
+    built = admin_request("POST", "/admin/images/bootstrap")
     table = Table("name", "python", "layers")
     for image in built:
         table.add_row(image["name"], image["python"], ", ".join(layer[:12] for layer in image["layer_ids"]))
-    _console().print(table)
+    console().print(table)

@@ -17,7 +17,7 @@ from .images import images
 from .state import alive, read_json, running_state, shoal_home, state_path, token_path, with_store, write_json
 from .usage import usage
 from .webhooks import webhooks
-from .worker import worker
+from .worker import worker, workers
 
 DEFAULT_PORT = 7470
 
@@ -180,6 +180,7 @@ main.add_command(images)
 main.add_command(usage)
 main.add_command(webhooks)
 main.add_command(worker)
+main.add_command(workers)
 
 if __name__ == "__main__":
     main()

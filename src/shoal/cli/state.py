@@ -1,13 +1,17 @@
-"""Where the running shoal leaves its address and the first token, under SHOAL_HOME,
-and the store it uses, for commands that change it directly."""
+"""Where the running shoal leaves its address and the first token, under SHOAL_HOME;
+the store it uses, for commands that change it directly; its admin routes, for the rest."""
 
 import asyncio
 import json
 import os
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
+from rich.console import Console
 
 T = TypeVar("T")
 
@@ -74,3 +78,33 @@ def with_store(action: Callable[..., Awaitable[T]]) -> T:
         return asyncio.run(run())
     except ShoalError as e:
         raise click.ClickException(str(e)) from None
+
+
+def admin_request(method: str, path: str, query: list[tuple[str, str]] | None = None) -> Any:
+    """A call to the running shoal's admin routes (its HTTP port, the token `shoal up` saved)."""
+    home = shoal_home()
+    state = running_state(home)
+    token = read_json(token_path(home))
+    if state is None or token is None:
+        raise click.ClickException("shoal is not running here: start it with `shoal up --detach`")
+    url = f"http://{state['host']}:{state['http_port']}{path}"
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    request = urllib.request.Request(
+        url,
+        method=method,
+        headers={"x-modal-token-id": token["token_id"], "x-modal-token-secret": token["token_secret"]},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as e:
+        raise click.ClickException(f"shoal answered {e.code}: {e.read().decode(errors='replace')}") from None
+    except urllib.error.URLError as e:
+        raise click.ClickException(f"cannot reach shoal at {url}: {e.reason}") from None
+
+
+def console() -> Console:
+    """Rich's console; piped output gets whole lines (ids in full) rather than 80 columns."""
+    terminal = Console()
+    return terminal if terminal.is_terminal else Console(width=200)

@@ -1,16 +1,19 @@
-"""`shoal worker`: join a control plane from this process or machine and run its containers."""
+"""`shoal worker`: join a control plane from this process or machine and run its containers;
+`shoal workers`: the pool the running shoal places containers on."""
 
 import asyncio
 import fcntl
+import json
 import logging
 import os
 import signal
 import socket
 
 import click
+from rich.table import Table
 
 from ..worker.inventory import parse_fake_gpus
-from .state import shoal_home
+from .state import admin_request, console, shoal_home
 
 
 @click.command()
@@ -65,3 +68,29 @@ def worker(server: str, token: str, name: str, home: str, cache: str, fake_gpus:
         asyncio.run(run())
     except GRPCError as e:
         raise click.ClickException(f"the control plane refused this worker: {e.message}") from None
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def workers(as_json: bool) -> None:
+    """List the workers containers are placed on: what each has, what is free, how many containers it runs."""
+    rows = admin_request("GET", "/admin/workers")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table()
+    for name in ("Worker", "CPUs free", "Memory free", "GPUs free", "Containers"):
+        table.add_column(name, no_wrap=True)
+
+    def gpus(free: dict[str, int], total: dict[str, int]) -> str:
+        return ", ".join(f"{t} {free.get(t, 0)}/{n}" for t, n in total.items()) or "-"
+
+    for r in rows:
+        table.add_row(
+            r["name"],
+            f"{r['free_cpus']:g}/{r['cpus']:g}",
+            f"{r['free_memory_mb']}/{r['memory_mb']} MiB",
+            gpus(r["free_gpus"], r["gpus"]),
+            str(r["containers"]),
+        )
+    console().print(table)

@@ -41,6 +41,22 @@ class Workers:
             self.pool.remove(worker_id)
             await self.on_lost(worker_id)
 
+    def report(self) -> list[dict]:
+        """Every worker with what it has and what is free, for `shoal workers`."""
+        return [
+            {
+                "name": w.worker_id,
+                "cpus": w.milli_cpu / 1000,
+                "memory_mb": w.memory_mb,
+                "gpus": _count(w.all_gpus),
+                "free_cpus": w.free_cpu / 1000,
+                "free_memory_mb": w.free_memory,
+                "free_gpus": _count(w.free_gpus),
+                "containers": len(w.allocations),
+            }
+            for w in sorted(self.pool.workers.values(), key=lambda w: w.worker_id)
+        ]
+
     def link(self, worker_id: str) -> Link | None:
         return self.links.get(worker_id)
 
@@ -54,3 +70,7 @@ class Workers:
     def verify_secret(self, task_id: str, secret: str) -> bool:
         expected = self._secrets.get(task_id)
         return expected is not None and hmac.compare_digest(expected, secret)
+
+
+def _count(by_type: dict[str, list]) -> dict[str, int]:
+    return {gpu_type: len(gpus) for gpu_type, gpus in sorted(by_type.items())}
