@@ -50,6 +50,7 @@ async def test_an_idle_container_gives_its_gpu_to_another_functions_waiting_inpu
     await calls.create("rv-a", 0, [(0, api_pb2.FunctionInput())])
     await scheduler.reconcile("rv-a", [])
     (holder,) = scheduler.live_tasks("rv-a")
+    holder.ready = True  # as FunctionGetInputs
     (taken,) = await calls.next_inputs("rv-a", holder.task_id, 1, 1, holder.stop)
     await calls.put_output(taken.input_id, api_pb2.GenericResult(status=1), 0)
 
@@ -78,4 +79,28 @@ async def test_a_container_running_an_input_keeps_its_gpu(tmp_path):
     await calls.create("rv-b", 0, [(0, api_pb2.FunctionInput())])
     await scheduler.reconcile("rv-b", [])
     assert holder.state == "running" and scheduler.live_tasks("rv-b") == []
+    await calls.flush()
+
+
+async def test_a_container_starting_or_between_inputs_keeps_its_gpu(tmp_path):
+    scheduler, calls, pool = await make_scheduler(tmp_path)
+    scheduler.add(gpu_function("rv-a", scaledown_window=600))
+    scheduler.add(gpu_function("rv-b"))
+    await calls.create("rv-a", 0, [(0, api_pb2.FunctionInput())])
+    await scheduler.reconcile("rv-a", [])
+    (holder,) = scheduler.live_tasks("rv-a")
+    await calls.create("rv-b", 0, [(0, api_pb2.FunctionInput())])
+
+    # ContainerHello came, the first FunctionGetInputs not yet: it is in its imports and @enter.
+    await scheduler.reconcile("rv-b", [])
+    assert holder.state == "running" and not holder.ready
+
+    # Ready, and rv-a's input is still queued: it is about to take it.
+    holder.ready = True
+    await scheduler.reconcile("rv-b", [])
+    assert holder.state == "running"
+
+    await calls.next_inputs("rv-a", holder.task_id, 1, 1, holder.stop)
+    await scheduler.reconcile("rv-b", [])
+    assert holder.state == "running"  # busy
     await calls.flush()

@@ -253,7 +253,9 @@ class Scheduler:
     async def _reclaim_idle(self, waiting: Revision) -> None:
         """The pool is full and `waiting` has inputs: an idle container of another function that
         holds what it needs (GPUs of a type it accepts, or reserved CPU or memory) stops now
-        rather than at the end of its scaledown window."""
+        rather than at the end of its scaledown window. Idle means ready and without work: a
+        container still in its imports and @enter, or one whose function has inputs queued (it
+        is between two of them), is about to serve, and stopping it costs a cold start."""
         request = request_of(waiting.definition, waiting.gpu_choices)
 
         def useful(held: Allocation) -> bool:
@@ -268,7 +270,9 @@ class Scheduler:
         candidates = []
         for task in others:
             revision = self.revisions.get(task.revision_id)
-            if task.state != "running" or task.task_id in busy or revision is None:
+            if task.state != "running" or not task.ready or task.task_id in busy or revision is None:
+                continue
+            if self.calls.queue(task.revision_id).pending:
                 continue
             warm = autoscaling(revision.definition, self.overrides.get(revision.function_id)).min_containers
             if len(self.live_tasks(task.revision_id)) > warm:
