@@ -71,6 +71,12 @@ def test_gpu_function_runs_on_the_worker_that_has_its_gpu(cluster):
     assert lines["a10g"] == "GPU-fake-w-b-1-A10G"  # only w-b has one
     assert lines["h100"] in ("GPU-fake-w-a-0-H100", "GPU-fake-w-b-0-H100")
     assert lines["nested"] == "cpu 40"
+    # Workers fetch image files, not layers: of the copies' layer they fetched only the few files
+    # the build container had of its own (resolv.conf and the like), not the copies of the base.
+    assert lines["copied"] == "root"
+    logs = "".join((cluster.shoal.home / f"{name}.log").read_text() for name in WORKERS)
+    layers = [(int(n), int(total)) for n, total in re.findall(r"fetched (\d+) of (\d+) files", logs)]
+    assert any(total >= 50 and n <= total // 20 for n, total in layers), logs
     assert "No worker can ever run a container with gpu=B200" in lines["impossible"]
     assert "H100:1;" in lines["impossible"] and "A10G:1, H100:1" in lines["impossible"]  # the pool's two shapes
 

@@ -2,8 +2,10 @@
 
 import asyncio
 import base64
+import json
 import logging
 import os
+import re
 from collections.abc import Callable
 
 from google.protobuf.wrappers_pb2 import BytesValue, StringValue
@@ -16,7 +18,19 @@ from ..control.placement import Gpu, Worker
 from ..control.platform import Platform
 from ..control.workers import ExitCallback
 from ..worker.agent import ContainerPlan
-from ..worker.protocol import CONNECT, FETCH_DIR, HEARTBEAT_TIMEOUT, pack, plan_to_json, unpack
+from ..worker.protocol import (
+    CONNECT,
+    DIR,
+    FETCH_DIR,
+    FETCH_FILES,
+    FETCH_MANIFEST,
+    HEARTBEAT_TIMEOUT,
+    LAYER,
+    TAR_OPTIONS,
+    pack,
+    plan_to_json,
+    unpack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +49,22 @@ class RemoteLink:
         self.closed = False
 
     async def start(self, plan: ContainerPlan, on_output: Callable[[int, bytes], None], on_exit: ExitCallback) -> None:
-        home = self.platform.settings.home
         if self.closed:
             on_output(2, f"worker {self.worker_id} is gone\n".encode())
             await on_exit(-1, False)
             return
         data = plan_to_json(plan)
-        data["lower_dirs"] = [os.path.relpath(d, home) for d in plan.lower_dirs]
+        data["lower_dirs"] = [self._name(d) for d in plan.lower_dirs]
         self.running[plan.task_id] = (on_output, on_exit)
         secret = self.platform.workers.issue_secret(plan.task_id)
         await self._send({"type": "start", "plan": data, "secret": secret})
+
+    def _name(self, path: str) -> str:
+        """A lower dir as the worker fetches it: an image layer by id, anything else by its path."""
+        layers = self.platform.layers
+        if os.path.dirname(path) == os.path.dirname(layers.layer_dir("x")):
+            return LAYER + os.path.basename(path)
+        return DIR + os.path.relpath(path, self.platform.settings.home)
 
     async def stop(self, task_id: str) -> None:
         if not self.closed:
@@ -91,6 +111,8 @@ class WorkerService:
         return {
             CONNECT: Handler(self.connect, Cardinality.STREAM_STREAM, BytesValue, BytesValue),
             FETCH_DIR: Handler(self.fetch_dir, Cardinality.UNARY_STREAM, StringValue, BytesValue),
+            FETCH_MANIFEST: Handler(self.fetch_manifest, Cardinality.UNARY_UNARY, StringValue, BytesValue),
+            FETCH_FILES: Handler(self.fetch_files, Cardinality.UNARY_STREAM, BytesValue, BytesValue),
         }
 
     async def connect(self, stream: Stream) -> None:
@@ -118,23 +140,49 @@ class WorkerService:
         await link.lost()
 
     async def fetch_dir(self, stream: Stream) -> None:
-        """A tar stream of one directory under the home (layers, client package, mounts)."""
+        """A tar stream of one directory under the home (the client package, a code mount)."""
         relative = (await stream.recv_message()).value
         home = os.path.abspath(self.platform.settings.home)
         path = os.path.normpath(os.path.join(home, relative))
         if os.path.isabs(relative) or not path.startswith(home + os.sep) or not os.path.isdir(path):
             raise GRPCError(Status.NOT_FOUND, f"no directory {relative!r} to fetch")
-        tar = await asyncio.create_subprocess_exec(
-            "tar", "-C", path, "--xattrs", "--xattrs-include=*", "--numeric-owner", "-cf", "-", ".",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            while chunk := await tar.stdout.read(TAR_CHUNK):
-                await stream.send_message(BytesValue(value=chunk))
-            if await tar.wait() != 0:
-                error = (await tar.stderr.read()).decode(errors="replace").strip()
-                raise GRPCError(Status.INTERNAL, f"could not pack {relative}: {error}")
-        finally:
-            if tar.returncode is None:
-                tar.kill()
-                await tar.wait()
+        await _send_tar(stream, ["-C", path, "."], b"", relative)
+
+    async def fetch_manifest(self, stream: Stream) -> None:
+        layer_id = (await stream.recv_message()).value
+        layers = self.platform.layers
+        if not _LAYER_ID.fullmatch(layer_id) or not layers.has(layer_id):
+            raise GRPCError(Status.NOT_FOUND, f"no image layer {layer_id!r}")
+        await stream.send_message(BytesValue(value=layers.manifest(layer_id).dumps().encode()))
+
+    async def fetch_files(self, stream: Stream) -> None:
+        """File-store objects by key, as a tar stream of their paths under the file store."""
+        keys = json.loads((await stream.recv_message()).value)
+        files = self.platform.layers.files
+        names = [os.path.relpath(files.path(k), files.root) for k in keys]
+        if any("/" in k or not os.path.exists(files.path(k)) for k in keys):
+            raise GRPCError(Status.NOT_FOUND, "asked for files the image store does not hold")
+        listing = "".join(n + "\n" for n in names).encode()
+        await _send_tar(stream, ["-C", files.root, "--verbatim-files-from", "-T", "-"], listing, f"{len(keys)} files")
+
+
+_LAYER_ID = re.compile(r"[0-9a-f]{64}")
+
+
+async def _send_tar(stream: Stream, args: list[str], stdin: bytes, what: str) -> None:
+    tar = await asyncio.create_subprocess_exec(
+        "tar", *TAR_OPTIONS, "-cf", "-", *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        tar.stdin.write(stdin)
+        tar.stdin.close()
+        while chunk := await tar.stdout.read(TAR_CHUNK):
+            await stream.send_message(BytesValue(value=chunk))
+        if await tar.wait() != 0:
+            error = (await tar.stderr.read()).decode(errors="replace").strip()
+            raise GRPCError(Status.INTERNAL, f"could not pack {what}: {error}")
+    finally:
+        if tar.returncode is None:
+            tar.kill()
+            await tar.wait()

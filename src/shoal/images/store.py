@@ -59,9 +59,9 @@ class LayerStore:
         self._layers = os.path.join(root, "layers")
         self._manifests = os.path.join(root, "manifests")
         # Work areas live beside the layers so a finished layer is renamed into place, never copied.
-        self._tmp = os.path.join(root, "tmp")
+        self.work_dir = os.path.join(root, "tmp")
         self._trash = os.path.join(root, "trash")
-        for path in (self._layers, self._manifests, self._tmp, self._trash):
+        for path in (self._layers, self._manifests, self.work_dir, self._trash):
             os.makedirs(path, exist_ok=True)
         self.files = FileStore(os.path.join(root, "files"))
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -112,7 +112,7 @@ class LayerStore:
             if exists and not rebuild:
                 yield None
                 return
-            tmp = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self._tmp)
+            tmp = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self.work_dir)
             os.chmod(tmp, 0o755)  # the layer's root becomes the image's "/" (mkdtemp makes it 0700)
             try:
                 yield tmp
@@ -147,6 +147,12 @@ class LayerStore:
             f.write(manifest.dumps())
         os.replace(self._manifest_path(layer_id) + ".tmp", self._manifest_path(layer_id))
         self._sizes.pop(layer_id, None)
+
+    def record(self, layer_id: str, manifest: Manifest) -> None:
+        """A layer received from elsewhere, whose file-store objects are all here: its directory is made on use."""
+        with open(self._manifest_path(layer_id) + f".{os.getpid()}.tmp", "w") as f:
+            f.write(manifest.dumps())
+        os.replace(self._manifest_path(layer_id) + f".{os.getpid()}.tmp", self._manifest_path(layer_id))
 
     # -- using ---------------------------------------------------------------------------
 
@@ -204,10 +210,14 @@ class LayerStore:
         return dirs
 
     def _materialise(self, layer_id: str) -> None:
-        work = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self._tmp)
+        work = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self.work_dir)
         try:
             materialise(self.manifest(layer_id), self.files, os.path.join(work, "layer"))
-            os.rename(os.path.join(work, "layer"), self.layer_dir(layer_id))
+            try:
+                os.rename(os.path.join(work, "layer"), self.layer_dir(layer_id))
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise  # otherwise another process (sharing the store) made it first
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -242,7 +252,7 @@ class LayerStore:
 
     def _remove_abandoned(self) -> None:
         """Work dirs of processes that are gone (a crash mid-build) and set-aside old layers."""
-        for area in (self._tmp, self._trash):
+        for area in (self.work_dir, self._trash):
             for name in os.listdir(area):
                 pid = name.split("-", 1)[0]
                 if pid.isdigit() and int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}"):

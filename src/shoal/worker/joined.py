@@ -2,15 +2,18 @@
 
 It runs them with the same LocalWorker the embedded platform uses; what differs is
 where plans come from (the Connect stream), where the image and code directories
-come from (fetched once from the control plane, then cached by their path there,
-which names their content), and how containers reach the API (through task_proxy).
+come from (fetched once from the control plane: image layers file by file into a
+layer store of its own, the rest whole by their path there, which names their
+content), and how containers reach the API (through task_proxy).
 """
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import shutil
+import tempfile
 from urllib.parse import urlsplit
 
 from google.protobuf.wrappers_pb2 import BytesValue, StringValue
@@ -19,10 +22,24 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality
 from modal_version import __version__ as CLIENT_VERSION
 
+from ..images.manifest import Manifest
+from ..images.store import LayerStore
 from ..runtime import Runtime
 from .agent import ContainerPlan, LocalWorker
 from .inventory import this_machine
-from .protocol import CONNECT, FETCH_DIR, HEARTBEAT_INTERVAL, pack, plan_from_json, unpack
+from .protocol import (
+    CONNECT,
+    DIR,
+    FETCH_DIR,
+    FETCH_FILES,
+    FETCH_MANIFEST,
+    HEARTBEAT_INTERVAL,
+    LAYER,
+    TAR_OPTIONS,
+    pack,
+    plan_from_json,
+    unpack,
+)
 from .task_proxy import RAW, serve_task
 
 log = logging.getLogger(__name__)
@@ -41,56 +58,85 @@ def server_address(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
-class DirCache:
-    """The control plane's directories (layers, client package, mounts), fetched once each."""
+class Fetched:
+    """What containers stack, fetched from the control plane once: image layers file by file
+    into a layer store of this worker's own, other directories whole."""
 
     def __init__(self, root: str, channel: Channel, metadata: list[tuple[str, str]]):
-        self.root = root
+        self.layers = LayerStore(os.path.join(root, "images"))
+        self.dirs = os.path.join(root, "dirs")
         self.channel = channel
         self.metadata = metadata
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def get(self, relative: str) -> str:
+    async def get(self, name: str) -> str:
+        """The local directory for a lower dir the control plane names "layer:<id>" or "dir:<path>"."""
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            if name.startswith(LAYER):
+                return await self._layer(name.removeprefix(LAYER))
+            return await self._dir(name.removeprefix(DIR))
+
+    async def _layer(self, layer_id: str) -> str:
+        if not self.layers.has(layer_id):
+            reply = await self._call(FETCH_MANIFEST, Cardinality.UNARY_UNARY, StringValue(value=layer_id))
+            manifest = Manifest.loads(reply[0].value.decode())
+            missing = sorted({e.key for e in manifest.files if not os.path.exists(self.layers.files.path(e.key))})
+            if missing:
+                # Unpacked beside the store (a crash leaves it to the store's clean-up), then linked in.
+                with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-", dir=self.layers.work_dir) as tmp:
+                    request = BytesValue(value=json.dumps(missing).encode())
+                    await self._untar(FETCH_FILES, request, tmp)
+                    for key in missing:
+                        self.layers.files.adopt(os.path.join(tmp, key[:2], key), key)
+            self.layers.record(layer_id, manifest)
+            log.info("layer %s: fetched %d of %d files", layer_id[:12], len(missing), len(manifest.files))
+        return (await self.layers.ensure([layer_id]))[0]
+
+    async def _dir(self, relative: str) -> str:
         if os.path.isabs(relative) or ".." in relative.split(os.sep):
             raise ValueError(f"refusing directory {relative!r} from outside the control plane's home")
-        dest = os.path.join(self.root, relative)
-        async with self._locks.setdefault(relative, asyncio.Lock()):
-            if not os.path.isdir(dest):
-                await self._fetch(relative, dest)
-        return dest
-
-    async def _fetch(self, relative: str, dest: str) -> None:
+        dest = os.path.join(self.dirs, relative)
+        if os.path.isdir(dest):
+            return dest
         # Workers on one machine may share the cache: each unpacks aside, the first rename wins.
         partial = f"{dest}.part-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
         os.makedirs(partial)
+        try:
+            await self._untar(FETCH_DIR, StringValue(value=relative), partial)
+            os.rename(partial, dest)
+        except OSError:
+            if not os.path.isdir(dest):
+                raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return dest
+
+    async def _call(self, method: str, cardinality: Cardinality, request) -> list:
+        async with self.channel.request(method, cardinality, type(request), BytesValue, metadata=self.metadata) as s:
+            await s.send_message(request, end=True)
+            return [reply async for reply in s]
+
+    async def _untar(self, method: str, request, dest: str) -> None:
+        """Stream the tar the control plane answers `request` with into `dest`."""
         tar = await asyncio.create_subprocess_exec(
-            "tar", "-C", partial, "--xattrs", "--xattrs-include=*", "--numeric-owner", "-xf", "-",
-            stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            "tar", *TAR_OPTIONS, "-C", dest, "-xf", "-", stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
         try:
             async with self.channel.request(
-                FETCH_DIR, Cardinality.UNARY_STREAM, StringValue, BytesValue, metadata=self.metadata
+                method, Cardinality.UNARY_STREAM, type(request), BytesValue, metadata=self.metadata
             ) as stream:
-                await stream.send_message(StringValue(value=relative), end=True)
+                await stream.send_message(request, end=True)
                 async for chunk in stream:
                     tar.stdin.write(chunk.value)
                     await tar.stdin.drain()
             tar.stdin.close()
             if await tar.wait() != 0:
-                raise RuntimeError(f"unpacking {relative}: {(await tar.stderr.read()).decode(errors='replace')}")
-        except BaseException:
+                raise RuntimeError(f"unpacking from the control plane: {(await tar.stderr.read()).decode()}")
+        finally:
             if tar.returncode is None:
                 tar.kill()
                 await tar.wait()
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-        try:
-            os.rename(partial, dest)
-        except OSError:
-            if not os.path.isdir(dest):
-                raise
-            shutil.rmtree(partial, ignore_errors=True)
 
 
 class JoinedWorker:
@@ -114,7 +160,7 @@ class JoinedWorker:
         ]
         self.channel = Channel(host, port)
         self.container_channel = Channel(host, port, codec=RAW)  # containers' own RPCs, passed on unparsed
-        self.dirs = DirCache(cache or os.path.join(home, "dirs"), self.channel, self.metadata)
+        self.fetched = Fetched(cache or home, self.channel, self.metadata)
         self.runtime = Runtime(os.path.join(home, "runtime"))
         ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
         ca_bundle = ca_bundle if os.path.exists(ca_bundle) else ""
@@ -200,7 +246,7 @@ class JoinedWorker:
             outbox.put_nowait({"type": "exit", "task_id": task_id, "code": code, "oom": oom})
 
         try:
-            plan.lower_dirs = [await self.dirs.get(d) for d in plan.lower_dirs]
+            plan.lower_dirs = [await self.fetched.get(d) for d in plan.lower_dirs]
         except Exception as e:
             log.exception("cannot fetch the directories of %s", task_id)
             on_output(2, f"worker {self.name} could not fetch the image: {e}\n".encode())

@@ -3,8 +3,11 @@
 Two gRPC methods on the control plane's own port, beside the Modal API:
 - Connect (stream-stream): the worker says hello with what it offers, then sends
   heartbeats, container output and exits; the control plane sends starts and stops.
-- FetchDir (unary-stream): a tar stream of one directory under the control plane's
-  home (an image layer, the client package, a code mount), which the worker caches.
+- FetchManifest (unary) and FetchFiles (unary-stream): an image layer's manifest, then
+  a tar stream of just the file-store objects the worker does not hold yet; the worker
+  keeps them in a layer store of its own, so a file is fetched once whatever layer has it.
+- FetchDir (unary-stream): a tar stream of one other directory under the control plane's
+  home (the client package, a code mount), which the worker caches whole.
 Messages are JSON in a BytesValue, so no protocol of our own needs compiling.
 """
 
@@ -19,6 +22,12 @@ from .agent import ContainerPlan
 
 CONNECT = "/shoal.Worker/Connect"
 FETCH_DIR = "/shoal.Worker/FetchDir"
+FETCH_MANIFEST = "/shoal.Worker/FetchManifest"
+FETCH_FILES = "/shoal.Worker/FetchFiles"
+# How a plan names its lower dirs to a joined worker: "layer:<id>" or "dir:<path under the home>".
+LAYER, DIR = "layer:", "dir:"
+# pax keeps nanosecond mtimes, which file-store keys include; xattrs and numeric owners travel too.
+TAR_OPTIONS = ("--format=posix", "--xattrs", "--xattrs-include=*", "--numeric-owner")
 # The metadata a container's requests carry when a worker passes them on.
 TASK_ID_HEADER = "x-shoal-task-id"
 TASK_SECRET_HEADER = "x-shoal-task-secret"

@@ -53,6 +53,16 @@ def containers() -> int:
     return len(json.loads(listing.stdout))
 
 
+# A layer whose files are all copies of files the base already has: a worker fetches none of them.
+copies = modal.Image.debian_slim().run_commands("cp -a /etc /opt/etc-copy")
+
+
+@app.function(image=copies)
+def copied() -> str:
+    with open("/opt/etc-copy/passwd") as f:
+        return f.readline().split(":")[0]
+
+
 @app.function(gpu="B200")
 def impossible() -> str:
     return visible()
@@ -64,6 +74,7 @@ def main():
     gpu, nested = h100_calls_cpu.remote()
     print(f"h100: {gpu}")
     print(f"nested: {nested}")
+    print(f"copied: {copied.remote()}")
     try:
         impossible.remote()
     except Exception as e:
