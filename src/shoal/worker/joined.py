@@ -166,8 +166,7 @@ class JoinedWorker:
         ca_bundle = ca_bundle if os.path.exists(ca_bundle) else ""
         self.local = LocalWorker(self.runtime, home, self._serve_task, ca_bundle, self.inventory.nvidia)
         self.secrets: dict[str, str] = {}  # task id -> the secret its requests carry
-        self.starting: set[asyncio.Task] = set()
-        self.outbox: asyncio.Queue[dict] = asyncio.Queue()
+        self.starting: dict[str, asyncio.Task] = {}  # task id -> fetching its image, not yet a container
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay joined until `stop`, reconnecting after a lost connection; raises on a fatal refusal."""
@@ -212,15 +211,17 @@ class JoinedWorker:
             if unpack(await stream.recv_message()) is None:
                 return
             log.info("joined the control plane as %s", self.name)
-            self.outbox = asyncio.Queue()
-            sender = asyncio.create_task(self._send(stream, self.outbox))
+            outbox: asyncio.Queue[dict] = asyncio.Queue()
+            sender = asyncio.create_task(self._send(stream, outbox))
             try:
                 while (message := unpack(await stream.recv_message())) is not None:
                     if message["type"] == "start":
-                        task = asyncio.create_task(self._start(message, self.outbox))
-                        self.starting.add(task)
-                        task.add_done_callback(self.starting.discard)
+                        task_id = message["plan"]["task_id"]
+                        self.starting[task_id] = asyncio.create_task(self._start(message, outbox))
+                        self.starting[task_id].add_done_callback(lambda _, t=task_id: self.starting.pop(t, None))
                     elif message["type"] == "stop":
+                        if starting := self.starting.get(message["task_id"]):
+                            starting.cancel()
                         await self.local.stop(message["task_id"])
             finally:
                 sender.cancel()
@@ -247,6 +248,9 @@ class JoinedWorker:
 
         try:
             plan.lower_dirs = [await self.fetched.get(d) for d in plan.lower_dirs]
+        except asyncio.CancelledError:
+            await on_exit(-1, False)  # stopped before it started
+            raise
         except Exception as e:
             log.exception("cannot fetch the directories of %s", task_id)
             on_output(2, f"worker {self.name} could not fetch the image: {e}\n".encode())
@@ -259,9 +263,10 @@ class JoinedWorker:
         return await serve_task(self.container_channel, task_id, self.secrets[task_id], path)
 
     async def _stop_containers(self) -> None:
-        for task in list(self.starting):
+        starting = list(self.starting.values())
+        for task in starting:
             task.cancel()
-        await asyncio.gather(*self.starting, return_exceptions=True)
+        await asyncio.gather(*starting, return_exceptions=True)
         try:
             await self.local.close()
         except Exception:

@@ -3,10 +3,7 @@
 python autoscaling.py   prints one line per check
 """
 
-import json
 import os
-import subprocess
-import sys
 import time
 
 import modal
@@ -38,15 +35,6 @@ def idle() -> str:
     return os.environ["MODAL_TASK_ID"]
 
 
-def containers_of() -> int:
-    """The app's containers, as `modal container list` shows them."""
-    modal_cli = os.path.join(os.path.dirname(sys.executable), "modal")
-    listing = subprocess.run(
-        [modal_cli, "container", "list", "--app-id", app.app_id, "--json"], capture_output=True, text=True, check=True
-    )
-    return len(json.loads(listing.stdout))
-
-
 def wait_until(predicate, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,6 +45,8 @@ def wait_until(predicate, timeout: float = 60) -> bool:
 
 
 if __name__ == "__main__":
+    from container_count import containers_of  # local only: containers do not have this module
+
     with app.run():
         calls = [shared.spawn(2.0) for _ in range(3)]
         print(f"concurrent containers: {len({c.get() for c in calls})}")
@@ -64,12 +54,12 @@ if __name__ == "__main__":
         print(f"batch sizes: {sorted(set(batch.map(range(4))))}")
 
         running = buffered.spawn(6.0)
-        print(f"buffer kept beside the busy one: {wait_until(lambda: containers_of() >= 2)}")
+        print(f"buffer kept beside the busy one: {wait_until(lambda: containers_of(app.app_id) >= 2)}")
         running.get()
 
         # Nothing calls idle(): only update_autoscaler brings a container up, and takes it away.
-        assert wait_until(lambda: containers_of() == 0)
+        assert wait_until(lambda: containers_of(app.app_id) == 0)
         idle.update_autoscaler(min_containers=1)
-        print(f"min_containers=1 at run time: {wait_until(lambda: containers_of() == 1)}")
+        print(f"min_containers=1 at run time: {wait_until(lambda: containers_of(app.app_id) == 1)}")
         idle.update_autoscaler(min_containers=0)
-        print(f"min_containers=0 at run time: {wait_until(lambda: containers_of() == 0)}")
+        print(f"min_containers=0 at run time: {wait_until(lambda: containers_of(app.app_id) == 0)}")

@@ -1,9 +1,6 @@
 """Functions for a shoal whose containers run on joined workers: w-a (H100:1), w-b (H100:1, A10G:1)."""
 
-import json
 import os
-import subprocess
-import sys
 import time
 
 import modal
@@ -44,15 +41,6 @@ def work(seconds: float) -> str:
     return os.environ["MODAL_TASK_ID"]
 
 
-def containers() -> int:
-    """The app's containers, as `modal container list` shows them."""
-    modal_cli = os.path.join(os.path.dirname(sys.executable), "modal")
-    listing = subprocess.run(
-        [modal_cli, "container", "list", "--app-id", app.app_id, "--json"], capture_output=True, text=True, check=True
-    )
-    return len(json.loads(listing.stdout))
-
-
 # A layer whose files are all copies of files the base already has: a worker fetches none of them.
 copies = modal.Image.debian_slim().run_commands("cp -a /etc /opt/etc-copy")
 
@@ -88,17 +76,19 @@ def slow(seconds: float = 20.0):
 
 @app.local_entrypoint()
 def burst():
-    print(f"before: {containers()}")
+    from container_count import containers_of  # local only: containers do not have this module
+
+    print(f"before: {containers_of(app.app_id)}")
     calls = [work.spawn(4.0) for _ in range(9)]
     peak = 0
     while not all(_done(c) for c in calls):
-        peak = max(peak, containers())
+        peak = max(peak, containers_of(app.app_id))
     print(f"peak: {peak}")
     print(f"distinct containers: {len({c.get() for c in calls})}")
     deadline = time.monotonic() + 60
-    while containers() and time.monotonic() < deadline:
+    while containers_of(app.app_id) and time.monotonic() < deadline:
         time.sleep(0.5)
-    print(f"after: {containers()}")
+    print(f"after: {containers_of(app.app_id)}")
 
 
 def _done(call) -> bool:
