@@ -95,14 +95,19 @@ class Shoal:
 
 
 @contextmanager
-def running_shoal(clone_images: bool = False, up_args: tuple[str, ...] = ()) -> Iterator[Shoal]:
+def running_shoal(
+    clone_images: bool = False, build_client: bool = False, up_args: tuple[str, ...] = ()
+) -> Iterator[Shoal]:
     """A shoal of its own; its image store is the shared cache, or a copy made of hard links
-    for tests that collect garbage (which must not empty the cache other tests build on)."""
+    for tests that collect garbage (which must not empty the cache other tests build on);
+    with build_client, its client package is built afresh, by its first container."""
     require_root_and_runc()
     # Beside the caches: layers are built in the home's file system and renamed into place.
     home = Path(tempfile.mkdtemp(prefix="shoal-e2e-", dir="/var/tmp"))
     for name, cache in CACHE.items():
         cache.mkdir(parents=True, exist_ok=True)
+        if name == "client" and build_client:
+            continue
         if name == "images" and clone_images:
             subprocess.run(["cp", "-al", str(cache), str(home / name)], check=True)
         else:

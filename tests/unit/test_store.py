@@ -191,10 +191,12 @@ async def test_usage_meters_each_container_for_what_it_held(db):
     fid = await functions.precreate(app.app_id, "train")
     t0 = 1_000_000.0
     gpu = Allocation("local", 2000, 4096, (Gpu(0, "H100", "GPU-0"), Gpu(1, "H100", "GPU-1")))
-    await containers.started(Task("ta-gpu", "rv-1", fid, app.app_id, t0, gpu))
-    await containers.started(Task("ta-cpu", "rv-1", fid, app.app_id, t0 + 10, Allocation("local", 0, 0)))
-    await containers.finished("ta-cpu", 0)
-    cpu_end = (await containers.get("ta-cpu")).finished_at
+    await containers.placed(Task("ta-gpu", "rv-1", fid, app.app_id, t0 - 3, gpu))
+    await containers.running("ta-gpu", t0)
+    await containers.placed(Task("ta-cpu", "rv-1", fid, app.app_id, t0 + 10, Allocation("local", 0, 0)))
+    await containers.running("ta-cpu", t0 + 10)
+    cpu_end = t0 + 30
+    await containers.finished("ta-cpu", 0, cpu_end)
 
     until = cpu_end + 5  # the GPU container still runs
     result = await report(db, Prices(), since=0, by="function", until=until)
@@ -212,3 +214,24 @@ async def test_usage_meters_each_container_for_what_it_held(db):
     assert verdict.utilisation == pytest.approx(1.0) and verdict.dedicated_is_cheaper
     later = await report(db, Prices(), since=until - 1, by="gpu", until=until)
     assert {r.key: r.seconds for r in later.rows} == {"H100": pytest.approx(1.0)}
+
+
+async def test_usage_meters_a_container_from_its_process_start_to_its_exit(db):
+    """Not from its placement: planning it, materialising its image, building the client package are not its life."""
+    apps, functions, containers = Apps(db), Functions(db), Containers(db)
+    app = await apps.create("", "metered", api_pb2.APP_STATE_EPHEMERAL)
+    fid = await functions.precreate(app.app_id, "f")
+    held = Allocation("local", 1000, 1024, (Gpu(0, "A10G", "GPU-0"),))
+    for task_id in ("ta-ran", "ta-failed", "ta-starting"):
+        await containers.placed(Task(task_id, "rv-1", fid, app.app_id, 100.0, held))
+
+    async def seconds(until: float) -> float:
+        return sum(r.seconds for r in (await report(db, Prices(), since=0, by="app", until=until)).rows)
+
+    assert await seconds(until=200.0) == 0.0  # none runs yet
+    await containers.running("ta-ran", 110.0)
+    await containers.finished("ta-ran", 0, 140.0)
+    await containers.finished("ta-failed", -1, 150.0)  # it never ran
+    await containers.close_unfinished()  # a restart while ta-starting was still starting: it never ran
+    assert await seconds(until=200.0) == pytest.approx(30.0)
+    assert (await containers.get("ta-ran")).started_at == 110.0

@@ -17,6 +17,7 @@ from ..control.errors import AlreadyExists
 from ..control.placement import Gpu, Worker
 from ..control.platform import Platform
 from ..control.workers import ExitCallback
+from ..runtime import ContainerError
 from ..worker.agent import ContainerPlan
 from ..worker.protocol import (
     CONNECT,
@@ -46,18 +47,23 @@ class RemoteLink:
         self.stream = stream
         self.send_lock = asyncio.Lock()
         self.running: dict[str, tuple[Callable[[int, bytes], None], ExitCallback]] = {}
+        self.starting: dict[str, asyncio.Future] = {}  # task id -> resolved when its process runs
         self.closed = False
 
     async def start(self, plan: ContainerPlan, on_output: Callable[[int, bytes], None], on_exit: ExitCallback) -> None:
+        """Returns once the worker says the container's process runs; raises when it could not start it."""
         if self.closed:
-            on_output(2, f"worker {self.worker_id} is gone\n".encode())
-            await on_exit(-1, False)
-            return
+            raise ContainerError(f"worker {self.worker_id} is gone")
         data = plan_to_json(plan)
         data["lower_dirs"] = [self._name(d) for d in plan.lower_dirs]
         self.running[plan.task_id] = (on_output, on_exit)
+        started = self.starting[plan.task_id] = asyncio.get_running_loop().create_future()
         secret = self.platform.workers.issue_secret(plan.task_id)
-        await self._send({"type": "start", "plan": data, "secret": secret})
+        try:
+            await self._send({"type": "start", "plan": data, "secret": secret})
+            await started
+        finally:
+            self.starting.pop(plan.task_id, None)
 
     def _name(self, path: str) -> str:
         """A lower dir as the worker fetches it: an image layer by id, anything else by its path."""
@@ -87,8 +93,17 @@ class RemoteLink:
             kind, task_id = message["type"], message.get("task_id", "")
             if kind == "output" and task_id in self.running:
                 self.running[task_id][0](message["fd"], base64.b64decode(message["data"]))
+            elif kind == "started" and task_id in self.starting:
+                self.starting[task_id].set_result(None)
+            elif kind == "failed" and task_id in self.starting:
+                self._not_started(task_id, message["error"])
             elif kind == "exit" and task_id in self.running:
                 await self._exited(task_id, message["code"], message["oom"])
+
+    def _not_started(self, task_id: str, error: str) -> None:
+        self.running.pop(task_id, None)
+        self.platform.workers.revoke_secret(task_id)
+        self.starting[task_id].set_exception(ContainerError(error))
 
     async def _exited(self, task_id: str, code: int, oom: bool) -> None:
         _, on_exit = self.running.pop(task_id)
@@ -98,6 +113,8 @@ class RemoteLink:
     async def lost(self) -> None:
         """The worker is gone: every container it ran has ended, as far as the platform knows."""
         self.closed = True
+        for task_id in list(self.starting):
+            self._not_started(task_id, f"worker {self.worker_id} was lost before the container started")
         for task_id in list(self.running):
             self.running[task_id][0](2, f"worker {self.worker_id} was lost\n".encode())
             await self._exited(task_id, -1, False)

@@ -2,12 +2,18 @@
 
 The scheduler keeps the live ones in memory; this is what outlives them, for
 `modal container` commands about finished containers and for usage metering.
+
+A container is recorded when it is placed (so `modal container stop|logs` find
+it while it starts) but its life, what usage meters, runs from the moment its
+process runs to the moment it exits: planning, materialising its image and
+building the client package are the platform's time, not the container's. One
+that never ran has no life.
 """
 
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, insert, select, update
 
 from ..store import schema as t
 from ..store.database import Database
@@ -31,7 +37,7 @@ class Containers:
     def __init__(self, db: Database):
         self.db = db
 
-    async def started(self, task: Task) -> None:
+    async def placed(self, task: Task) -> None:
         held = task.allocation
         async with self.db.tx() as conn:
             await conn.execute(
@@ -39,8 +45,8 @@ class Containers:
                     task_id=task.task_id,
                     app_id=task.app_id,
                     function_id=task.function_id,
-                    state="running",
-                    started_at=task.started_at,
+                    state="starting",
+                    started_at=task.started_at,  # until it runs
                     milli_cpu=held.milli_cpu or DEFAULT_MILLI_CPU,
                     memory_mb=held.memory_mb or DEFAULT_MEMORY_MB,
                     gpu_type=held.gpus[0].gpu_type if held.gpus else "",
@@ -48,12 +54,18 @@ class Containers:
                 )
             )
 
-    async def finished(self, task_id: str, exit_code: int) -> None:
+    async def running(self, task_id: str, at: float) -> None:
         async with self.db.tx() as conn:
             await conn.execute(
                 update(t.tasks)
-                .where(t.tasks.c.task_id == task_id)
-                .values(state="stopped", finished_at=time.time(), exit_code=exit_code)
+                .where(t.tasks.c.task_id == task_id, t.tasks.c.state == "starting")  # never reopens a stopped one
+                .values(state="running", started_at=at)
+            )
+
+    async def finished(self, task_id: str, exit_code: int, at: float) -> None:
+        async with self.db.tx() as conn:
+            await conn.execute(
+                update(t.tasks).where(t.tasks.c.task_id == task_id).values(exit_code=exit_code, **_stopped(at))
             )
 
     async def get(self, task_id: str) -> ContainerRecord:
@@ -66,6 +78,10 @@ class Containers:
     async def close_unfinished(self) -> None:
         """At start-up: containers of a previous run are gone (shoal removes them)."""
         async with self.db.tx() as conn:
-            await conn.execute(
-                update(t.tasks).where(t.tasks.c.finished_at.is_(None)).values(state="stopped", finished_at=time.time())
-            )
+            await conn.execute(update(t.tasks).where(t.tasks.c.finished_at.is_(None)).values(**_stopped(time.time())))
+
+
+def _stopped(at: float) -> dict:
+    """The columns of a container stopped at `at`; one still starting never ran: no life to meter."""
+    c = t.tasks.c
+    return {"state": "stopped", "finished_at": at, "started_at": case((c.state == "starting", at), else_=c.started_at)}

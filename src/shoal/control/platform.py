@@ -319,30 +319,31 @@ class Platform:
         return self.pool.place(request, task_id, revision.definition.image_id)
 
     async def _launch(self, task: Task) -> None:
-        await self.containers.started(task)
+        await self.containers.placed(task)
         # Started in the background: the scheduler goes on while the container boots.
         starting = asyncio.create_task(self._start_container(task))
         self._starting.add(starting)
         starting.add_done_callback(self._starting.discard)
 
     async def _start_container(self, task: Task) -> None:
+        output = None
         try:
+            link = self.workers.link(task.allocation.worker_id)
+            if link is None:
+                raise NotFound(f"Worker {task.allocation.worker_id} is gone")
             plan = await self._plan(task)
+            output = _OrderedOutput(self.logs, task)
+            await link.start(
+                plan,
+                output.put,
+                lambda code, oom: self._container_exited(task, code, oom, output=output),
+            )
         except Exception as e:
-            log.exception("cannot plan container for %s", task.function_id)
+            log.exception("cannot start container for %s", task.function_id)
             await self.logs.append(task.app_id, task.task_id, task.function_id, 2, f"{e}\n")
-            await self._container_exited(task, -1, False, startup_error=str(e))
+            await self._container_exited(task, -1, False, startup_error=str(e), output=output)
             return
-        link = self.workers.link(task.allocation.worker_id)
-        if link is None:
-            await self._container_exited(task, -1, False, startup_error=f"Worker {task.allocation.worker_id} is gone")
-            return
-        output = _OrderedOutput(self.logs, task)
-        await link.start(
-            plan,
-            output.put,
-            lambda code, oom: self._container_exited(task, code, oom, output=output),
-        )
+        await self.containers.running(task.task_id, time.time())
 
     async def _plan(self, task: Task) -> ContainerPlan:
         revision = await self.functions.revision(task.revision_id)
@@ -429,11 +430,12 @@ class Platform:
     async def _container_exited(
         self, task: Task, code: int, oom: bool, startup_error: str = "", output: "_OrderedOutput | None" = None
     ) -> None:
+        exited_at = time.time()  # before the log flush and clean-up, which are not the container's time
         if output:
             await output.flush()
         if lease := self._leases.pop(task.task_id, None):
             await self.layers.release(lease)
-        await self.containers.finished(task.task_id, code)
+        await self.containers.finished(task.task_id, code, exited_at)
         self.pool.release(task.task_id)
         was_draining = task.state == "draining"
         self.scheduler.exited(task.task_id)

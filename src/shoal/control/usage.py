@@ -1,10 +1,11 @@
 """Usage metering: what every container held, for how long, and what that costs.
 
-A container is metered from its start to its exit (to now while it runs) for
-the CPU and memory it reserved (its requests, or the defaults when it made
-none) and the GPUs it was given. Costs use configurable prices per resource.
-For GPU functions it also answers the owner's question: at the rate this
-traffic keeps a GPU busy, would a dedicated one be cheaper?
+A container is metered from its process's start to its exit (to now while it
+runs; see containers.py) for the CPU and memory it reserved (its requests, or
+the defaults when it made none) and the GPUs it was given. Costs use
+configurable prices per resource. For GPU functions it also answers the
+owner's question: at the rate this traffic keeps a GPU busy, would a dedicated
+one be cheaper?
 """
 
 import json
@@ -110,7 +111,7 @@ async def report(db: Database, prices: Prices, since: float, by: str, until: flo
         select(t.tasks, t.apps.c.name, t.apps.c.description, t.apps.c.environment, t.functions.c.tag)
         .join(t.apps, t.apps.c.app_id == c.app_id)
         .outerjoin(t.functions, t.functions.c.function_id == c.function_id)
-        .where(c.started_at < until, or_(c.finished_at.is_(None), c.finished_at > since))
+        .where(c.state != "starting", c.started_at < until, or_(c.finished_at.is_(None), c.finished_at > since))
     )
     async with db.tx() as conn:
         containers = (await conn.execute(query)).all()

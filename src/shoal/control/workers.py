@@ -17,7 +17,8 @@ ExitCallback = Callable[[int, bool], Awaitable[None]]
 
 
 class Link(Protocol):
-    async def start(self, plan, on_output: Callable[[int, bytes], None], on_exit: ExitCallback) -> None: ...
+    async def start(self, plan, on_output: Callable[[int, bytes], None], on_exit: ExitCallback) -> None:
+        """Returns once the container's process runs (then on_exit follows its end); raises if it cannot start."""
 
     async def stop(self, task_id: str) -> None: ...
 

@@ -227,7 +227,9 @@ class Runtime:
         """Unmount the rootfs and delete the bundle with its throw-away upper dir (a spec.upper_dir lives elsewhere)."""
         bundle = os.path.join(self.bundles_dir, container_id)
         for point in overlay.mounts_under(bundle):
-            overlay.unmount(point)
+            # In a thread: unmounting an overlay syncs its upper file system, which can take seconds
+            # that would stall every request and the noticing (the metered end) of other containers' exits.
+            await asyncio.to_thread(overlay.unmount, point)
         if overlay.mounts_under(bundle):
             # Deleting through a mounted rootfs would write whiteouts into a kept upper dir.
             raise ContainerError(f"{bundle} is still mounted; not removing it")

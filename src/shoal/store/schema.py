@@ -200,7 +200,7 @@ tasks = Table(
     Column("task_id", String(64), primary_key=True),
     Column("app_id", String(64), nullable=False, index=True),
     Column("function_id", String(64), nullable=False),
-    Column("state", String(16), nullable=False),  # running | stopped
+    Column("state", String(16), nullable=False),  # starting | running | stopped
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
     Column("exit_code", Integer),

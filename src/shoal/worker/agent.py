@@ -82,12 +82,8 @@ class LocalWorker:
         on_output: Callable[[int, bytes], None],
         on_exit: Callable[[int, bool], Awaitable[None]],
     ) -> None:
-        try:
-            container, cleanup = await self._launch(plan, on_output)
-        except Exception as e:
-            on_output(2, f"container failed to start: {e}\n".encode())
-            await on_exit(-1, False)
-            return
+        """Start the container, returning once its process runs (raises if it cannot); on_exit follows its end."""
+        container, cleanup = await self._launch(plan, on_output)
 
         async def watch() -> None:
             code = await container.wait()

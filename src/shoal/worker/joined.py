@@ -246,18 +246,23 @@ class JoinedWorker:
             self.secrets.pop(task_id, None)
             outbox.put_nowait({"type": "exit", "task_id": task_id, "code": code, "oom": oom})
 
+        def failed(error: str) -> None:
+            self.secrets.pop(task_id, None)
+            outbox.put_nowait({"type": "failed", "task_id": task_id, "error": error})
+
         try:
             plan.lower_dirs = [await self.fetched.get(d) for d in plan.lower_dirs]
+            self.secrets[task_id] = message["secret"]
+            await self.local.start(plan, on_output, on_exit)
         except asyncio.CancelledError:
-            await on_exit(-1, False)  # stopped before it started
+            failed("stopped before it started")
             raise
         except Exception as e:
-            log.exception("cannot fetch the directories of %s", task_id)
-            on_output(2, f"worker {self.name} could not fetch the image: {e}\n".encode())
-            await on_exit(-1, False)
+            log.exception("cannot start %s", task_id)
+            failed(f"worker {self.name} could not start the container: {e}")
             return
-        self.secrets[task_id] = message["secret"]
-        await self.local.start(plan, on_output, on_exit)
+        # Before any exit it may have: its watcher first runs after this.
+        outbox.put_nowait({"type": "started", "task_id": task_id})
 
     async def _serve_task(self, task_id: str, path: str):
         return await serve_task(self.container_channel, task_id, self.secrets[task_id], path)

@@ -1,0 +1,122 @@
+"""Usage metering against container lifetimes measured by the kernel, not by shoal.
+
+A watcher finds each container's first process on the host (the init of a pid
+namespace whose environment names a MODAL_TASK_ID), takes its start time from
+/proc/<pid>/stat and its exit time from a pidfd becoming readable. `shoal usage`
+must then meter each container's requests for that lifetime, within 2%: each lives
+about 20 s, so the tens of milliseconds shoal takes to notice a start or an exit fit.
+
+The shoal builds its client package when its first containers start, so they are
+placed seconds before their processes run: time a container must not be billed for.
+"""
+
+import json
+import os
+import select
+import threading
+import time
+
+import pytest
+from conftest import running_shoal
+
+# What tests/e2e/apps/usage.py requests: cores, MiB, GPU type.
+REQUESTS = {"cpu_held": (1.0, 768, ""), "gpu_held": (0.25, 2048, "A10G")}
+
+
+def _first_of_its_pid_namespace(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        nspid = next(line.split()[1:] for line in f if line.startswith("NSpid:"))
+    return len(nspid) > 1 and nspid[-1] == "1"
+
+
+def _task_id(pid: int) -> str | None:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(v.partition(b"=")[::2] for v in f.read().split(b"\0"))
+    return env[b"MODAL_TASK_ID"].decode() if b"MODAL_TASK_ID" in env else None
+
+
+def _start_time(pid: int) -> float:
+    """When the process started (wall clock), as the kernel recorded it."""
+    with open(f"/proc/{pid}/stat") as f:
+        ticks = int(f.read().rpartition(")")[2].split()[19])  # field 22: start, in clock ticks since boot
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    return time.time() - age
+
+
+class ContainerWatch(threading.Thread):
+    """Start and exit (wall-clock seconds) of every container process on this host, by task id."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.started: dict[str, float] = {}
+        self.exited: dict[str, float] = {}
+        self.changed = threading.Condition()
+        self.closing = threading.Event()
+
+    def run(self) -> None:
+        poller, watched, settled = select.poll(), {}, set()
+        while not self.closing.is_set():
+            for pid in {int(p) for p in os.listdir("/proc") if p.isdigit()} - settled:
+                try:
+                    if not _first_of_its_pid_namespace(pid):
+                        settled.add(pid)  # and it never will be: host processes are left alone from now on
+                    elif task_id := _task_id(pid):  # else not a task, or still `runc init`: looked at again
+                        settled.add(pid)
+                        fd = os.pidfd_open(pid)  # before reading its start: the pid cannot be reused while held
+                        watched[fd] = task_id
+                        poller.register(fd, select.POLLIN)
+                        with self.changed:
+                            self.started[task_id] = _start_time(pid)
+                except (FileNotFoundError, ProcessLookupError):
+                    settled.add(pid)  # gone
+            # A pidfd becomes readable the moment its process exits.
+            for fd, _ in poller.poll(100):
+                ended = time.time()
+                poller.unregister(fd)
+                os.close(fd)
+                with self.changed:
+                    self.exited[watched.pop(fd)] = ended
+                    self.changed.notify_all()
+
+    def lifetime(self, task_id: str, timeout: float = 300) -> float:
+        with self.changed:
+            assert self.changed.wait_for(lambda: task_id in self.exited, timeout), f"{task_id} has not exited"
+            return self.exited[task_id] - self.started[task_id]
+
+    def __enter__(self) -> "ContainerWatch":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.closing.set()
+        self.join()
+
+
+@pytest.fixture(scope="module")
+def cold_shoal():
+    with running_shoal(build_client=True) as instance:
+        yield instance
+
+
+def test_usage_matches_measured_container_lifetimes(cold_shoal):
+    with ContainerWatch() as watch:
+        out = cold_shoal.modal("run", "usage.py").stdout
+        task_ids = dict(line.split(": ", 1) for line in out.splitlines() if ": ta-" in line)
+        assert task_ids.keys() == REQUESTS.keys(), out
+        lifetimes = {name: watch.lifetime(task_id) for name, task_id in task_ids.items()}
+    # The exits are in shoal's records once the containers are no longer listed.
+    deadline = time.monotonic() + 120
+    while any(r["app_name"] == "e2e-usage" for r in json.loads(cold_shoal.modal("container", "list", "--json").stdout)):
+        assert time.monotonic() < deadline, "containers still listed after they exited"
+        time.sleep(0.5)
+
+    report = json.loads(cold_shoal.shoal("usage", "--by", "function", "--json").stdout)
+    rows = {r["key"].removeprefix("e2e-usage."): r for r in report["rows"] if r["key"].startswith("e2e-usage.")}
+    assert rows.keys() == REQUESTS.keys()
+    for name, (cores, memory_mib, gpu) in REQUESTS.items():
+        row, lifetime = rows[name], lifetimes[name]
+        print(f"{name}: measured {lifetime:.3f} s, metered {row['seconds']:.3f} s")
+        assert row["containers"] == 1
+        assert row["cpu_core_seconds"] == pytest.approx(cores * lifetime, rel=0.02)
+        assert row["memory_gib_seconds"] == pytest.approx(memory_mib / 1024 * lifetime, rel=0.02)
+        assert row["gpu_seconds"] == ({gpu: pytest.approx(lifetime, rel=0.02)} if gpu else {})
