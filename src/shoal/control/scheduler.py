@@ -217,7 +217,10 @@ class Scheduler:
         wanted = max(wanted, warm)
         wanted = min(wanted, settings.max_containers)
         starting = sum(1 for t in live if t.state == "starting")
-        for _ in range(min(wanted - len(live), MAX_STARTING - starting)):
+        # From zero, the first container starts alone: a caller waits on it, and it starts
+        # faster with the machine to itself; the rest follow once it runs.
+        limit = MAX_STARTING if len(live) > starting else 1
+        for _ in range(min(wanted - len(live), limit - starting)):
             task_id = new_id("ta")
             try:
                 allocation = self.place(revision, task_id)
