@@ -68,6 +68,13 @@ def test_failing_run_function_reports_traceback_and_caches_nothing(shoal):
         assert "about to explode" in output  # streamed log, the second time too: nothing was cached
 
 
+def test_run_function_stops_at_its_timeout(shoal):
+    proc = shoal.modal("run", "slow_build_function.py::never", check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "run_function(dawdle)" in output and "timed out after 3 s" in output
+
+
 def test_micromamba_without_registry_names_it(shoal):
     proc = shoal.modal("run", "micromamba_app.py::f", check=False)
     assert proc.returncode != 0
