@@ -170,14 +170,15 @@ class WorkerService:
         layers = self.platform.layers
         if not _LAYER_ID.fullmatch(layer_id) or not layers.has(layer_id):
             raise GRPCError(Status.NOT_FOUND, f"no image layer {layer_id!r}")
-        await stream.send_message(BytesValue(value=layers.manifest(layer_id).dumps().encode()))
+        manifest = await asyncio.to_thread(layers.manifest, layer_id)
+        await stream.send_message(BytesValue(value=manifest.dumps().encode()))
 
     async def fetch_files(self, stream: Stream) -> None:
         """File-store objects by key, as a tar stream of their paths under the file store."""
         keys = json.loads((await stream.recv_message()).value)
         files = self.platform.layers.files
         names = [os.path.relpath(files.path(k), files.root) for k in keys]
-        if any("/" in k or not os.path.exists(files.path(k)) for k in keys):
+        if not await asyncio.to_thread(lambda: all("/" not in k and os.path.exists(files.path(k)) for k in keys)):
             raise GRPCError(Status.NOT_FOUND, "asked for files the image store does not hold")
         listing = "".join(n + "\n" for n in names).encode()
         await _send_tar(stream, ["-C", files.root, "--verbatim-files-from", "-T", "-"], listing, f"{len(keys)} files")

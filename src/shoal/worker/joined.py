@@ -80,14 +80,16 @@ class Fetched:
         if not self.layers.has(layer_id):
             reply = await self._call(FETCH_MANIFEST, Cardinality.UNARY_UNARY, StringValue(value=layer_id))
             manifest = Manifest.loads(reply[0].value.decode())
-            missing = sorted({e.key for e in manifest.files if not os.path.exists(self.layers.files.path(e.key))})
+            files = self.layers.files
+            missing = await asyncio.to_thread(
+                lambda: sorted({e.key for e in manifest.files if not os.path.exists(files.path(e.key))})
+            )
             if missing:
                 # Unpacked beside the store (a crash leaves it to the store's clean-up), then linked in.
                 with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-", dir=self.layers.work_dir) as tmp:
                     request = BytesValue(value=json.dumps(missing).encode())
                     await self._untar(FETCH_FILES, request, tmp)
-                    for key in missing:
-                        self.layers.files.adopt(os.path.join(tmp, key[:2], key), key)
+                    await asyncio.to_thread(lambda: [files.adopt(os.path.join(tmp, k[:2], k), k) for k in missing])
             self.layers.record(layer_id, manifest)
             log.info("layer %s: fetched %d of %d files", layer_id[:12], len(missing), len(manifest.files))
         return (await self.layers.ensure([layer_id]))[0]
