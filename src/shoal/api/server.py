@@ -4,6 +4,7 @@ import asyncio
 import logging
 import os
 import secrets
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from grpclib import GRPCError, Status
@@ -29,7 +30,9 @@ class ShoalServer:
         self.settings = settings
         self.host, self.port, self.http_port = host, port, http_port
         settings.server_url = settings.server_url or f"http://{host}:{port}"
-        self.blob_urls = BlobUrls(f"http://{host}:{http_port}", _server_secret(settings.home))
+        # Blob URLs go to clients and containers anywhere: they name the host they reach shoal at.
+        public_host = urlsplit(settings.server_url).hostname or host
+        self.blob_urls = BlobUrls(f"http://{public_host}:{http_port}", _server_secret(settings.home))
         self.platform = Platform(settings, self._serve_task)
         self._grpc: Server | None = None
         self._http: web.AppRunner | None = None

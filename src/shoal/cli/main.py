@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 import click
 
@@ -36,7 +37,10 @@ def main() -> None:
 @click.option(
     "--no-local-worker", is_flag=True, help="Run containers only on workers that join (`shoal worker`), none here."
 )
-def up(host: str, port: int, database: str, detach: bool, fake_gpus: str, no_local_worker: bool) -> None:
+@click.option(
+    "--url", default="", help="How clients and workers on other machines reach it, http://NAME:PORT [http://HOST:PORT]."
+)
+def up(host: str, port: int, database: str, detach: bool, fake_gpus: str, no_local_worker: bool, url: str) -> None:
     """Start the platform: API, store, image builder and a local worker."""
     home = shoal_home()
     os.makedirs(home, exist_ok=True)
@@ -52,10 +56,14 @@ def up(host: str, port: int, database: str, detach: bool, fake_gpus: str, no_loc
         parse_fake_gpus(fake_gpus)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--fake-gpus") from None
+    if url and (urlsplit(url).scheme != "http" or not urlsplit(url).hostname):
+        raise click.BadParameter(f"expected http://NAME:PORT, not {url!r}", param_hint="--url")
     if detach:
-        _start_detached(home, host, port, database, fake_gpus, no_local_worker)
+        _start_detached(home, host, port, database, fake_gpus, no_local_worker, url)
         return
-    settings = Settings(home=home, database=database, fake_gpus=fake_gpus, local_worker=not no_local_worker)
+    settings = Settings(
+        home=home, database=database, fake_gpus=fake_gpus, local_worker=not no_local_worker, server_url=url
+    )
     try:
         asyncio.run(_serve(settings, host, port))
     except OSError as e:
@@ -81,7 +89,14 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         write_json(token_path(home), {"token_id": token_id, "token_secret": secret})
     write_json(
         state_path(home),
-        {"pid": os.getpid(), "host": host, "port": port, "http_port": port + 1, "database": database},
+        {
+            "pid": os.getpid(),
+            "host": host,
+            "port": port,
+            "http_port": port + 1,
+            "database": database,
+            "url": settings.server_url,
+        },
     )
     try:
         await serving
@@ -90,7 +105,9 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
             os.unlink(state_path(home))
 
 
-def _start_detached(home: str, host: str, port: int, database: str, fake_gpus: str, no_local_worker: bool) -> None:
+def _start_detached(
+    home: str, host: str, port: int, database: str, fake_gpus: str, no_local_worker: bool, url: str
+) -> None:
     log_path = os.path.join(home, "server.log")
     args = [sys.executable, "-m", "shoal.cli.main", "up", "--host", host, "--port", str(port)]
     if database:
@@ -99,6 +116,8 @@ def _start_detached(home: str, host: str, port: int, database: str, fake_gpus: s
         args += ["--fake-gpus", fake_gpus]
     if no_local_worker:
         args.append("--no-local-worker")
+    if url:
+        args += ["--url", url]
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             args, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True
@@ -109,7 +128,7 @@ def _start_detached(home: str, host: str, port: int, database: str, fake_gpus: s
             raise click.ClickException(f"shoal exited during start-up; see {log_path}")
         state = read_json(state_path(home))
         if state and state["pid"] == proc.pid and _port_open(host, port):
-            click.echo(f"shoal is up on http://{host}:{port} (pid {proc.pid}, logs in {log_path})")
+            click.echo(f"shoal is up on {url or f'http://{host}:{port}'} (pid {proc.pid}, logs in {log_path})")
             click.echo('Point the modal client at it with: eval "$(shoal env)"')
             return
         time.sleep(0.2)
@@ -156,7 +175,8 @@ def env() -> None:
     token = read_json(token_path(home))
     if state is None or token is None:
         raise click.ClickException("shoal has not been started here yet: run `shoal up --detach` first")
-    click.echo(f"export MODAL_SERVER_URL=http://{state['host']}:{state['port']}")
+    url = state.get("url") or f"http://{state['host']}:{state['port']}"
+    click.echo(f"export MODAL_SERVER_URL={url}")
     click.echo(f"export MODAL_TOKEN_ID={token['token_id']}")
     click.echo(f"export MODAL_TOKEN_SECRET={token['token_secret']}")
 
