@@ -116,3 +116,20 @@ def test_inputs_of_a_lost_worker_complete_elsewhere(cluster, how):
         before = cluster.joins(first)
         worker.send_signal(signal.SIGCONT)
         cluster.wait_joined(first, before)
+
+
+def test_work_survives_a_control_plane_restart(cluster):
+    spawned = cluster.shoal.python("spawn_slow.py", "spawn").stdout
+    call_id = re.search(r"call: (fc-\w+)", spawned).group(1)
+    deadline = time.monotonic() + 60
+    while not any(w["containers"] for w in json.loads(cluster.shoal.shoal("workers", "--json").stdout)):
+        assert time.monotonic() < deadline, "the call never got a container"
+        time.sleep(0.2)
+    joins = {name: cluster.joins(name) for name in WORKERS}
+    cluster.shoal.down()
+    cluster.shoal.up("--no-local-worker")
+    # The workers join again by themselves, and the accepted call runs again on one of them.
+    for name in WORKERS:
+        cluster.wait_joined(name, joins[name])
+    out = cluster.shoal.python("spawn_slow.py", "get", call_id).stdout
+    assert re.search(r"result: GPU-fake-w-[ab]-0-H100", out), out

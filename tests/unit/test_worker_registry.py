@@ -36,6 +36,8 @@ def test_a_worker_that_leaves_takes_its_gpus_out_of_the_pool():
     assert pool.place(h100, "ta-2").worker_id == "b"
     assert pool.place(h100, "ta-3") is None  # b's one H100 is taken; a's is gone with it
     asyncio.run(workers.leave("b"))
+    assert pool.place(h100, "ta-4") is None  # no worker has one now, but one may come back: it waits
+    pool.rejoin_deadline = 0.0  # ... for a while only
     with pytest.raises(Unsatisfiable, match="no workers"):
         pool.place(h100, "ta-4")
 

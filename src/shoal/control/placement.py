@@ -6,6 +6,7 @@ drop the workers that cannot take it now; rankers order the rest. A request
 no worker could take even when idle is unsatisfiable, and says why.
 """
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -180,9 +181,15 @@ RANKERS: tuple[Callable[[Request, Worker, str], int], ...] = (
 )
 
 
+# After a worker leaves, a request only it could run waits this long for one to join before it
+# fails as unsatisfiable: a restarted worker, or a control plane's workers after its own restart.
+REJOIN_GRACE = 30.0
+
+
 class Pool:
     def __init__(self) -> None:
         self.workers: dict[str, Worker] = {}
+        self.rejoin_deadline = 0.0  # time.monotonic() until which unsatisfiable requests wait
         self._placed: dict[str, str] = {}  # task id -> worker id
         self._with_gpu: dict[str, list[Worker]] = {}  # GPU type -> the workers that have it
 
@@ -191,10 +198,14 @@ class Pool:
         for gpu_type in worker.all_gpus:
             self._with_gpu.setdefault(gpu_type, []).append(worker)
 
+    def expect_workers(self) -> None:
+        self.rejoin_deadline = time.monotonic() + REJOIN_GRACE
+
     def remove(self, worker_id: str) -> None:
         worker = self.workers.pop(worker_id, None)
         if worker is None:
             return
+        self.expect_workers()
         for gpu_type in worker.all_gpus:
             self._with_gpu[gpu_type] = [w for w in self._with_gpu[gpu_type] if w is not worker]
         for task_id in worker.allocations:
@@ -217,7 +228,8 @@ class Pool:
             if gpus is not None:
                 feasible.append((worker, gpus))
         if not feasible:
-            self.check_satisfiable(request)
+            if time.monotonic() >= self.rejoin_deadline:
+                self.check_satisfiable(request)
             return None
         # Each ranker keeps the workers it scores best; the next one only breaks their tie.
         for ranker in RANKERS:

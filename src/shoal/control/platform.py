@@ -104,6 +104,8 @@ class Platform:
         self.workers = Workers(self.pool, self._worker_lost)
         if inventory:
             self.workers.join(Worker("local", inventory.milli_cpu, inventory.memory_mb, inventory.gpus), self.worker)
+        else:
+            self.pool.expect_workers()  # recovered work waits for the workers to join again
         self.scheduler = Scheduler(self.calls, self.functions.revision, self._place, self._launch, self._terminate)
         self.calls.on_backlog = self.scheduler.kick
         self.last_heartbeat: dict[str, float] = {}
