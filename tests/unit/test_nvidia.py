@@ -37,11 +37,14 @@ def test_driver_libraries_are_the_64_bit_compute_ones():
     }  # not the CUDA runtime (the image brings its own), not libc, not the 32-bit copies
 
 
-def test_a_container_gets_its_real_gpus_device_nodes_and_the_driver():
+def test_a_container_gets_its_real_gpus_device_nodes_and_the_driver(monkeypatch):
+    # This host has no NVIDIA driver: its ldconfig cache is the sample above.
+    monkeypatch.setattr(nvidia, "driver_mounts", lambda: nvidia.library_mounts(LDCONFIG))
     worker = LocalWorker(None, "/tmp/home", None, nvidia_gpus=(NvidiaGpu(0, "GPU-real-0", "H100", 3),))
     env = {"PATH": "/usr/bin"}
     devices, mounts = worker._gpus(["GPU-real-0"], env)
     assert devices == ["/dev/nvidia3"]  # by its minor number, not its index
+    assert f"{LIB_DIR}/libcuda.so.1" in {m.target for m in mounts}
     assert all(m.readonly and m.target.startswith("/usr/local/nvidia/") for m in mounts)
     assert env["CUDA_VISIBLE_DEVICES"] == "GPU-real-0"
     assert env["LD_LIBRARY_PATH"] == LIB_DIR and env["PATH"] == "/usr/bin:/usr/local/nvidia/bin"

@@ -7,11 +7,10 @@ import time
 from datetime import datetime
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ..control.usage import GROUPINGS, Prices, report
-from .state import shoal_home, with_store
+from .state import console, shoal_home, with_store
 
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -44,7 +43,7 @@ def usage(since: str, by: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    console = Console() if Console().is_terminal else Console(width=200)
+    out = console()
     table = Table(by.capitalize(), "Containers", "Container time", "CPU core-h", "Memory GiB-h", "GPU-h", "Cost")
     for row in result.rows:
         gpus = ", ".join(f"{t} {_hours(s)}" for t, s in sorted(row.gpu_seconds.items())) or "-"
@@ -52,7 +51,7 @@ def usage(since: str, by: str, as_json: bool) -> None:
             row.key, str(row.containers), _hours(row.seconds), f"{row.cpu_core_seconds / 3600:.3f}",
             f"{row.memory_gib_seconds / 3600:.3f}", gpus, f"${row.cost:.2f}",
         )  # fmt: skip
-    console.print(table)
+    out.print(table)
     if result.gpu_verdicts:
         verdicts = Table("GPU function", "GPU", "Busy", "Serverless", "Dedicated", "Cheaper")
         for v in result.gpu_verdicts:
@@ -60,4 +59,4 @@ def usage(since: str, by: str, as_json: bool) -> None:
                 v.function, v.gpu_type, f"{v.utilisation:.0%}", f"${v.serverless_cost:.2f}",
                 f"${v.dedicated_cost:.2f}", "dedicated" if v.dedicated_is_cheaper else "serverless",
             )  # fmt: skip
-        console.print(verdicts)
+        out.print(verdicts)

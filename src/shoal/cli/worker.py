@@ -24,7 +24,9 @@ from .state import admin_request, console, shoal_home
 @click.option("--name", default=socket.gethostname(), show_default=True, help="How the pool calls this worker.")
 @click.option("--home", default="", help="Where it keeps fetched images and its containers [SHOAL_HOME/workers/NAME].")
 @click.option(
-    "--cache", default="", help="Where images fetched from the control plane are kept [HOME/dirs]; shareable."
+    "--cache",
+    default="",
+    help="Where images fetched from the control plane are kept [HOME]; workers on one machine may share it.",
 )
 @click.option("--fake-gpus", default="", help="GPUs it declares, for tests and demos: H100:2,A10G:1")
 def worker(server: str, token: str, name: str, home: str, cache: str, fake_gpus: str) -> None:
@@ -54,9 +56,8 @@ def worker(server: str, token: str, name: str, home: str, cache: str, fake_gpus:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def run() -> None:
-        joined = JoinedWorker(
-            server, token_id, token_secret, home, name, fake_gpus, cache
-        )  # its channels need the loop
+        # Made here: its gRPC channels belong to this event loop.
+        joined = JoinedWorker(server, token_id, token_secret, home, name, fake_gpus, cache)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)

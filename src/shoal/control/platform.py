@@ -21,7 +21,7 @@ from ..images.store import LayerStore, Lease
 from ..runtime import Runtime
 from ..store.blobs import BlobStore
 from ..store.database import Database
-from ..worker.agent import ContainerPlan, LocalWorker, SocketServer
+from ..worker.agent import ContainerPlan, LocalWorker, SocketServer, default_ca_bundle
 from ..worker.inventory import this_machine
 from .apps import DEFAULT_ENVIRONMENT, STOPPED_STATES, Apps
 from .build_functions import BuildFunctions
@@ -51,18 +51,13 @@ APP_HEARTBEAT_TIMEOUT = 120.0
 GenericResult = api_pb2.GenericResult
 
 
-def _host_ca_bundle() -> str:
-    path = "/etc/ssl/certs/ca-certificates.crt"
-    return path if os.path.exists(path) else ""
-
-
 @dataclass
 class Settings:
     home: str
     database: str = ""  # file path (SQLite, the default) or postgresql:// URL
     server_url: str = ""  # how clients and containers reach the API over TCP
     # CA bundle containers trust: the host's by default, "" for none (SHOAL_CA_BUNDLE)
-    ca_bundle: str = field(default_factory=lambda: os.environ.get("SHOAL_CA_BUNDLE", _host_ca_bundle()))
+    ca_bundle: str = field(default_factory=default_ca_bundle)
     fake_gpus: str = ""  # GPUs the local worker declares, "H100:2,A10G:1"
     local_worker: bool = True  # False: containers run only on workers that join (image builds stay here)
 

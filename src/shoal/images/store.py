@@ -143,16 +143,16 @@ class LayerStore:
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # another process built the same layer first
-        with open(self._manifest_path(layer_id) + ".tmp", "w") as f:
-            f.write(manifest.dumps())
-        os.replace(self._manifest_path(layer_id) + ".tmp", self._manifest_path(layer_id))
-        self._sizes.pop(layer_id, None)
+        self.record(layer_id, manifest)
 
     def record(self, layer_id: str, manifest: Manifest) -> None:
-        """A layer received from elsewhere, whose file-store objects are all here: its directory is made on use."""
-        with open(self._manifest_path(layer_id) + f".{os.getpid()}.tmp", "w") as f:
+        """The layer exists from here on; one received from elsewhere (its file-store objects all
+        here) gets its directory when first used."""
+        tmp = f"{self._manifest_path(layer_id)}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
             f.write(manifest.dumps())
-        os.replace(self._manifest_path(layer_id) + f".{os.getpid()}.tmp", self._manifest_path(layer_id))
+        os.replace(tmp, self._manifest_path(layer_id))
+        self._sizes.pop(layer_id, None)
 
     # -- using ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ TASK_MOUNT = "/__shoal"
 # company's own CA); Python's, pip's, uv's and curl's TLS read these variables.
 CA_MOUNT = "/etc/shoal/ca-certificates.crt"
 CA_ENV = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SOCKET_NAME = "modal.sock"
 ARGS_NAME = "container_args.bin"
 
@@ -51,6 +52,11 @@ class ContainerEnd:
     code: int
     oom_killed: bool
     timed_out: bool
+
+
+def default_ca_bundle() -> str:
+    """SHOAL_CA_BUNDLE if set ("" for none), else the host's bundle where it has one."""
+    return os.environ.get("SHOAL_CA_BUNDLE", HOST_CA_BUNDLE if os.path.exists(HOST_CA_BUNDLE) else "")
 
 
 # Where the worker mounts things into every container (created in a build step's upper dir, not part of it).

@@ -25,7 +25,7 @@ from modal_version import __version__ as CLIENT_VERSION
 from ..images.manifest import Manifest
 from ..images.store import LayerStore
 from ..runtime import Runtime
-from .agent import ContainerPlan, LocalWorker
+from .agent import ContainerPlan, LocalWorker, default_ca_bundle
 from .inventory import this_machine
 from .protocol import (
     CONNECT,
@@ -164,9 +164,7 @@ class JoinedWorker:
         self.container_channel = Channel(host, port, codec=RAW)  # containers' own RPCs, passed on unparsed
         self.fetched = Fetched(cache or home, self.channel, self.metadata)
         self.runtime = Runtime(os.path.join(home, "runtime"))
-        ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
-        ca_bundle = ca_bundle if os.path.exists(ca_bundle) else ""
-        self.local = LocalWorker(self.runtime, home, self._serve_task, ca_bundle, self.inventory.nvidia)
+        self.local = LocalWorker(self.runtime, home, self._serve_task, default_ca_bundle(), self.inventory.nvidia)
         self.secrets: dict[str, str] = {}  # task id -> the secret its requests carry
         self.starting: dict[str, asyncio.Task] = {}  # task id -> fetching its image, not yet a container
 

@@ -100,6 +100,10 @@ def driver_libraries(ldconfig_cache: str) -> dict[str, str]:
     return found
 
 
+def library_mounts(ldconfig_cache: str) -> list[BindMount]:
+    return [BindMount(os.path.realpath(p), f"{LIB_DIR}/{so}") for so, p in driver_libraries(ldconfig_cache).items()]
+
+
 def driver_mounts() -> list[BindMount]:
     """The driver's libraries and tools on this host, as read-only mounts under /usr/local/nvidia."""
     try:
@@ -107,7 +111,7 @@ def driver_mounts() -> list[BindMount]:
     except (OSError, subprocess.CalledProcessError):
         log.warning("ldconfig -p failed: containers get no NVIDIA driver libraries")
         cache = ""
-    mounts = [BindMount(os.path.realpath(p), f"{LIB_DIR}/{so}") for so, p in driver_libraries(cache).items()]
+    mounts = library_mounts(cache)
     for tool in BINARIES:
         for directory in ("/usr/bin", "/usr/local/bin", "/bin"):
             if os.path.exists(path := os.path.join(directory, tool)):
