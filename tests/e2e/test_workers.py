@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import VENV_BIN, Shoal, running_shoal
@@ -18,7 +19,7 @@ class Cluster:
         self.cache = shoal.home / "worker-cache"  # shared by the workers: the image is fetched once
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, fake_gpus: str = "", cache: Path | None = None, *args: str) -> None:
         token = json.loads((self.shoal.home / "token.json").read_text())
         before = self.joins(name)
         log = open(self.shoal.home / f"{name}.log", "ab")
@@ -27,7 +28,7 @@ class Cluster:
                 str(VENV_BIN / "shoal"), "worker",
                 "--server", f"http://127.0.0.1:{self.shoal.port}",
                 "--token", f"{token['token_id']}:{token['token_secret']}",
-                "--name", name, "--fake-gpus", WORKERS[name], "--cache", str(self.cache),
+                "--name", name, "--fake-gpus", fake_gpus or WORKERS[name], "--cache", str(cache or self.cache), *args,
             ],
             env=self.shoal.base_env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )  # fmt: skip
@@ -133,3 +134,39 @@ def test_work_survives_a_control_plane_restart(cluster):
         cluster.wait_joined(name, joins[name])
     out = cluster.shoal.python("spawn_slow.py", "get", call_id).stdout
     assert re.search(r"result: GPU-fake-w-[ab]-0-H100", out), out
+
+
+def test_a_worker_keeps_its_cache_under_its_limit(cluster):
+    cache, log = cluster.shoal.home / "w-c-cache", cluster.shoal.home / "w-c.log"
+    cluster.start("w-c", "L4:1", cache, "--cache-limit", "1")  # one byte: all that no container uses goes
+    flag = cluster.shoal.home / "w-c-checked"
+    try:
+        run = cluster.shoal.spawn_modal("run", "workers.py::cache", "--flag", str(flag))
+        assert any("started: GPU-fake-w-c-0-L4" in line for line in run.stdout), "the call never ran"
+        # The collection after its fetch found the cache over the limit, all of it in use, and kept it.
+        _wait_for(
+            lambda: re.search(r"removed 0 layers and 0 directories \(0 bytes\); [1-9]\d* in use", log.read_text())
+        )
+        flag.touch()
+        out, _ = run.communicate(timeout=120)
+        assert run.returncode == 0 and "imports: GPU-fake-w-c-0-L4" in out, out
+        # The app has stopped, and with it the container: everything it used goes.
+        _wait_for(
+            lambda: re.search(
+                r"removed [1-9]\d* layers and [1-9]\d* directories \(\d+ bytes\); 0 in use", log.read_text()
+            )
+        )
+        assert not list((cache / "images" / "layers").iterdir()) and not list((cache / "images" / "files").rglob("*.*"))
+        fetched = log.read_text().count("fetched")
+        out = cluster.shoal.modal("run", "workers.py::cache", "--flag", str(flag)).stdout
+        assert "imports: GPU-fake-w-c-0-L4" in out
+        assert log.read_text().count("fetched") > fetched  # fetched again
+    finally:
+        cluster.stop("w-c")
+
+
+def _wait_for(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)

@@ -12,6 +12,7 @@ import socket
 import click
 from rich.table import Table
 
+from ..worker.fetched import DEFAULT_LIMIT, parse_limit
 from ..worker.inventory import parse_fake_gpus
 from .state import admin_request, console, shoal_home
 
@@ -28,8 +29,15 @@ from .state import admin_request, console, shoal_home
     default="",
     help="Where images fetched from the control plane are kept [HOME]; workers on one machine may share it.",
 )
+@click.option(
+    "--cache-limit",
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help="The most the cache may hold, as 20G, 512M or a percentage of its file system; beyond it the "
+    "least recently used images and code no container uses are removed.",
+)
 @click.option("--fake-gpus", default="", help="GPUs it declares, for tests and demos: H100:2,A10G:1")
-def worker(server: str, token: str, name: str, home: str, cache: str, fake_gpus: str) -> None:
+def worker(server: str, token: str, name: str, home: str, cache: str, cache_limit: str, fake_gpus: str) -> None:
     """Join the control plane at --server and run the containers it places here."""
     from ..worker.joined import JoinedWorker, server_address
 
@@ -39,6 +47,7 @@ def worker(server: str, token: str, name: str, home: str, cache: str, fake_gpus:
     try:
         server_address(server)
         parse_fake_gpus(fake_gpus)
+        parse_limit(cache_limit, "/")
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     if os.geteuid() != 0:
@@ -57,7 +66,7 @@ def worker(server: str, token: str, name: str, home: str, cache: str, fake_gpus:
 
     async def run() -> None:
         # Made here: its gRPC channels belong to this event loop.
-        joined = JoinedWorker(server, token_id, token_secret, home, name, fake_gpus, cache)
+        joined = JoinedWorker(server, token_id, token_secret, home, name, fake_gpus, cache, cache_limit)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)

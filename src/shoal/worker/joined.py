@@ -2,44 +2,27 @@
 
 It runs them with the same LocalWorker the embedded platform uses; what differs is
 where plans come from (the Connect stream), where the image and code directories
-come from (fetched once from the control plane: image layers file by file into a
-layer store of its own, the rest whole by their path there, which names their
-content), and how containers reach the API (through task_proxy).
+come from (fetched from the control plane into a cache of bounded size, see
+fetched.py), and how containers reach the API (through task_proxy).
 """
 
 import asyncio
 import base64
-import json
 import logging
 import os
-import shutil
-import tempfile
 from urllib.parse import urlsplit
 
-from google.protobuf.wrappers_pb2 import BytesValue, StringValue
+from google.protobuf.wrappers_pb2 import BytesValue
 from grpclib import GRPCError, Status
 from grpclib.client import Channel
 from grpclib.const import Cardinality
 from modal_version import __version__ as CLIENT_VERSION
 
-from ..images.manifest import Manifest
-from ..images.store import LayerStore
 from ..runtime import Runtime
 from .agent import ContainerPlan, LocalWorker, default_ca_bundle
+from .fetched import DEFAULT_LIMIT, Fetched, parse_limit
 from .inventory import this_machine
-from .protocol import (
-    CONNECT,
-    DIR,
-    FETCH_DIR,
-    FETCH_FILES,
-    FETCH_MANIFEST,
-    HEARTBEAT_INTERVAL,
-    LAYER,
-    TAR_OPTIONS,
-    pack,
-    plan_from_json,
-    unpack,
-)
+from .protocol import CONNECT, HEARTBEAT_INTERVAL, pack, plan_from_json, unpack
 from .task_proxy import RAW, serve_task
 
 log = logging.getLogger(__name__)
@@ -47,6 +30,7 @@ log = logging.getLogger(__name__)
 # Failures a retry cannot mend: the worker stops and says why.
 FATAL = (Status.UNAUTHENTICATED, Status.FAILED_PRECONDITION, Status.INVALID_ARGUMENT)
 MAX_RECONNECT_DELAY = 10.0
+COLLECT_INTERVAL = 60.0
 
 
 def server_address(url: str) -> tuple[str, int]:
@@ -56,89 +40,6 @@ def server_address(url: str) -> tuple[str, int]:
             f"--server must look like http://HOST:PORT (the control plane's MODAL_SERVER_URL), not {url!r}"
         )
     return parts.hostname, parts.port
-
-
-class Fetched:
-    """What containers stack, fetched from the control plane once: image layers file by file
-    into a layer store of this worker's own, other directories whole."""
-
-    def __init__(self, root: str, channel: Channel, metadata: list[tuple[str, str]]):
-        self.layers = LayerStore(os.path.join(root, "images"))
-        self.dirs = os.path.join(root, "dirs")
-        self.channel = channel
-        self.metadata = metadata
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def get(self, name: str) -> str:
-        """The local directory for a lower dir the control plane names "layer:<id>" or "dir:<path>"."""
-        async with self._locks.setdefault(name, asyncio.Lock()):
-            if name.startswith(LAYER):
-                return await self._layer(name.removeprefix(LAYER))
-            return await self._dir(name.removeprefix(DIR))
-
-    async def _layer(self, layer_id: str) -> str:
-        if not self.layers.has(layer_id):
-            reply = await self._call(FETCH_MANIFEST, Cardinality.UNARY_UNARY, StringValue(value=layer_id))
-            manifest = Manifest.loads(reply[0].value.decode())
-            files = self.layers.files
-            missing = await asyncio.to_thread(
-                lambda: sorted({e.key for e in manifest.files if not os.path.exists(files.path(e.key))})
-            )
-            if missing:
-                # Unpacked beside the store (a crash leaves it to the store's clean-up), then linked in.
-                with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-", dir=self.layers.work_dir) as tmp:
-                    request = BytesValue(value=json.dumps(missing).encode())
-                    await self._untar(FETCH_FILES, request, tmp)
-                    await asyncio.to_thread(lambda: [files.adopt(os.path.join(tmp, k[:2], k), k) for k in missing])
-            self.layers.record(layer_id, manifest)
-            log.info("layer %s: fetched %d of %d files", layer_id[:12], len(missing), len(manifest.files))
-        return (await self.layers.ensure([layer_id]))[0]
-
-    async def _dir(self, relative: str) -> str:
-        if os.path.isabs(relative) or ".." in relative.split(os.sep):
-            raise ValueError(f"refusing directory {relative!r} from outside the control plane's home")
-        dest = os.path.join(self.dirs, relative)
-        if os.path.isdir(dest):
-            return dest
-        # Workers on one machine may share the cache: each unpacks aside, the first rename wins.
-        partial = f"{dest}.part-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
-        os.makedirs(partial)
-        try:
-            await self._untar(FETCH_DIR, StringValue(value=relative), partial)
-            os.rename(partial, dest)
-        except OSError:
-            if not os.path.isdir(dest):
-                raise
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-        return dest
-
-    async def _call(self, method: str, cardinality: Cardinality, request) -> list:
-        async with self.channel.request(method, cardinality, type(request), BytesValue, metadata=self.metadata) as s:
-            await s.send_message(request, end=True)
-            return [reply async for reply in s]
-
-    async def _untar(self, method: str, request, dest: str) -> None:
-        """Stream the tar the control plane answers `request` with into `dest`."""
-        tar = await asyncio.create_subprocess_exec(
-            "tar", *TAR_OPTIONS, "-C", dest, "-xf", "-", stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        try:
-            async with self.channel.request(
-                method, Cardinality.UNARY_STREAM, type(request), BytesValue, metadata=self.metadata
-            ) as stream:
-                await stream.send_message(request, end=True)
-                async for chunk in stream:
-                    tar.stdin.write(chunk.value)
-                    await tar.stdin.drain()
-            tar.stdin.close()
-            if await tar.wait() != 0:
-                raise RuntimeError(f"unpacking from the control plane: {(await tar.stderr.read()).decode()}")
-        finally:
-            if tar.returncode is None:
-                tar.kill()
-                await tar.wait()
 
 
 class JoinedWorker:
@@ -151,6 +52,7 @@ class JoinedWorker:
         name: str,
         fake_gpus: str = "",
         cache: str = "",
+        cache_limit: str = DEFAULT_LIMIT,
     ):
         host, port = server_address(server_url)
         self.name = name
@@ -162,7 +64,10 @@ class JoinedWorker:
         ]
         self.channel = Channel(host, port)
         self.container_channel = Channel(host, port, codec=RAW)  # containers' own RPCs, passed on unparsed
-        self.fetched = Fetched(cache or home, self.channel, self.metadata)
+        cache = cache or home
+        os.makedirs(cache, exist_ok=True)
+        self.fetched = Fetched(cache, self.channel, self.metadata, parse_limit(cache_limit, cache))
+        self._collect = asyncio.Event()  # set when the cache may have outgrown its limit or freed something
         self.runtime = Runtime(os.path.join(home, "runtime"))
         self.local = LocalWorker(self.runtime, home, self._serve_task, default_ca_bundle(), self.inventory.nvidia)
         self.secrets: dict[str, str] = {}  # task id -> the secret its requests carry
@@ -171,6 +76,7 @@ class JoinedWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Stay joined until `stop`, reconnecting after a lost connection; raises on a fatal refusal."""
         await self.runtime.cleanup_all()
+        collector = asyncio.create_task(self._collector())
         delay = 1.0
         try:
             while not stop.is_set():
@@ -196,6 +102,7 @@ class JoinedWorker:
                     await asyncio.wait([asyncio.create_task(stop.wait())], timeout=delay)
                     delay = min(delay * 2, MAX_RECONNECT_DELAY)
         finally:
+            collector.cancel()
             await self._stop_containers()
             self.channel.close()
             self.container_channel.close()
@@ -244,14 +151,17 @@ class JoinedWorker:
 
         async def on_exit(code: int, oom: bool) -> None:
             self.secrets.pop(task_id, None)
+            self._release(task_id)
             outbox.put_nowait({"type": "exit", "task_id": task_id, "code": code, "oom": oom})
 
         def failed(error: str) -> None:
             self.secrets.pop(task_id, None)
+            self._release(task_id)
             outbox.put_nowait({"type": "failed", "task_id": task_id, "error": error})
 
         try:
-            plan.lower_dirs = [await self.fetched.get(d) for d in plan.lower_dirs]
+            plan.lower_dirs = await self.fetched.acquire(task_id, plan.lower_dirs)
+            self._collect.set()
             self.secrets[task_id] = message["secret"]
             await self.local.start(plan, on_output, on_exit)
         except asyncio.CancelledError:
@@ -263,6 +173,25 @@ class JoinedWorker:
             return
         # Before any exit it may have: its watcher first runs after this.
         outbox.put_nowait({"type": "started", "task_id": task_id})
+
+    def _release(self, task_id: str) -> None:
+        self.fetched.release(task_id)
+        self._collect.set()
+
+    async def _collector(self) -> None:
+        """Keep the cache under its limit: after fetches and exits, and every so often."""
+        while True:
+            try:
+                await asyncio.wait_for(self._collect.wait(), COLLECT_INTERVAL)
+            except TimeoutError:
+                pass
+            self._collect.clear()
+            try:
+                if await self.fetched.collect() is None:  # a fetch is under way: later
+                    await asyncio.sleep(1)
+                    self._collect.set()
+            except Exception:
+                log.exception("collecting the cache")
 
     async def _serve_task(self, task_id: str, path: str):
         return await serve_task(self.container_channel, task_id, self.secrets[task_id], path)
