@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from ..store import schema as t
 from ..store.database import Database
 from .errors import NotFound
 from .ids import new_id
-from .pulse import Pulse
+from .pulse import Pulse, settle
 from .retries import retry_delay
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,16 @@ log = logging.getLogger(__name__)
 SYNC_INVOCATIONS = (api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC_LEGACY)
 OUTPUT_BATCH = 100
 OUTPUT_BATCH_WINDOW = 0.01
+OUTPUT_WRITE_DELAY = 0.002
 
 GenericResult = api_pb2.GenericResult
+# The call path's statements, built once: building one per call costs SQLAlchemy more
+# than SQLite takes to run it.
+_INSERT_CALL = insert(t.function_calls)
+_INSERT_INPUTS = insert(t.inputs)
+_INSERT_OUTPUTS = insert(t.outputs)
+_MARK_DONE = update(t.inputs).where(t.inputs.c.input_id == bindparam("done_id")).values(status="done")
+
 TERMINAL_FAILURES = (
     GenericResult.GENERIC_STATUS_FAILURE,
     GenericResult.GENERIC_STATUS_TIMEOUT,
@@ -85,20 +93,25 @@ class FunctionQueue:
         while self._waiters and (n is None or n > 0):
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(True)
                 n = None if n is None else n - 1
 
     async def wait(self, timeout: float) -> None:
-        waiter = asyncio.get_running_loop().create_future()
+        # A bare future and a timer: woken, it runs in the loop's next turn (asyncio.wait_for takes two).
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self._waiters.append(waiter)
+        timer = loop.call_later(timeout, settle, waiter, False)
         try:
-            await asyncio.wait_for(waiter, timeout)
-        except asyncio.TimeoutError:
-            pass
+            await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.result():
                 self.wake(1)  # this waiter's caller went away: pass its turn on
             raise
+        finally:
+            timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
 
 
 class Calls:
@@ -155,13 +168,14 @@ class Calls:
         new_inputs = self._new_inputs(call, items)
         async with self.db.tx() as conn:
             await conn.execute(
-                insert(t.function_calls).values(
+                _INSERT_CALL,
+                dict(
                     function_call_id=call.call_id,
                     revision_id=revision_id,
                     invocation_type=invocation_type,
                     cancelled=False,
                     created_at=time.time(),
-                )
+                ),
             )
             await self._insert_inputs(conn, new_inputs)
         self.calls[call.call_id] = call
@@ -186,7 +200,7 @@ class Calls:
             return
         now = time.time()
         await conn.execute(
-            insert(t.inputs),
+            _INSERT_INPUTS,
             [
                 dict(
                     input_id=i.input_id,
@@ -406,17 +420,15 @@ class Calls:
             self._writer = asyncio.create_task(self._write_outputs())
 
     async def _write_outputs(self) -> None:
-        """Outputs reach the store in batches, off the call path. An output lost to a
-        crash before its batch is written leaves its input pending: it runs again."""
+        """Outputs reach the store in batches, off the call path: the writer first lets the
+        callers waiting for them be answered. An output lost to a crash before its batch is
+        written leaves its input pending: it runs again."""
+        await asyncio.sleep(OUTPUT_WRITE_DELAY)
         while self._unwritten:
             batch, self._unwritten = self._unwritten, []
             async with self.db.tx() as conn:
-                await conn.execute(insert(t.outputs), batch)
-                await conn.execute(
-                    update(t.inputs)
-                    .where(t.inputs.c.input_id.in_([row["input_id"] for row in batch]))
-                    .values(status="done")
-                )
+                await conn.execute(_INSERT_OUTPUTS, batch)
+                await conn.execute(_MARK_DONE, [{"done_id": row["input_id"]} for row in batch])
 
     async def flush(self) -> None:
         if self._writer is not None:

@@ -5,16 +5,29 @@ import asyncio
 
 class Pulse:
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._waiters: list[asyncio.Future] = []
 
     def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            settle(waiter, True)
 
     async def wait(self, timeout: float) -> None:
+        # A bare future and a timer: woken, it runs in the loop's next turn (asyncio.wait_for takes two or three).
         if timeout <= 0:
             return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(timeout, settle, waiter, False)
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+            await waiter
+        finally:
+            timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+def settle(waiter: asyncio.Future, woken: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(woken)
