@@ -160,7 +160,7 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def AppGetLayout(self, req):
         await self.p.apps.get(req.app_id)
-        return api_pb2.AppGetLayoutResponse(app_layout=await self.p.app_layout(req.app_id))
+        return api_pb2.AppGetLayoutResponse(app_layout=await self.p.deployments.app_layout(req.app_id))
 
     @unary
     async def AppList(self, req):

@@ -30,7 +30,6 @@ from .containers import Containers
 from .deployments import Deployments, Version
 from .errors import FailedPrecondition, NotFound
 from .functions import Functions, Revision, retry_policy
-from .handles import function_metadata
 from .images import Images
 from .logs import Logs
 from .mounts import CLIENT_MOUNT_ID, Mounts
@@ -364,7 +363,7 @@ class Platform:
         env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", ""), "/root") if p)
         env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the log as they happen
         app = await self.apps.get(revision.app_id)
-        layout = await self.app_layout(revision.app_id)
+        layout = await self.deployments.app_layout(revision.app_id)
         # The function's own dependencies (image, mounts, ...) are hydrated from the layout too.
         present = {o.object_id for o in layout.objects}
         layout.objects.extend(
@@ -391,24 +390,6 @@ class Platform:
             cpu=resources.milli_cpu_max / 1000 if resources.milli_cpu_max else None,
             memory_mb=resources.memory_mb_max or None,
         )
-
-    async def app_layout(self, app_id: str) -> api_pb2.AppLayout:
-        """The live version's objects, as the client hydrates them."""
-        layout = api_pb2.AppLayout()
-        live = await self.deployments.live(app_id)
-        for tag, object_id in (live.objects if live else {}).items():
-            if object_id.startswith("fu-"):
-                layout.function_ids[tag] = object_id
-                revision = await self.deployments.resolve(object_id)
-                layout.objects.append(
-                    api_pb2.Object(object_id=object_id, function_handle_metadata=function_metadata(revision.definition))
-                )
-            elif object_id.startswith("cs-"):
-                layout.class_ids[tag] = object_id
-                layout.objects.append(
-                    api_pb2.Object(object_id=object_id, class_handle_metadata=api_pb2.ClassHandleMetadata())
-                )
-        return layout
 
     async def _terminate(self, task: Task) -> None:
         if link := self.workers.link(task.allocation.worker_id):
