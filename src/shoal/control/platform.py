@@ -15,8 +15,6 @@ from modal_version import __version__ as CLIENT_VERSION
 
 from ..images.base import BaseResolver
 from ..images.builder import Builder
-from ..images.client_pkg import ensure_client_pkg
-from ..images.spec import BuiltImage
 from ..images.store import LayerStore, Lease
 from ..runtime import Runtime
 from ..store.blobs import BlobStore
@@ -26,13 +24,14 @@ from ..worker.inventory import this_machine
 from .apps import DEFAULT_ENVIRONMENT, STOPPED_STATES, Apps
 from .build_functions import BuildFunctions
 from .calls import Calls
+from .container_plans import ContainerPlans
 from .containers import Containers
 from .deployments import Deployments, Version
 from .errors import FailedPrecondition, NotFound
 from .functions import Functions, Revision, retry_policy
 from .images import Images
 from .logs import Logs
-from .mounts import CLIENT_MOUNT_ID, Mounts
+from .mounts import Mounts
 from .placement import Allocation, Pool, Worker, request_of
 from .scheduler import Autoscaling, Scheduler, Task, autoscaling
 from .secrets import Secrets
@@ -90,7 +89,8 @@ class Platform:
         self.worker = LocalWorker(self.runtime, home, serve_socket, settings.ca_bundle, nvidia_gpus)
         self.layers = LayerStore(os.path.join(home, "images"))
         builder = Builder(self.layers, self.worker.run_build_step, BaseResolver(self.layers))
-        self.build_functions = BuildFunctions(self.worker, self.deployments.resolve, self.container_plan)
+        self.plans = ContainerPlans(home, self.apps, self.deployments, self.mounts, self.secrets)
+        self.build_functions = BuildFunctions(self.worker, self.deployments.resolve, self.plans.plan)
         self.images = Images(
             self.db, self.mounts, self.secrets, builder, self.build_functions.run, IMAGE_BUILDER_VERSION
         )
@@ -347,49 +347,9 @@ class Platform:
         # Held until the container exits, so that image garbage collection leaves its layers alone.
         self._leases[task.task_id] = await self.layers.hold(built.layers)
         lower_dirs = await self.layers.ensure(built.layers)
-        plan = await self.container_plan(task.task_id, revision, built, lower_dirs)
+        plan = await self.plans.plan(task.task_id, revision, built, lower_dirs)
         plan.gpus = [g.uuid for g in task.allocation.gpus]
         return plan
-
-    async def container_plan(
-        self, task_id: str, revision: Revision, built: BuiltImage, image_dirs: list[str]
-    ) -> ContainerPlan:
-        """A container running `revision` on the image `built` (whose layer dirs are `image_dirs`)."""
-        fdef = revision.definition
-        python = built.config.python_version or "3.11"
-        client_dir = await asyncio.to_thread(ensure_client_pkg, self.settings.home, python)
-        mount_dirs = [await self.mounts.materialise(m) for m in fdef.mount_ids if m != CLIENT_MOUNT_ID]
-        env = {**built.config.env, **await self.secrets.env(list(fdef.secret_ids))}
-        env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", ""), "/root") if p)
-        env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the log as they happen
-        app = await self.apps.get(revision.app_id)
-        layout = await self.deployments.app_layout(revision.app_id)
-        # The function's own dependencies (image, mounts, ...) are hydrated from the layout too.
-        present = {o.object_id for o in layout.objects}
-        layout.objects.extend(
-            api_pb2.Object(object_id=dep.object_id) for dep in fdef.object_dependencies if dep.object_id not in present
-        )
-        container_args = api_pb2.ContainerArguments(
-            task_id=task_id,
-            function_id=revision.function_id,
-            app_id=revision.app_id,
-            function_def=fdef,
-            environment_name=app.environment,
-            app_layout=layout,
-            serialized_params=revision.params,
-        )
-        resources = fdef.resources
-        return ContainerPlan(
-            task_id=task_id,
-            lower_dirs=image_dirs + [client_dir] + mount_dirs,
-            args=list(built.config.entrypoint or []) + ["python", "-m", "modal._container_entrypoint"],
-            env=env,
-            cwd=built.config.workdir if built.config.workdir not in ("", "/") else "/root",
-            user=built.config.user,
-            container_args=container_args.SerializeToString(),
-            cpu=resources.milli_cpu_max / 1000 if resources.milli_cpu_max else None,
-            memory_mb=resources.memory_mb_max or None,
-        )
 
     async def _terminate(self, task: Task) -> None:
         if link := self.workers.link(task.allocation.worker_id):
