@@ -296,7 +296,7 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def ContainerStop(self, req):
-        await self.p.stop_container(req.task_id, req.graceful)
+        await self.p.lifecycle.stop_container(req.task_id, req.graceful)
         return api_pb2.ContainerStopResponse()
 
     # -- mounts and blobs --------------------------------------------------
@@ -535,7 +535,7 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def FunctionCallCancel(self, req):
         running = await self.p.calls.cancel(req.function_call_id)
-        await self.p.cancel_running(running, req.terminate_containers)
+        await self.p.lifecycle.cancel_running(running, req.terminate_containers)
         return empty_pb2.Empty()
 
     @unary
@@ -582,7 +582,7 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def ContainerHeartbeat(self, req):
         task = self._task()
-        cancelled = await self.p.wait_cancellations(task, HEARTBEAT_HOLD)
+        cancelled = await self.p.lifecycle.wait_cancellations(task, HEARTBEAT_HOLD)
         response = api_pb2.ContainerHeartbeatResponse()
         if cancelled:
             response.cancel_input_event.input_ids.extend(cancelled)

@@ -1,7 +1,7 @@
 """The embedded platform: one control plane and one local worker in one process.
 
-This module wires the domain services together and turns the scheduler's
-decisions into container plans for the worker.
+This module wires the domain services together; lifecycle.py carries out
+the scheduler's decisions on the workers.
 """
 
 import asyncio
@@ -15,11 +15,11 @@ from modal_version import __version__ as CLIENT_VERSION
 
 from ..images.base import BaseResolver
 from ..images.builder import Builder
-from ..images.store import LayerStore, Lease
+from ..images.store import LayerStore
 from ..runtime import Runtime
 from ..store.blobs import BlobStore
 from ..store.database import Database
-from ..worker.agent import ContainerPlan, LocalWorker, SocketServer, default_ca_bundle
+from ..worker.agent import LocalWorker, SocketServer, default_ca_bundle
 from ..worker.inventory import this_machine
 from .apps import DEFAULT_ENVIRONMENT, STOPPED_STATES, Apps
 from .build_functions import BuildFunctions
@@ -30,10 +30,11 @@ from .deployments import Deployments, Version
 from .errors import FailedPrecondition, NotFound
 from .functions import Functions, Revision, retry_policy
 from .images import Images
+from .lifecycle import Lifecycle
 from .logs import Logs
 from .mounts import Mounts
-from .placement import Allocation, Pool, Worker, request_of
-from .scheduler import Autoscaling, Scheduler, Task, autoscaling
+from .placement import Pool, Worker
+from .scheduler import Autoscaling, Scheduler, autoscaling
 from .secrets import Secrets
 from .tokens import Tokens
 from .webhooks import Webhooks
@@ -95,17 +96,21 @@ class Platform:
             self.db, self.mounts, self.secrets, builder, self.build_functions.run, IMAGE_BUILDER_VERSION
         )
         self.pool = Pool()
-        self.workers = Workers(self.pool, self._worker_lost)
+        self.lifecycle = Lifecycle(
+            self.pool, self.calls, self.containers, self.logs, self.functions, self.images, self.layers, self.plans
+        )
+        self.workers = Workers(self.pool, self.lifecycle.worker_lost)
         if inventory:
             self.workers.join(Worker("local", inventory.milli_cpu, inventory.memory_mb, inventory.gpus), self.worker)
         else:
             self.pool.expect_workers()  # recovered work waits for the workers to join again
-        self.scheduler = Scheduler(self.calls, self.functions.revision, self._place, self._launch, self._terminate)
+        self.scheduler = Scheduler(
+            self.calls, self.functions.revision, self.lifecycle.place, self.lifecycle.launch, self.lifecycle.terminate
+        )
+        self.lifecycle.scheduler, self.lifecycle.workers = self.scheduler, self.workers
         self.calls.on_backlog = self.scheduler.kick
         self.last_heartbeat: dict[str, float] = {}
         self._tick: asyncio.Task | None = None
-        self._starting: set[asyncio.Task] = set()
-        self._leases: dict[str, Lease] = {}  # task id -> the image layers its container uses
 
     async def start(self) -> None:
         await self.db.create_schema()
@@ -169,36 +174,6 @@ class Platform:
                     continue
                 log.info("app %s lost its client; stopping it", app_id)
                 await self.stop_app(app_id)
-
-    async def stop_container(self, task_id: str, graceful: bool) -> None:
-        """`modal container stop`: gracefully, it finishes its inputs first; otherwise they run elsewhere."""
-        task = self.scheduler.tasks.get(task_id)
-        if task is None:
-            raise NotFound(f"Container {task_id} is not running")
-        if graceful:
-            await self.scheduler.drain(task)
-            return
-        self.calls.requeue_running(task_id)
-        await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Container was stopped")
-
-    async def cancel_running(self, input_ids: list[str], terminate: bool) -> None:
-        """Cancelled inputs still running: tell their containers, or stop them."""
-        for input_id in input_ids:
-            running = self.calls.running.get(input_id)
-            task = self.scheduler.tasks.get(running.task_id) if running else None
-            if task is None:
-                continue
-            if terminate:
-                await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Function call was cancelled")
-            else:
-                task.cancelled_inputs.append(input_id)
-                task.cancel_pulse.notify()
-
-    async def wait_cancellations(self, task: Task, timeout: float) -> list[str]:
-        if not task.cancelled_inputs:
-            await task.cancel_pulse.wait(timeout)
-        cancelled, task.cancelled_inputs = task.cancelled_inputs, []
-        return cancelled
 
     # -- versions and calls ------------------------------------------------
 
@@ -307,115 +282,3 @@ class Platform:
                 raise FailedPrecondition(f"App {revision.app_id} is stopped; its functions cannot be called")
             self.scheduler.add(revision)
         return revision
-
-    # -- containers --------------------------------------------------------
-
-    def _place(self, revision: Revision, task_id: str) -> Allocation | None:
-        request = request_of(revision.definition, revision.gpu_choices)
-        return self.pool.place(request, task_id, revision.definition.image_id)
-
-    async def _launch(self, task: Task) -> None:
-        await self.containers.placed(task)
-        # Started in the background: the scheduler goes on while the container boots.
-        starting = asyncio.create_task(self._start_container(task))
-        self._starting.add(starting)
-        starting.add_done_callback(self._starting.discard)
-
-    async def _start_container(self, task: Task) -> None:
-        output = None
-        try:
-            link = self.workers.link(task.allocation.worker_id)
-            if link is None:
-                raise NotFound(f"Worker {task.allocation.worker_id} is gone")
-            plan = await self._plan(task)
-            output = _OrderedOutput(self.logs, task)
-            await link.start(
-                plan,
-                output.put,
-                lambda code, oom: self._container_exited(task, code, oom, output=output),
-            )
-        except Exception as e:
-            log.exception("cannot start container for %s", task.function_id)
-            await self.logs.append(task.app_id, task.task_id, task.function_id, 2, f"{e}\n")
-            await self._container_exited(task, -1, False, startup_error=str(e), output=output)
-            return
-        await self.containers.running(task.task_id, time.time())
-
-    async def _plan(self, task: Task) -> ContainerPlan:
-        revision = await self.functions.revision(task.revision_id)
-        built = await self.images.built(revision.definition.image_id)
-        # Held until the container exits, so that image garbage collection leaves its layers alone.
-        self._leases[task.task_id] = await self.layers.hold(built.layers)
-        lower_dirs = await self.layers.ensure(built.layers)
-        plan = await self.plans.plan(task.task_id, revision, built, lower_dirs)
-        plan.gpus = [g.uuid for g in task.allocation.gpus]
-        return plan
-
-    async def _terminate(self, task: Task) -> None:
-        if link := self.workers.link(task.allocation.worker_id):
-            await link.stop(task.task_id)
-
-    async def _worker_lost(self, worker_id: str) -> None:
-        """Like a preemption: the inputs its containers were running go back to the queue,
-        their retries untouched, and run elsewhere; the containers count as killed."""
-        for task in list(self.scheduler.tasks.values()):
-            if task.allocation.worker_id == worker_id:
-                self.calls.requeue_running(task.task_id)
-                if not task.kill_status:
-                    task.kill_status = GenericResult.GENERIC_STATUS_INTERNAL_FAILURE
-                    task.kill_message = f"Worker {worker_id} was lost"
-
-    async def _container_exited(
-        self, task: Task, code: int, oom: bool, startup_error: str = "", output: "_OrderedOutput | None" = None
-    ) -> None:
-        exited_at = time.time()  # before the log flush and clean-up, which are not the container's time
-        if output:
-            await output.flush()
-        if lease := self._leases.pop(task.task_id, None):
-            await self.layers.release(lease)
-        await self.containers.finished(task.task_id, code, exited_at)
-        self.pool.release(task.task_id)
-        was_draining = task.state == "draining"
-        self.scheduler.exited(task.task_id)
-        if task.kill_status:
-            result = GenericResult(status=task.kill_status, exception=task.kill_message)
-        elif task.startup_failure is not None:
-            result = task.startup_failure
-        elif oom:
-            result = GenericResult(
-                status=GenericResult.GENERIC_STATUS_INTERNAL_FAILURE,
-                exception="Container ran out of memory (OOM) and was killed; request more with memory=",
-            )
-        else:
-            result = GenericResult(
-                status=GenericResult.GENERIC_STATUS_INTERNAL_FAILURE,
-                exception=startup_error or f"Container exited unexpectedly with code {code}",
-            )
-        await self.calls.fail_running(task.task_id, result)
-        if (code != 0 or task.startup_failure) and not task.kill_status and not was_draining and not task.took_input:
-            # It died before serving anything: fail the queue rather than crash-loop.
-            await self.calls.fail_queued(task.revision_id, result)
-
-
-class _OrderedOutput:
-    """Container output, written to the app log in the order it was produced."""
-
-    def __init__(self, logs: Logs, task: Task):
-        self.logs = logs
-        self.task = task
-        self.queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
-        self.pump = asyncio.create_task(self._pump())
-
-    def put(self, fd: int, data: bytes) -> None:
-        self.queue.put_nowait((fd, data))
-
-    async def flush(self) -> None:
-        self.queue.put_nowait(None)
-        await self.pump
-
-    async def _pump(self) -> None:
-        while (item := await self.queue.get()) is not None:
-            fd, data = item
-            await self.logs.append(
-                self.task.app_id, self.task.task_id, self.task.function_id, fd, data.decode(errors="replace")
-            )
