@@ -180,7 +180,7 @@ async def simulate(
     counts: Counter[str] = Counter()
 
     def place(revision: Revision, task_id: str):
-        # as Platform._place
+        # as Lifecycle.place
         return pool.place(request_of(revision.definition, revision.gpu_choices), task_id, revision.definition.image_id)
 
     async def launch(task: Task) -> None:
@@ -216,7 +216,7 @@ async def simulate(
                 task.idle_since = clock()  # as FunctionPutOutputs: the window counts from the last output
             await asyncio.sleep(exit_s)  # the worker sees it exit
         finally:
-            # as Platform._container_exited
+            # as Lifecycle._container_exited
             pool.release(task.task_id)
             scheduler.exited(task.task_id)
             containers.pop(task.task_id)

@@ -127,7 +127,7 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def AppPublish(self, req):
-        version = await self.p.publish(
+        version = await self.p.releases.publish(
             req.app_id,
             req.name,
             req.app_state,
@@ -143,7 +143,7 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def AppRollback(self, req):
-        version = await self.p.rollback(req.app_id, req.version, caller.get())
+        version = await self.p.releases.rollback(req.app_id, req.version, caller.get())
         return api_pb2.AppRollbackResponse(url=self._app_url(req.app_id), deployed_at=version.deployed_at)
 
     @unary
@@ -160,7 +160,7 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def AppGetLayout(self, req):
         await self.p.apps.get(req.app_id)
-        return api_pb2.AppGetLayoutResponse(app_layout=await self.p.app_layout(req.app_id))
+        return api_pb2.AppGetLayoutResponse(app_layout=await self.p.deployments.app_layout(req.app_id))
 
     @unary
     async def AppList(self, req):
@@ -212,7 +212,9 @@ class ShoalServicer(UnimplementedServicer):
     async def FunctionGet(self, req):
         if req.app_version:
             raise InvalidArgument("Looking up a Function at a pinned app version is not supported yet")
-        function_id = await self.p.deployed_object(req.app_name, req.environment_name, req.object_tag, "Function")
+        function_id = await self.p.releases.deployed_object(
+            req.app_name, req.environment_name, req.object_tag, "Function"
+        )
         fdef = (await self.p.deployments.resolve(function_id)).definition
         return api_pb2.FunctionGetResponse(
             function_id=function_id,
@@ -228,7 +230,7 @@ class ShoalServicer(UnimplementedServicer):
     async def ClassGet(self, req):
         if req.app_version:
             raise InvalidArgument("Looking up a Cls at a pinned app version is not supported yet")
-        class_id = await self.p.deployed_object(req.app_name, req.environment_name, req.object_tag, "Cls")
+        class_id = await self.p.releases.deployed_object(req.app_name, req.environment_name, req.object_tag, "Cls")
         return api_pb2.ClassGetResponse(class_id=class_id, handle_metadata=api_pb2.ClassHandleMetadata())
 
     @streaming
@@ -296,7 +298,7 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def ContainerStop(self, req):
-        await self.p.stop_container(req.task_id, req.graceful)
+        await self.p.lifecycle.stop_container(req.task_id, req.graceful)
         return api_pb2.ContainerStopResponse()
 
     # -- mounts and blobs --------------------------------------------------
@@ -462,7 +464,7 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def FunctionBindParams(self, req):
         bound_id = await self.p.functions.bind(req.function_id, req.serialized_params)
-        revision = await self.p.call_target(bound_id)
+        revision = await self.p.releases.call_target(bound_id)
         return api_pb2.FunctionBindParamsResponse(
             bound_function_id=bound_id, handle_metadata=function_metadata(revision.definition)
         )
@@ -474,7 +476,7 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def FunctionUpdateSchedulingParams(self, req):
-        current = await self.p.update_autoscaler(req.function_id, req.settings, req.warm_pool_size_override)
+        current = await self.p.releases.update_autoscaler(req.function_id, req.settings, req.warm_pool_size_override)
         return api_pb2.FunctionUpdateSchedulingParamsResponse(
             current_settings=api_pb2.AutoscalerSettings(
                 min_containers=current.min_containers,
@@ -486,7 +488,7 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def FunctionMap(self, req):
-        revision = await self.p.call_target(req.function_id)
+        revision = await self.p.releases.call_target(req.function_id)
         items = [(item.idx, item.input) for item in req.pipelined_inputs]
         self._check_inputs(items)
         call, inputs = await self.p.calls.create(revision.revision_id, req.function_call_invocation_type, items)
@@ -535,7 +537,7 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def FunctionCallCancel(self, req):
         running = await self.p.calls.cancel(req.function_call_id)
-        await self.p.cancel_running(running, req.terminate_containers)
+        await self.p.lifecycle.cancel_running(running, req.terminate_containers)
         return empty_pb2.Empty()
 
     @unary
@@ -582,7 +584,7 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def ContainerHeartbeat(self, req):
         task = self._task()
-        cancelled = await self.p.wait_cancellations(task, HEARTBEAT_HOLD)
+        cancelled = await self.p.lifecycle.wait_cancellations(task, HEARTBEAT_HOLD)
         response = api_pb2.ContainerHeartbeatResponse()
         if cancelled:
             response.cancel_input_event.input_ids.extend(cancelled)

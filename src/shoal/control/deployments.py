@@ -12,12 +12,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from modal_proto import api_pb2
 from sqlalchemy import insert, select, update
 
 from ..store import schema as t
 from ..store.database import Database
 from .errors import InvalidArgument, NotFound
 from .functions import Functions, Revision
+from .handles import function_metadata
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,24 @@ class Deployments:
         if function_id not in live.revisions:
             raise NotFound(f"Function {function_id} is not in the live version (v{live.version}) of its app")
         return await self.functions.revision(live.revisions[function_id])
+
+    async def app_layout(self, app_id: str) -> api_pb2.AppLayout:
+        """The live version's objects, as the client hydrates them."""
+        layout = api_pb2.AppLayout()
+        live = await self.live(app_id)
+        for tag, object_id in (live.objects if live else {}).items():
+            if object_id.startswith("fu-"):
+                layout.function_ids[tag] = object_id
+                revision = await self.resolve(object_id)
+                layout.objects.append(
+                    api_pb2.Object(object_id=object_id, function_handle_metadata=function_metadata(revision.definition))
+                )
+            elif object_id.startswith("cs-"):
+                layout.class_ids[tag] = object_id
+                layout.objects.append(
+                    api_pb2.Object(object_id=object_id, class_handle_metadata=api_pb2.ClassHandleMetadata())
+                )
+        return layout
 
     async def publish(
         self, app_id: str, objects: dict[str, str], deployed_by: str, client_version: str, tag: str, commit_info: bytes

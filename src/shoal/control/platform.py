@@ -1,7 +1,7 @@
 """The embedded platform: one control plane and one local worker in one process.
 
-This module wires the domain services together and turns the scheduler's
-decisions into container plans for the worker.
+This module wires the domain services together; releases.py drives deploys
+and lifecycle.py carries out the scheduler's decisions on the workers.
 """
 
 import asyncio
@@ -11,31 +11,29 @@ import time
 from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
-from modal_version import __version__ as CLIENT_VERSION
 
 from ..images.base import BaseResolver
 from ..images.builder import Builder
-from ..images.client_pkg import ensure_client_pkg
-from ..images.spec import BuiltImage
-from ..images.store import LayerStore, Lease
+from ..images.store import LayerStore
 from ..runtime import Runtime
 from ..store.blobs import BlobStore
 from ..store.database import Database
-from ..worker.agent import ContainerPlan, LocalWorker, SocketServer, default_ca_bundle
+from ..worker.agent import LocalWorker, SocketServer, default_ca_bundle
 from ..worker.inventory import this_machine
-from .apps import DEFAULT_ENVIRONMENT, STOPPED_STATES, Apps
+from .apps import Apps
 from .build_functions import BuildFunctions
 from .calls import Calls
+from .container_plans import ContainerPlans
 from .containers import Containers
-from .deployments import Deployments, Version
-from .errors import FailedPrecondition, NotFound
-from .functions import Functions, Revision, retry_policy
-from .handles import function_metadata
+from .deployments import Deployments
+from .functions import Functions, retry_policy
 from .images import Images
+from .lifecycle import Lifecycle
 from .logs import Logs
-from .mounts import CLIENT_MOUNT_ID, Mounts
-from .placement import Allocation, Pool, Worker, request_of
-from .scheduler import Autoscaling, Scheduler, Task, autoscaling
+from .mounts import Mounts
+from .placement import Pool, Worker
+from .releases import Releases
+from .scheduler import Scheduler
 from .secrets import Secrets
 from .tokens import Tokens
 from .webhooks import Webhooks
@@ -44,8 +42,6 @@ from .workers import Workers
 log = logging.getLogger(__name__)
 
 IMAGE_BUILDER_VERSION = "2025.06"
-# A deploy waits this long at most for its new containers before it switches anyway.
-PREWARM_TIMEOUT = 20.0
 # An ephemeral app whose client stopped sending heartbeats is stopped after this long.
 APP_HEARTBEAT_TIMEOUT = 120.0
 GenericResult = api_pb2.GenericResult
@@ -77,8 +73,6 @@ class Platform:
         self.apps = Apps(self.db)
         self.functions = Functions(self.db)
         self.deployments = Deployments(self.db, self.functions)
-        self.deployments.before_switch = self._prewarm
-        self.deployments.on_switch = self._switched
         self.webhooks = Webhooks(self.db)
         self.logs = Logs(self.db)
         self.containers = Containers(self.db)
@@ -91,22 +85,32 @@ class Platform:
         self.worker = LocalWorker(self.runtime, home, serve_socket, settings.ca_bundle, nvidia_gpus)
         self.layers = LayerStore(os.path.join(home, "images"))
         builder = Builder(self.layers, self.worker.run_build_step, BaseResolver(self.layers))
-        self.build_functions = BuildFunctions(self.worker, self.deployments.resolve, self.container_plan)
+        self.plans = ContainerPlans(home, self.apps, self.deployments, self.mounts, self.secrets)
+        self.build_functions = BuildFunctions(self.worker, self.deployments.resolve, self.plans.plan)
         self.images = Images(
             self.db, self.mounts, self.secrets, builder, self.build_functions.run, IMAGE_BUILDER_VERSION
         )
         self.pool = Pool()
-        self.workers = Workers(self.pool, self._worker_lost)
+        self.lifecycle = Lifecycle(
+            self.pool, self.calls, self.containers, self.logs, self.functions, self.images, self.layers, self.plans
+        )
+        self.workers = Workers(self.pool, self.lifecycle.worker_lost)
         if inventory:
             self.workers.join(Worker("local", inventory.milli_cpu, inventory.memory_mb, inventory.gpus), self.worker)
         else:
             self.pool.expect_workers()  # recovered work waits for the workers to join again
-        self.scheduler = Scheduler(self.calls, self.functions.revision, self._place, self._launch, self._terminate)
+        self.scheduler = Scheduler(
+            self.calls, self.functions.revision, self.lifecycle.place, self.lifecycle.launch, self.lifecycle.terminate
+        )
+        self.lifecycle.scheduler, self.lifecycle.workers = self.scheduler, self.workers
         self.calls.on_backlog = self.scheduler.kick
+        self.releases = Releases(
+            self.apps, self.deployments, self.functions, self.scheduler, self.webhooks, self._forget_client
+        )
+        self.deployments.before_switch = self.releases.prewarm
+        self.deployments.on_switch = self.releases.switched
         self.last_heartbeat: dict[str, float] = {}
         self._tick: asyncio.Task | None = None
-        self._starting: set[asyncio.Task] = set()
-        self._leases: dict[str, Lease] = {}  # task id -> the image layers its container uses
 
     async def start(self) -> None:
         await self.db.create_schema()
@@ -134,10 +138,7 @@ class Platform:
                 self.scheduler.add(await self.functions.revision(revision_id))
             except Exception:
                 log.warning("pending inputs for unknown function revision %s", revision_id)
-        for app in await self.apps.in_state(api_pb2.APP_STATE_DEPLOYED):
-            live = await self.deployments.live(app.app_id)
-            if live:
-                await self._schedule_version(live)
+        await self.releases.recover()
         now = time.time()
         for app in await self.apps.in_state(api_pb2.APP_STATE_EPHEMERAL):
             self.last_heartbeat[app.app_id] = now
@@ -147,9 +148,13 @@ class Platform:
     def heartbeat(self, app_id: str) -> None:
         self.last_heartbeat[app_id] = time.time()
 
+    def _forget_client(self, app_id: str) -> None:
+        """No more heartbeats to wait for: the app stopped, or it is deployed and outlives its client."""
+        self.last_heartbeat.pop(app_id, None)
+
     async def stop_app(self, app_id: str) -> None:
         await self.apps.mark_stopped(app_id)
-        self.last_heartbeat.pop(app_id, None)
+        self._forget_client(app_id)
         stopped = GenericResult(status=GenericResult.GENERIC_STATUS_TERMINATED, exception="App was stopped")
         for rid in [rid for rid, rev in self.scheduler.revisions.items() if rev.app_id == app_id]:
             self.scheduler.remove(rid)
@@ -170,311 +175,3 @@ class Platform:
                     continue
                 log.info("app %s lost its client; stopping it", app_id)
                 await self.stop_app(app_id)
-
-    async def stop_container(self, task_id: str, graceful: bool) -> None:
-        """`modal container stop`: gracefully, it finishes its inputs first; otherwise they run elsewhere."""
-        task = self.scheduler.tasks.get(task_id)
-        if task is None:
-            raise NotFound(f"Container {task_id} is not running")
-        if graceful:
-            await self.scheduler.drain(task)
-            return
-        self.calls.requeue_running(task_id)
-        await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Container was stopped")
-
-    async def cancel_running(self, input_ids: list[str], terminate: bool) -> None:
-        """Cancelled inputs still running: tell their containers, or stop them."""
-        for input_id in input_ids:
-            running = self.calls.running.get(input_id)
-            task = self.scheduler.tasks.get(running.task_id) if running else None
-            if task is None:
-                continue
-            if terminate:
-                await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Function call was cancelled")
-            else:
-                task.cancelled_inputs.append(input_id)
-                task.cancel_pulse.notify()
-
-    async def wait_cancellations(self, task: Task, timeout: float) -> list[str]:
-        if not task.cancelled_inputs:
-            await task.cancel_pulse.wait(timeout)
-        cancelled, task.cancelled_inputs = task.cancelled_inputs, []
-        return cancelled
-
-    # -- versions and calls ------------------------------------------------
-
-    async def publish(
-        self,
-        app_id: str,
-        name: str,
-        state: int,
-        objects: dict[str, str],
-        deployed_by: str,
-        tag: str,
-        commit_info: bytes,
-    ) -> Version | None:
-        """Make the functions the client created live; None when nothing changed since the live version."""
-        app = await self.apps.publish(app_id, name, state)
-        if app.state == api_pb2.APP_STATE_DEPLOYED:
-            self.last_heartbeat.pop(app_id, None)
-        return await self.deployments.publish(app_id, objects, deployed_by, CLIENT_VERSION, tag, commit_info)
-
-    async def rollback(self, app_id: str, version: int, deployed_by: str) -> Version:
-        app = await self.apps.get(app_id)
-        if app.state != api_pb2.APP_STATE_DEPLOYED:
-            raise FailedPrecondition(f"App {app_id} is not deployed")
-        return await self.deployments.rollback(app_id, version, deployed_by, CLIENT_VERSION)
-
-    async def _prewarm(self, app_id: str, revisions: dict[str, str]) -> None:
-        """Rolling switch: a function with warm containers gets as many of its new revision,
-        ready, before new calls go to it, so a deploy under load queues nothing."""
-        live = await self.deployments.live(app_id)
-        if live is None:
-            return
-        waits = []
-        for function_id, revision_id in revisions.items():
-            old = live.revisions.get(function_id)
-            warm = len(self.scheduler.live_tasks(old)) if old and old != revision_id else 0
-            if warm:
-                revision = await self.functions.revision(revision_id)
-                waits.append(self.scheduler.prewarm(revision, warm, PREWARM_TIMEOUT))
-        await asyncio.gather(*waits)
-
-    async def _switched(self, version: Version) -> None:
-        """A new live version: its functions may start containers, the ones it replaced drain."""
-        for function_id in version.revisions:
-            self.scheduler.overrides.pop(function_id, None)  # a deploy brings back the declared settings
-        await self._schedule_version(version)
-        for rid, revision in list(self.scheduler.revisions.items()):
-            if revision.app_id == version.app_id and await self._current_revision(revision.function_id) != rid:
-                self.scheduler.retire(rid)
-        app = await self.apps.get(version.app_id)
-        if app.state == api_pb2.APP_STATE_DEPLOYED:
-            await self.webhooks.notify(
-                {
-                    "event": "rollback" if version.rollback_version else "deploy",
-                    "app_id": app.app_id,
-                    "app_name": app.name,
-                    "environment": app.environment,
-                    "from_version": version.previous_version,
-                    "to_version": version.version,
-                    "deployed_by": version.deployed_by,
-                    "deployed_at": version.deployed_at,
-                }
-            )
-
-    async def _current_revision(self, function_id: str) -> str | None:
-        try:
-            return (await self.deployments.resolve(function_id)).revision_id
-        except NotFound:
-            return None  # the new version dropped the function
-
-    async def update_autoscaler(
-        self, function_id: str, settings: api_pb2.AutoscalerSettings, warm_pool_size: int
-    ) -> Autoscaling:
-        """Function.update_autoscaler(): the given settings replace the declared ones until the next deploy."""
-        revision = await self.deployments.resolve(function_id)
-        override = self.scheduler.overrides.setdefault(function_id, api_pb2.AutoscalerSettings())
-        override.MergeFrom(settings)
-        if warm_pool_size:
-            override.min_containers = warm_pool_size
-        self.scheduler.kick(revision.revision_id)
-        return autoscaling(revision.definition, override)
-
-    async def _schedule_version(self, version: Version) -> None:
-        for function_id in version.revisions:
-            self.scheduler.add(await self.deployments.resolve(function_id))
-
-    async def deployed_object(self, app_name: str, environment: str, tag: str, kind: str) -> str:
-        """The id under `tag` in the live version of a deployed app."""
-        environment = environment or DEFAULT_ENVIRONMENT
-        app = await self.apps.by_name(environment, app_name)
-        live = await self.deployments.live(app.app_id) if app and app.state == api_pb2.APP_STATE_DEPLOYED else None
-        if live is None:
-            raise NotFound(f"App '{app_name}' is not deployed in environment '{environment}'")
-        object_id = live.objects.get(tag, "")
-        prefix = {"Function": "fu-", "Cls": "cs-"}[kind]  # the names the client's errors use
-        if not object_id.startswith(prefix):
-            if kind == "Function" and object_id.startswith("cs-"):
-                raise NotFound(f"'{tag}' in app '{app_name}' is a class: look it up with modal.Cls.from_name")
-            raise NotFound(f"No {kind} named '{tag}' in app '{app_name}' (environment '{environment}')")
-        return object_id
-
-    async def call_target(self, function_id: str) -> Revision:
-        """The revision a call starting now runs, ready to be scheduled."""
-        revision = await self.deployments.resolve(function_id)
-        if revision.revision_id not in self.scheduler.revisions:
-            if (await self.apps.get(revision.app_id)).state in STOPPED_STATES:
-                raise FailedPrecondition(f"App {revision.app_id} is stopped; its functions cannot be called")
-            self.scheduler.add(revision)
-        return revision
-
-    # -- containers --------------------------------------------------------
-
-    def _place(self, revision: Revision, task_id: str) -> Allocation | None:
-        request = request_of(revision.definition, revision.gpu_choices)
-        return self.pool.place(request, task_id, revision.definition.image_id)
-
-    async def _launch(self, task: Task) -> None:
-        await self.containers.placed(task)
-        # Started in the background: the scheduler goes on while the container boots.
-        starting = asyncio.create_task(self._start_container(task))
-        self._starting.add(starting)
-        starting.add_done_callback(self._starting.discard)
-
-    async def _start_container(self, task: Task) -> None:
-        output = None
-        try:
-            link = self.workers.link(task.allocation.worker_id)
-            if link is None:
-                raise NotFound(f"Worker {task.allocation.worker_id} is gone")
-            plan = await self._plan(task)
-            output = _OrderedOutput(self.logs, task)
-            await link.start(
-                plan,
-                output.put,
-                lambda code, oom: self._container_exited(task, code, oom, output=output),
-            )
-        except Exception as e:
-            log.exception("cannot start container for %s", task.function_id)
-            await self.logs.append(task.app_id, task.task_id, task.function_id, 2, f"{e}\n")
-            await self._container_exited(task, -1, False, startup_error=str(e), output=output)
-            return
-        await self.containers.running(task.task_id, time.time())
-
-    async def _plan(self, task: Task) -> ContainerPlan:
-        revision = await self.functions.revision(task.revision_id)
-        built = await self.images.built(revision.definition.image_id)
-        # Held until the container exits, so that image garbage collection leaves its layers alone.
-        self._leases[task.task_id] = await self.layers.hold(built.layers)
-        lower_dirs = await self.layers.ensure(built.layers)
-        plan = await self.container_plan(task.task_id, revision, built, lower_dirs)
-        plan.gpus = [g.uuid for g in task.allocation.gpus]
-        return plan
-
-    async def container_plan(
-        self, task_id: str, revision: Revision, built: BuiltImage, image_dirs: list[str]
-    ) -> ContainerPlan:
-        """A container running `revision` on the image `built` (whose layer dirs are `image_dirs`)."""
-        fdef = revision.definition
-        python = built.config.python_version or "3.11"
-        client_dir = await asyncio.to_thread(ensure_client_pkg, self.settings.home, python)
-        mount_dirs = [await self.mounts.materialise(m) for m in fdef.mount_ids if m != CLIENT_MOUNT_ID]
-        env = {**built.config.env, **await self.secrets.env(list(fdef.secret_ids))}
-        env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", ""), "/root") if p)
-        env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the log as they happen
-        app = await self.apps.get(revision.app_id)
-        layout = await self.app_layout(revision.app_id)
-        # The function's own dependencies (image, mounts, ...) are hydrated from the layout too.
-        present = {o.object_id for o in layout.objects}
-        layout.objects.extend(
-            api_pb2.Object(object_id=dep.object_id) for dep in fdef.object_dependencies if dep.object_id not in present
-        )
-        container_args = api_pb2.ContainerArguments(
-            task_id=task_id,
-            function_id=revision.function_id,
-            app_id=revision.app_id,
-            function_def=fdef,
-            environment_name=app.environment,
-            app_layout=layout,
-            serialized_params=revision.params,
-        )
-        resources = fdef.resources
-        return ContainerPlan(
-            task_id=task_id,
-            lower_dirs=image_dirs + [client_dir] + mount_dirs,
-            args=list(built.config.entrypoint or []) + ["python", "-m", "modal._container_entrypoint"],
-            env=env,
-            cwd=built.config.workdir if built.config.workdir not in ("", "/") else "/root",
-            user=built.config.user,
-            container_args=container_args.SerializeToString(),
-            cpu=resources.milli_cpu_max / 1000 if resources.milli_cpu_max else None,
-            memory_mb=resources.memory_mb_max or None,
-        )
-
-    async def app_layout(self, app_id: str) -> api_pb2.AppLayout:
-        """The live version's objects, as the client hydrates them."""
-        layout = api_pb2.AppLayout()
-        live = await self.deployments.live(app_id)
-        for tag, object_id in (live.objects if live else {}).items():
-            if object_id.startswith("fu-"):
-                layout.function_ids[tag] = object_id
-                revision = await self.deployments.resolve(object_id)
-                layout.objects.append(
-                    api_pb2.Object(object_id=object_id, function_handle_metadata=function_metadata(revision.definition))
-                )
-            elif object_id.startswith("cs-"):
-                layout.class_ids[tag] = object_id
-                layout.objects.append(
-                    api_pb2.Object(object_id=object_id, class_handle_metadata=api_pb2.ClassHandleMetadata())
-                )
-        return layout
-
-    async def _terminate(self, task: Task) -> None:
-        if link := self.workers.link(task.allocation.worker_id):
-            await link.stop(task.task_id)
-
-    async def _worker_lost(self, worker_id: str) -> None:
-        """Like a preemption: the inputs its containers were running go back to the queue,
-        their retries untouched, and run elsewhere; the containers count as killed."""
-        for task in list(self.scheduler.tasks.values()):
-            if task.allocation.worker_id == worker_id:
-                self.calls.requeue_running(task.task_id)
-                if not task.kill_status:
-                    task.kill_status = GenericResult.GENERIC_STATUS_INTERNAL_FAILURE
-                    task.kill_message = f"Worker {worker_id} was lost"
-
-    async def _container_exited(
-        self, task: Task, code: int, oom: bool, startup_error: str = "", output: "_OrderedOutput | None" = None
-    ) -> None:
-        exited_at = time.time()  # before the log flush and clean-up, which are not the container's time
-        if output:
-            await output.flush()
-        if lease := self._leases.pop(task.task_id, None):
-            await self.layers.release(lease)
-        await self.containers.finished(task.task_id, code, exited_at)
-        self.pool.release(task.task_id)
-        was_draining = task.state == "draining"
-        self.scheduler.exited(task.task_id)
-        if task.kill_status:
-            result = GenericResult(status=task.kill_status, exception=task.kill_message)
-        elif task.startup_failure is not None:
-            result = task.startup_failure
-        elif oom:
-            result = GenericResult(
-                status=GenericResult.GENERIC_STATUS_INTERNAL_FAILURE,
-                exception="Container ran out of memory (OOM) and was killed; request more with memory=",
-            )
-        else:
-            result = GenericResult(
-                status=GenericResult.GENERIC_STATUS_INTERNAL_FAILURE,
-                exception=startup_error or f"Container exited unexpectedly with code {code}",
-            )
-        await self.calls.fail_running(task.task_id, result)
-        if (code != 0 or task.startup_failure) and not task.kill_status and not was_draining and not task.took_input:
-            # It died before serving anything: fail the queue rather than crash-loop.
-            await self.calls.fail_queued(task.revision_id, result)
-
-
-class _OrderedOutput:
-    """Container output, written to the app log in the order it was produced."""
-
-    def __init__(self, logs: Logs, task: Task):
-        self.logs = logs
-        self.task = task
-        self.queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
-        self.pump = asyncio.create_task(self._pump())
-
-    def put(self, fd: int, data: bytes) -> None:
-        self.queue.put_nowait((fd, data))
-
-    async def flush(self) -> None:
-        self.queue.put_nowait(None)
-        await self.pump
-
-    async def _pump(self) -> None:
-        while (item := await self.queue.get()) is not None:
-            fd, data = item
-            await self.logs.append(
-                self.task.app_id, self.task.task_id, self.task.function_id, fd, data.decode(errors="replace")
-            )

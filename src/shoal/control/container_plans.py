@@ -1,0 +1,66 @@
+"""Container plans: what a container of a function revision starts with.
+
+The image's layers, the client package and code mounts stacked on them, the
+environment with the function's secrets, and the arguments the client runtime
+reads at start-up. Function containers and image build functions share it.
+"""
+
+import asyncio
+
+from modal_proto import api_pb2
+
+from ..images.client_pkg import ensure_client_pkg
+from ..images.spec import BuiltImage
+from ..worker.agent import ContainerPlan
+from .apps import Apps
+from .deployments import Deployments
+from .functions import Revision
+from .mounts import CLIENT_MOUNT_ID, Mounts
+from .secrets import Secrets
+
+
+class ContainerPlans:
+    def __init__(self, home: str, apps: Apps, deployments: Deployments, mounts: Mounts, secrets: Secrets):
+        self.home = home
+        self.apps = apps
+        self.deployments = deployments
+        self.mounts = mounts
+        self.secrets = secrets
+
+    async def plan(self, task_id: str, revision: Revision, built: BuiltImage, image_dirs: list[str]) -> ContainerPlan:
+        """A container running `revision` on the image `built` (whose layer dirs are `image_dirs`)."""
+        fdef = revision.definition
+        python = built.config.python_version or "3.11"
+        client_dir = await asyncio.to_thread(ensure_client_pkg, self.home, python)
+        mount_dirs = [await self.mounts.materialise(m) for m in fdef.mount_ids if m != CLIENT_MOUNT_ID]
+        env = {**built.config.env, **await self.secrets.env(list(fdef.secret_ids))}
+        env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", ""), "/root") if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the log as they happen
+        app = await self.apps.get(revision.app_id)
+        layout = await self.deployments.app_layout(revision.app_id)
+        # The function's own dependencies (image, mounts, ...) are hydrated from the layout too.
+        present = {o.object_id for o in layout.objects}
+        layout.objects.extend(
+            api_pb2.Object(object_id=dep.object_id) for dep in fdef.object_dependencies if dep.object_id not in present
+        )
+        container_args = api_pb2.ContainerArguments(
+            task_id=task_id,
+            function_id=revision.function_id,
+            app_id=revision.app_id,
+            function_def=fdef,
+            environment_name=app.environment,
+            app_layout=layout,
+            serialized_params=revision.params,
+        )
+        resources = fdef.resources
+        return ContainerPlan(
+            task_id=task_id,
+            lower_dirs=image_dirs + [client_dir] + mount_dirs,
+            args=list(built.config.entrypoint or []) + ["python", "-m", "modal._container_entrypoint"],
+            env=env,
+            cwd=built.config.workdir if built.config.workdir not in ("", "/") else "/root",
+            user=built.config.user,
+            container_args=container_args.SerializeToString(),
+            cpu=resources.milli_cpu_max / 1000 if resources.milli_cpu_max else None,
+            memory_mb=resources.memory_mb_max or None,
+        )

@@ -1,0 +1,197 @@
+"""Container lifecycle: the scheduler's decisions carried out on the workers.
+
+The scheduler decides when a container of a revision starts and stops; this
+places it in the pool, starts it on its worker with its plan, writes its output
+to the app log and, once it exits, frees what it held and settles the inputs
+it was running.
+"""
+
+import asyncio
+import logging
+import time
+
+from modal_proto import api_pb2
+
+from ..images.store import LayerStore, Lease
+from ..worker.agent import ContainerPlan
+from .calls import Calls
+from .container_plans import ContainerPlans
+from .containers import Containers
+from .errors import NotFound
+from .functions import Functions, Revision
+from .images import Images
+from .logs import Logs
+from .placement import Allocation, Pool, request_of
+from .scheduler import Scheduler, Task
+from .workers import Workers
+
+log = logging.getLogger(__name__)
+GenericResult = api_pb2.GenericResult
+
+
+class Lifecycle:
+    # Set by the platform once they are built: both call back into this.
+    scheduler: Scheduler
+    workers: Workers
+
+    def __init__(
+        self,
+        pool: Pool,
+        calls: Calls,
+        containers: Containers,
+        logs: Logs,
+        functions: Functions,
+        images: Images,
+        layers: LayerStore,
+        plans: ContainerPlans,
+    ):
+        self.pool = pool
+        self.calls = calls
+        self.containers = containers
+        self.logs = logs
+        self.functions = functions
+        self.images = images
+        self.layers = layers
+        self.plans = plans
+        self._starting: set[asyncio.Task] = set()
+        self._leases: dict[str, Lease] = {}  # task id -> the image layers its container uses
+
+    def place(self, revision: Revision, task_id: str) -> Allocation | None:
+        request = request_of(revision.definition, revision.gpu_choices)
+        return self.pool.place(request, task_id, revision.definition.image_id)
+
+    async def launch(self, task: Task) -> None:
+        await self.containers.placed(task)
+        # Started in the background: the scheduler goes on while the container boots.
+        starting = asyncio.create_task(self._start_container(task))
+        self._starting.add(starting)
+        starting.add_done_callback(self._starting.discard)
+
+    async def _start_container(self, task: Task) -> None:
+        output = None
+        try:
+            link = self.workers.link(task.allocation.worker_id)
+            if link is None:
+                raise NotFound(f"Worker {task.allocation.worker_id} is gone")
+            plan = await self._plan(task)
+            output = _OrderedOutput(self.logs, task)
+            await link.start(
+                plan,
+                output.put,
+                lambda code, oom: self._container_exited(task, code, oom, output=output),
+            )
+        except Exception as e:
+            log.exception("cannot start container for %s", task.function_id)
+            await self.logs.append(task.app_id, task.task_id, task.function_id, 2, f"{e}\n")
+            await self._container_exited(task, -1, False, startup_error=str(e), output=output)
+            return
+        await self.containers.running(task.task_id, time.time())
+
+    async def _plan(self, task: Task) -> ContainerPlan:
+        revision = await self.functions.revision(task.revision_id)
+        built = await self.images.built(revision.definition.image_id)
+        # Held until the container exits, so that image garbage collection leaves its layers alone.
+        self._leases[task.task_id] = await self.layers.hold(built.layers)
+        lower_dirs = await self.layers.ensure(built.layers)
+        plan = await self.plans.plan(task.task_id, revision, built, lower_dirs)
+        plan.gpus = [g.uuid for g in task.allocation.gpus]
+        return plan
+
+    async def terminate(self, task: Task) -> None:
+        if link := self.workers.link(task.allocation.worker_id):
+            await link.stop(task.task_id)
+
+    async def worker_lost(self, worker_id: str) -> None:
+        """Like a preemption: the inputs its containers were running go back to the queue,
+        their retries untouched, and run elsewhere; the containers count as killed."""
+        for task in list(self.scheduler.tasks.values()):
+            if task.allocation.worker_id == worker_id:
+                self.calls.requeue_running(task.task_id)
+                if not task.kill_status:
+                    task.kill_status = GenericResult.GENERIC_STATUS_INTERNAL_FAILURE
+                    task.kill_message = f"Worker {worker_id} was lost"
+
+    async def _container_exited(
+        self, task: Task, code: int, oom: bool, startup_error: str = "", output: "_OrderedOutput | None" = None
+    ) -> None:
+        exited_at = time.time()  # before the log flush and clean-up, which are not the container's time
+        if output:
+            await output.flush()
+        if lease := self._leases.pop(task.task_id, None):
+            await self.layers.release(lease)
+        await self.containers.finished(task.task_id, code, exited_at)
+        self.pool.release(task.task_id)
+        was_draining = task.state == "draining"
+        self.scheduler.exited(task.task_id)
+        if task.kill_status:
+            result = GenericResult(status=task.kill_status, exception=task.kill_message)
+        elif task.startup_failure is not None:
+            result = task.startup_failure
+        elif oom:
+            result = GenericResult(
+                status=GenericResult.GENERIC_STATUS_INTERNAL_FAILURE,
+                exception="Container ran out of memory (OOM) and was killed; request more with memory=",
+            )
+        else:
+            result = GenericResult(
+                status=GenericResult.GENERIC_STATUS_INTERNAL_FAILURE,
+                exception=startup_error or f"Container exited unexpectedly with code {code}",
+            )
+        await self.calls.fail_running(task.task_id, result)
+        if (code != 0 or task.startup_failure) and not task.kill_status and not was_draining and not task.took_input:
+            # It died before serving anything: fail the queue rather than crash-loop.
+            await self.calls.fail_queued(task.revision_id, result)
+
+    async def stop_container(self, task_id: str, graceful: bool) -> None:
+        """`modal container stop`: gracefully, it finishes its inputs first; otherwise they run elsewhere."""
+        task = self.scheduler.tasks.get(task_id)
+        if task is None:
+            raise NotFound(f"Container {task_id} is not running")
+        if graceful:
+            await self.scheduler.drain(task)
+            return
+        self.calls.requeue_running(task_id)
+        await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Container was stopped")
+
+    async def cancel_running(self, input_ids: list[str], terminate: bool) -> None:
+        """Cancelled inputs still running: tell their containers, or stop them."""
+        for input_id in input_ids:
+            running = self.calls.running.get(input_id)
+            task = self.scheduler.tasks.get(running.task_id) if running else None
+            if task is None:
+                continue
+            if terminate:
+                await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Function call was cancelled")
+            else:
+                task.cancelled_inputs.append(input_id)
+                task.cancel_pulse.notify()
+
+    async def wait_cancellations(self, task: Task, timeout: float) -> list[str]:
+        if not task.cancelled_inputs:
+            await task.cancel_pulse.wait(timeout)
+        cancelled, task.cancelled_inputs = task.cancelled_inputs, []
+        return cancelled
+
+
+class _OrderedOutput:
+    """Container output, written to the app log in the order it was produced."""
+
+    def __init__(self, logs: Logs, task: Task):
+        self.logs = logs
+        self.task = task
+        self.queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self.pump = asyncio.create_task(self._pump())
+
+    def put(self, fd: int, data: bytes) -> None:
+        self.queue.put_nowait((fd, data))
+
+    async def flush(self) -> None:
+        self.queue.put_nowait(None)
+        await self.pump
+
+    async def _pump(self) -> None:
+        while (item := await self.queue.get()) is not None:
+            fd, data = item
+            await self.logs.append(
+                self.task.app_id, self.task.task_id, self.task.function_id, fd, data.decode(errors="replace")
+            )
