@@ -1,5 +1,6 @@
 """`shoal worker` processes joined to a control plane that runs no containers itself."""
 
+import contextlib
 import json
 import re
 import signal
@@ -140,8 +141,10 @@ def test_a_worker_keeps_its_cache_under_its_limit(cluster):
     cache, log = cluster.shoal.home / "w-c-cache", cluster.shoal.home / "w-c.log"
     cluster.start("w-c", "L4:1", cache, "--cache-limit", "1")  # one byte: all that no container uses goes
     flag = cluster.shoal.home / "w-c-checked"
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(cluster.stop, "w-c")
         run = cluster.shoal.spawn_modal("run", "workers.py::cache", "--flag", str(flag))
+        stack.callback(run.kill)  # if the test fails first: it would wait for the flag forever
         assert any("started: GPU-fake-w-c-0-L4" in line for line in run.stdout), "the call never ran"
         # The collection after its fetch found the cache over the limit, all of it in use, and kept it.
         _wait_for(
@@ -161,8 +164,6 @@ def test_a_worker_keeps_its_cache_under_its_limit(cluster):
         out = cluster.shoal.modal("run", "workers.py::cache", "--flag", str(flag)).stdout
         assert "imports: GPU-fake-w-c-0-L4" in out
         assert log.read_text().count("fetched") > fetched  # fetched again
-    finally:
-        cluster.stop("w-c")
 
 
 def _wait_for(condition, timeout: float = 60) -> None:
