@@ -1,10 +1,11 @@
 """The store's interface on both backends: SQLite and PostgreSQL."""
 
 import asyncio
+import os
 
 import pytest
 from modal_proto import api_pb2
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from shoal.control.apps import Apps
 from shoal.control.calls import Calls
@@ -16,7 +17,7 @@ from shoal.control.placement import Allocation, Gpu
 from shoal.control.scheduler import Task
 from shoal.control.tokens import Tokens
 from shoal.control.usage import Prices, report
-from shoal.store import schema
+from shoal.store import migrations, schema
 from shoal.store.database import Database, database_url
 
 
@@ -235,3 +236,70 @@ async def test_usage_meters_a_container_from_its_process_start_to_its_exit(db):
     await containers.close_unfinished()  # a restart while ta-starting was still starting: it never ran
     assert await seconds(until=200.0) == pytest.approx(30.0)
     assert (await containers.get("ta-ran")).started_at == 110.0
+
+
+async def _fresh_postgres(postgres_url: str, name: str) -> str:
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_store(request, tmp_path):
+    """The spec of a store nothing has written yet."""
+    if request.param == "sqlite":
+        return str(tmp_path / "shoal.db")
+    return await _fresh_postgres(request.getfixturevalue("postgres_url"), f"t{os.getpid()}_{tmp_path.name}".lower())
+
+
+async def _revision(db: Database) -> str:
+    async with db.tx() as conn:
+        return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+
+
+async def test_a_new_store_is_made_by_its_migrations(empty_store):
+    db = Database(empty_store)
+    await db.create_schema()
+    head = await _revision(db)
+    await db.create_schema()  # every start: nothing to do
+    assert await _revision(db) == head
+    token_id, secret = await Tokens(db).create()
+    await Tokens(db).verify(token_id, secret)
+    await db.close()
+
+
+async def test_a_store_from_before_migrations_is_taken_as_the_baseline(empty_store):
+    db = Database(empty_store)
+    async with db.tx() as conn:
+        await conn.run_sync(schema.metadata.create_all)  # how shoal made stores before
+    token_id, secret = await Tokens(db).create()
+    await db.create_schema()
+    assert await _revision(db) >= migrations.BASELINE
+    await Tokens(db).verify(token_id, secret)  # what it held is still there
+    await db.close()
+
+
+async def test_a_store_older_than_the_baseline_is_refused_by_name(empty_store):
+    db = Database(empty_store)
+    async with db.tx() as conn:
+        await conn.run_sync(schema.metadata.create_all)
+        await conn.execute(text("ALTER TABLE tasks DROP COLUMN gpu_type"))
+    with pytest.raises(migrations.StoreTooOld, match="table tasks lacks gpu_type"):
+        await db.create_schema()
+    await db.close()
+
+
+async def test_a_store_from_a_newer_shoal_is_refused_by_name(empty_store):
+    db = Database(empty_store)
+    await db.create_schema()
+    async with db.tx() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(migrations.StoreTooNew, match="schema 9999, from a newer shoal"):
+        await db.create_schema()
+    await db.close()

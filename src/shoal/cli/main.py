@@ -125,7 +125,9 @@ def _start_detached(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise click.ClickException(f"shoal exited during start-up; see {log_path}")
+            with open(log_path, errors="replace") as f:
+                last = next((line.strip() for line in reversed(f.readlines()) if line.strip()), "")
+            raise click.ClickException(f"shoal exited during start-up: {last}\n(the whole log: {log_path})")
         state = read_json(state_path(home))
         if state and state["pid"] == proc.pid and _port_open(host, port):
             click.echo(f"shoal is up on {url or f'http://{host}:{port}'} (pid {proc.pid}, logs in {log_path})")

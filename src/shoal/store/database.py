@@ -17,7 +17,7 @@ from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from .schema import metadata
+from . import migrations
 
 CHECKPOINT_INTERVAL = 1.0
 
@@ -59,8 +59,9 @@ class Database:
             self._async_engine = create_async_engine(self.url, pool_size=10, max_overflow=20)
 
     async def create_schema(self) -> None:
+        """Create the store, or bring one an older shoal made up to this one's schema."""
         async with self.tx() as conn:
-            await conn.run_sync(metadata.create_all)
+            await conn.run_sync(migrations.upgrade)
         if self.is_sqlite and self._checkpointer is None:
             self._checkpointer = asyncio.create_task(self._checkpoints())
 
