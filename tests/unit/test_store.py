@@ -303,3 +303,15 @@ async def test_a_store_from_a_newer_shoal_is_refused_by_name(empty_store):
     with pytest.raises(migrations.StoreTooNew, match="schema 9999, from a newer shoal"):
         await db.create_schema()
     await db.close()
+
+
+async def test_the_migrations_make_what_schema_py_says(empty_store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    db = Database(empty_store)
+    await db.create_schema()
+    async with db.tx() as conn:
+        drift = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), schema.metadata))
+    assert drift == [], "schema.py changed without a migration: python -m shoal.store.migrations 'what changed'"
+    await db.close()
