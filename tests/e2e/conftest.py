@@ -27,13 +27,17 @@ FAKE_GPUS = "H100:2,A10G:1"
 
 
 def _free_port_pair() -> int:
+    """A port P with P + 1 free too (shoal serves blobs there). Both are bound to check: a port
+    that an outgoing connection uses has no listener to answer a connect, but a bind fails."""
     while True:
-        with socket.socket() as s:
+        with socket.socket() as s, socket.socket() as s2:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        with socket.socket() as s2:
-            if s2.connect_ex(("127.0.0.1", port + 1)) != 0:
-                return port
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
 
 
 class Shoal:
@@ -42,14 +46,11 @@ class Shoal:
         self.port = port
 
     def shoal(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(VENV_BIN / "shoal"), *args],
-            env=self.base_env(),
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=timeout,
-        )
+        argv = [str(VENV_BIN / "shoal"), *args]
+        proc = subprocess.run(argv, env=self.base_env(), capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
 
     def base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
@@ -113,8 +114,16 @@ def running_shoal(
         else:
             os.symlink(cache, home / name)
     instance = Shoal(home, _free_port_pair())
-    instance.up(*up_args)
     try:
+        for attempt in range(3):
+            try:
+                instance.up(*up_args)
+                break
+            except AssertionError as e:
+                # Between the check and shoal's bind, another process may take one of the ports.
+                if "address already in use" not in str(e) or attempt == 2:
+                    raise
+                instance.port = _free_port_pair()
         yield instance
     finally:
         instance.down()
