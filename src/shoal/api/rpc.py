@@ -2,10 +2,15 @@
 the default for RPCs shoal does not implement.
 """
 
+import atexit
 import functools
+import json
 import logging
+import os
 import re
+import time
 from contextvars import ContextVar
+from pathlib import Path
 
 from grpclib import GRPCError, Status
 from modal_proto.api_grpc import ModalClientBase
@@ -14,6 +19,13 @@ from ..control import errors
 from ..worker.protocol import TASK_ID_HEADER
 
 log = logging.getLogger(__name__)
+
+# SHOAL_RPC_TRACE=FILE: every unary handler's start, request read, answer made and answer sent
+# (monotonic clock) are written to FILE as JSON when the server exits (bench/call_breakdown.py).
+TRACE_FILE = os.environ.get("SHOAL_RPC_TRACE", "")
+_trace: list[tuple[str, float, float, float, float]] = []
+if TRACE_FILE:
+    atexit.register(lambda: Path(TRACE_FILE).write_text(json.dumps(_trace)))
 
 _STATUS = {
     errors.NotFound: Status.NOT_FOUND,
@@ -50,13 +62,18 @@ def unary(fn):
 
     @functools.wraps(fn)
     async def handler(self, stream):
+        start = time.monotonic()
         _identify(stream)
         request = await stream.recv_message()
+        received = time.monotonic()
         try:
             response = await fn(self, request)
         except Exception as e:
             raise _to_grpc(e, fn.__name__) from None
+        answered = time.monotonic()
         await stream.send_message(response)
+        if TRACE_FILE:
+            _trace.append((fn.__name__, start, received, answered, time.monotonic()))
 
     handler.shoal_implemented = True
     return handler
