@@ -186,6 +186,7 @@ async def simulate(
     async def launch(task: Task) -> None:
         task.idle_since = clock()  # Task's default reads the wall clock
         counts["containers"] += 1
+        counts["from zero"] += len(scheduler.live_tasks(task.revision_id)) == 1  # only this one
         containers[task.task_id] = asyncio.create_task(container(task, rng.uniform(*cold_start)))
         meter.update()
 
@@ -226,6 +227,14 @@ async def simulate(
         raise AssertionError("every revision is added up front")
 
     scheduler = Scheduler(calls, load, place, launch, terminate)
+    reclaim_idle = scheduler._reclaim_idle
+
+    async def reclaim_counted(waiting: Revision) -> None:
+        draining = sum(t.state == "draining" for t in scheduler.tasks.values())
+        await reclaim_idle(waiting)
+        counts["reclaimed"] += sum(t.state == "draining" for t in scheduler.tasks.values()) - draining
+
+    scheduler._reclaim_idle = reclaim_counted  # counted, not changed
     calls.on_backlog = scheduler.kick  # as Platform.__init__
     meter = Meter(scheduler, calls)
     for revision in revisions:
@@ -244,6 +253,8 @@ async def simulate(
     return {
         "inputs": len(arrivals),
         "containers_started": counts["containers"],
+        "started_from_zero": counts["from zero"],
+        "reclaimed": counts["reclaimed"],
         "first_inputs": round(counts["first inputs"] / len(arrivals), 3),
         "waiting_s": round(total["waiting s"]),
         "busy_while_waiting": round(total["busy GPU-s"] / (GPUS * total["waiting s"]), 3),
@@ -273,8 +284,9 @@ def main(
     print(
         f"pooling: {APPS} bursty apps on {GPUS} GPUs, {hours:g} h simulated (seed {seed}), burst load {burst_load:g},"
         f" cold start {cold_start[0]:g}-{cold_start[1]:g} s, exit {exit_s:g} s, scaledown {scaledown_s} s:"
-        f" {r['inputs']} inputs, {r['containers_started']}"
-        f" containers started, {r['first_inputs']:.1%} of inputs a new container's first"
+        f" {r['inputs']} inputs, {r['containers_started']} containers started ({r['started_from_zero']} for a"
+        f" function that had none), {r['reclaimed']} reclaimed by another app,"
+        f" {r['first_inputs']:.1%} of inputs a new container's first"
     )
     print(
         f"  GPU-busy (cold-starting or running an input) while an input waits: {busy:.1%}"

@@ -8,17 +8,20 @@ import socket
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
 
-from ..control.platform import Settings
 from ..worker.inventory import parse_fake_gpus
 from .images import images
 from .state import alive, read_json, running_state, shoal_home, state_path, token_path, with_store, write_json
 from .usage import usage
 from .webhooks import webhooks
 from .worker import worker, workers
+
+if TYPE_CHECKING:
+    from ..control.platform import Settings
 
 DEFAULT_PORT = 7470
 
@@ -61,6 +64,9 @@ def up(host: str, port: int, database: str, detach: bool, fake_gpus: str, no_loc
     if detach:
         _start_detached(home, host, port, database, fake_gpus, no_local_worker, url)
         return
+    # Imported here: the platform's imports take a second that other commands need not spend.
+    from ..control.platform import Settings
+
     settings = Settings(
         home=home, database=database, fake_gpus=fake_gpus, local_worker=not no_local_worker, server_url=url
     )
@@ -70,7 +76,7 @@ def up(host: str, port: int, database: str, detach: bool, fake_gpus: str, no_loc
         raise click.ClickException(f"shoal could not start: {e}") from None
 
 
-async def _serve(settings: Settings, host: str, port: int) -> None:
+async def _serve(settings: "Settings", host: str, port: int) -> None:
     from ..api.server import ShoalServer, serve_forever
     from ..control.tokens import Tokens
 

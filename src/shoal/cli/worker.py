@@ -12,7 +12,6 @@ import socket
 import click
 from rich.table import Table
 
-from ..worker.fetched import DEFAULT_LIMIT, parse_limit
 from ..worker.inventory import parse_fake_gpus
 from .state import admin_request, console, shoal_home
 
@@ -31,7 +30,7 @@ from .state import admin_request, console, shoal_home
 )
 @click.option(
     "--cache-limit",
-    default=DEFAULT_LIMIT,
+    default="50%",
     show_default=True,
     help="The most the cache may hold, as 20G, 512M or a percentage of its file system; beyond it the "
     "least recently used images and code no container uses are removed.",
@@ -39,6 +38,7 @@ from .state import admin_request, console, shoal_home
 @click.option("--fake-gpus", default="", help="GPUs it declares, for tests and demos: H100:2,A10G:1")
 def worker(server: str, token: str, name: str, home: str, cache: str, cache_limit: str, fake_gpus: str) -> None:
     """Join the control plane at --server and run the containers it places here."""
+    from ..worker.fetched import parse_limit
     from ..worker.joined import JoinedWorker, server_address
 
     token_id, _, token_secret = token.partition(":")
@@ -47,12 +47,17 @@ def worker(server: str, token: str, name: str, home: str, cache: str, cache_limi
     try:
         server_address(server)
         parse_fake_gpus(fake_gpus)
-        parse_limit(cache_limit, "/")
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     if os.geteuid() != 0:
         raise click.ClickException("a worker runs containers with runc and overlayfs, which need root")
     home = home or os.path.join(shoal_home(), "workers", name)
+    cache = cache or home
+    os.makedirs(cache, exist_ok=True)
+    try:
+        limit = parse_limit(cache_limit, cache)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--cache-limit") from None
     os.makedirs(home, exist_ok=True)
     # A worker clears its home's containers when it starts: a second one there would kill the first's.
     lock = open(os.path.join(home, "worker.lock"), "w")
@@ -66,7 +71,7 @@ def worker(server: str, token: str, name: str, home: str, cache: str, cache_limi
 
     async def run() -> None:
         # Made here: its gRPC channels belong to this event loop.
-        joined = JoinedWorker(server, token_id, token_secret, home, name, fake_gpus, cache, cache_limit)
+        joined = JoinedWorker(server, token_id, token_secret, home, name, fake_gpus, cache, limit)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)

@@ -17,8 +17,6 @@ from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from . import migrations
-
 CHECKPOINT_INTERVAL = 1.0
 
 
@@ -60,6 +58,8 @@ class Database:
 
     async def create_schema(self) -> None:
         """Create the store, or bring one an older shoal made up to this one's schema."""
+        from . import migrations  # here: Alembic is only needed at start-up, not by every command
+
         async with self.tx() as conn:
             await conn.run_sync(migrations.upgrade)
         if self.is_sqlite and self._checkpointer is None:

@@ -40,7 +40,6 @@ from .protocol import DIR, FETCH_DIR, FETCH_FILES, FETCH_MANIFEST, LAYER, TAR_OP
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIMIT = "50%"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 

@@ -20,7 +20,7 @@ from modal_version import __version__ as CLIENT_VERSION
 
 from ..runtime import Runtime
 from .agent import ContainerPlan, LocalWorker, default_ca_bundle
-from .fetched import DEFAULT_LIMIT, Fetched, parse_limit
+from .fetched import Fetched
 from .inventory import this_machine
 from .protocol import CONNECT, HEARTBEAT_INTERVAL, pack, plan_from_json, unpack
 from .task_proxy import RAW, serve_task
@@ -50,9 +50,9 @@ class JoinedWorker:
         token_secret: str,
         home: str,
         name: str,
-        fake_gpus: str = "",
-        cache: str = "",
-        cache_limit: str = DEFAULT_LIMIT,
+        fake_gpus: str,
+        cache: str,
+        cache_limit: int,  # bytes
     ):
         host, port = server_address(server_url)
         self.name = name
@@ -64,9 +64,7 @@ class JoinedWorker:
         ]
         self.channel = Channel(host, port)
         self.container_channel = Channel(host, port, codec=RAW)  # containers' own RPCs, passed on unparsed
-        cache = cache or home
-        os.makedirs(cache, exist_ok=True)
-        self.fetched = Fetched(cache, self.channel, self.metadata, parse_limit(cache_limit, cache))
+        self.fetched = Fetched(cache, self.channel, self.metadata, cache_limit)
         self._collect = asyncio.Event()  # set when the cache may have outgrown its limit or freed something
         self.runtime = Runtime(os.path.join(home, "runtime"))
         self.local = LocalWorker(self.runtime, home, self._serve_task, default_ca_bundle(), self.inventory.nvidia)
