@@ -4,6 +4,8 @@ import asyncio
 import logging
 import os
 import secrets
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -39,7 +41,8 @@ class ShoalServer:
 
     async def start(self) -> None:
         await self.platform.start()
-        self._grpc = Server([ShoalServicer(self.platform, self.blob_urls), WorkerService(self.platform)])
+        modal = ShoalServicer(self.platform, self.blob_urls)
+        self._grpc = Server([modal, WorkerService(self.platform, modal.__mapping__(), self._check)])
         listen(self._grpc, RecvRequest, self._authenticate)
         await self._grpc.start(self.host, self.port)
         http = http_app(self.platform.blobs, self.blob_urls, admin_routes(self.platform))
@@ -58,21 +61,25 @@ class ShoalServer:
             await self._grpc.wait_closed()
 
     async def _authenticate(self, event: RecvRequest) -> None:
-        version = event.metadata.get("x-modal-client-version", "")
+        await self._check(event.metadata)
+
+    async def _check(self, metadata: Mapping[str, Any]) -> None:
+        """A request's client version and credentials: a token, or a container's id and secret."""
+        version = metadata.get("x-modal-client-version", "")
         if version != CLIENT_VERSION:
             raise GRPCError(
                 Status.FAILED_PRECONDITION,
                 f"shoal supports the modal client version {CLIENT_VERSION} only; this client is {version or 'unknown'}. "
                 f"Install it with: pip install modal=={CLIENT_VERSION}",
             )
-        if task_id := str(event.metadata.get(TASK_ID_HEADER, "")):
+        if task_id := str(metadata.get(TASK_ID_HEADER, "")):
             # A container on a joined worker, passed on by that worker with the secret it was given.
-            if not self.platform.workers.verify_secret(task_id, str(event.metadata.get(TASK_SECRET_HEADER, ""))):
+            if not self.platform.workers.verify_secret(task_id, str(metadata.get(TASK_SECRET_HEADER, ""))):
                 raise GRPCError(Status.UNAUTHENTICATED, f"Task {task_id} is not running or its secret is wrong")
             return
         try:
             await self.platform.tokens.verify(
-                str(event.metadata.get("x-modal-token-id", "")), str(event.metadata.get("x-modal-token-secret", ""))
+                str(metadata.get("x-modal-token-id", "")), str(metadata.get("x-modal-token-secret", ""))
             )
         except Unauthenticated as e:
             raise GRPCError(Status.UNAUTHENTICATED, str(e)) from None

@@ -28,10 +28,12 @@ from ..worker.protocol import (
     HEARTBEAT_TIMEOUT,
     LAYER,
     TAR_OPTIONS,
+    TUNNEL,
     pack,
     plan_to_json,
     unpack,
 )
+from .tunnel import Check, serve_tunnel
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +123,10 @@ class RemoteLink:
 
 
 class WorkerService:
-    def __init__(self, platform: Platform):
+    def __init__(self, platform: Platform, modal_handlers: dict[str, Handler], check: Check):
         self.platform = platform
+        self.modal_handlers = modal_handlers  # what tunnelled calls are answered by
+        self.check = check  # and how each is authenticated, as an RPC of its own would be
 
     def __mapping__(self) -> dict[str, Handler]:
         return {
@@ -130,7 +134,11 @@ class WorkerService:
             FETCH_DIR: Handler(self.fetch_dir, Cardinality.UNARY_STREAM, StringValue, BytesValue),
             FETCH_MANIFEST: Handler(self.fetch_manifest, Cardinality.UNARY_UNARY, StringValue, BytesValue),
             FETCH_FILES: Handler(self.fetch_files, Cardinality.UNARY_STREAM, BytesValue, BytesValue),
+            TUNNEL: Handler(self.tunnel, Cardinality.STREAM_STREAM, BytesValue, BytesValue),
         }
+
+    async def tunnel(self, stream: Stream) -> None:
+        await serve_tunnel(stream, self.modal_handlers, self.check)
 
     async def connect(self, stream: Stream) -> None:
         hello = unpack(await stream.recv_message())

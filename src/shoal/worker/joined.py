@@ -23,7 +23,7 @@ from .agent import ContainerPlan, LocalWorker, default_ca_bundle
 from .fetched import Fetched
 from .inventory import this_machine
 from .protocol import CONNECT, HEARTBEAT_INTERVAL, pack, plan_from_json, unpack
-from .task_proxy import RAW, serve_task
+from .task_proxy import RAW, Tunnel, serve_task
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ def server_address(url: str) -> tuple[str, int]:
             f"--server must look like http://HOST:PORT (the control plane's MODAL_SERVER_URL), not {url!r}"
         )
     return parts.hostname, parts.port
+
+
+def _tunnel_closed(task: asyncio.Task) -> None:
+    """Containers' RPCs go on as RPCs of their own until the next session opens a tunnel."""
+    if not task.cancelled() and task.exception():
+        log.warning("the tunnel to the control plane closed: %s", task.exception())
 
 
 class JoinedWorker:
@@ -63,7 +69,8 @@ class JoinedWorker:
             ("x-modal-token-secret", token_secret),
         ]
         self.channel = Channel(host, port)
-        self.container_channel = Channel(host, port, codec=RAW)  # containers' own RPCs, passed on unparsed
+        self.container_channel = Channel(host, port, codec=RAW)  # containers' streaming RPCs, passed on unparsed
+        self.tunnel = Tunnel()  # and their unary ones
         self.fetched = Fetched(cache, self.channel, self.metadata, cache_limit)
         self._collect = asyncio.Event()  # set when the cache may have outgrown its limit or freed something
         self.runtime = Runtime(os.path.join(home, "runtime"))
@@ -118,6 +125,8 @@ class JoinedWorker:
             log.info("joined the control plane as %s", self.name)
             outbox: asyncio.Queue[dict] = asyncio.Queue()
             sender = asyncio.create_task(self._send(stream, outbox))
+            tunnel = asyncio.create_task(self.tunnel.run(self.channel, self.metadata))
+            tunnel.add_done_callback(_tunnel_closed)
             try:
                 while (message := unpack(await stream.recv_message())) is not None:
                     if message["type"] == "start":
@@ -130,6 +139,7 @@ class JoinedWorker:
                         await self.local.stop(message["task_id"])
             finally:
                 sender.cancel()
+                tunnel.cancel()
 
     async def _send(self, stream, outbox: asyncio.Queue[dict]) -> None:
         """Everything the worker says, in order, with a heartbeat whenever it has been quiet."""
@@ -192,7 +202,7 @@ class JoinedWorker:
                 log.exception("collecting the cache")
 
     async def _serve_task(self, task_id: str, path: str):
-        return await serve_task(self.container_channel, task_id, self.secrets[task_id], path)
+        return await serve_task(self.container_channel, self.tunnel, task_id, self.secrets[task_id], path)
 
     async def _stop_containers(self) -> None:
         starting = list(self.starting.values())

@@ -1,21 +1,25 @@
 """A container's private endpoint on a worker away from the control plane.
 
 The container's client talks to a unix socket as it does on the embedded worker;
-every RPC is passed on unparsed to the control plane over TCP with the task's
-id and secret added. The container itself never holds a credential.
+every RPC is passed on unparsed to the control plane with the task's id and secret
+added: unary ones as messages of the worker's one Tunnel stream, streaming ones as
+RPCs of their own. The container itself never holds a credential.
 """
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from grpclib import GRPCError
+from google.protobuf.wrappers_pb2 import BytesValue
+from grpclib import GRPCError, Status
 from grpclib.const import Cardinality, Handler
 from grpclib.encoding.base import CodecBase
+from grpclib.exceptions import StreamTerminatedError
 from grpclib.server import Server, Stream
 from modal_proto.api_grpc import ModalClientBase
 
-from .protocol import TASK_ID_HEADER, TASK_SECRET_HEADER
+from .protocol import TASK_ID_HEADER, TASK_SECRET_HEADER, TUNNEL, pack_call, unpack_call
 
 
 class _Raw(CodecBase):
@@ -40,9 +44,73 @@ MODAL_METHODS = _modal_methods()
 RAW = _Raw()
 
 
+class Tunnel:
+    """The unary RPCs of every container on the worker, over one stream to the control plane."""
+
+    def __init__(self) -> None:
+        self._stream: Any = None
+        self._send_lock = asyncio.Lock()
+        self._ids = itertools.count()
+        self._waiting: dict[int, asyncio.Future[tuple[dict, bytes]]] = {}
+        self._cancels: set[asyncio.Task] = set()
+
+    @property
+    def open(self) -> bool:
+        return self._stream is not None
+
+    async def run(self, channel: Any, metadata: list[tuple[str, str]]) -> None:
+        """Carry calls until the stream ends; the calls still waiting then fail as UNAVAILABLE."""
+        try:
+            async with channel.request(
+                TUNNEL, Cardinality.STREAM_STREAM, BytesValue, BytesValue, metadata=metadata
+            ) as stream:
+                await stream.send_request()
+                self._stream = stream
+                async for message in stream:
+                    header, payload = unpack_call(message)
+                    waiter = self._waiting.pop(header["id"], None)
+                    if waiter and not waiter.done():
+                        waiter.set_result((header, payload))
+        finally:
+            self._stream = None
+            lost = GRPCError(Status.UNAVAILABLE, "the worker lost its connection to the control plane")
+            for waiter in self._waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(lost)
+            self._waiting.clear()
+
+    async def call(self, path: str, metadata: list[tuple[str, str]], request: bytes) -> bytes:
+        call_id = next(self._ids)
+        waiter = self._waiting[call_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self._send({"id": call_id, "method": path, "metadata": metadata}, request)
+            header, reply = await waiter
+        except asyncio.CancelledError:
+            if call_id in self._waiting and self.open:  # the container gave up: so does the control plane
+                cancel = asyncio.create_task(self._send({"id": call_id, "cancel": True}))
+                self._cancels.add(cancel)
+                cancel.add_done_callback(self._cancels.discard)
+            raise
+        finally:
+            self._waiting.pop(call_id, None)
+        if header["status"]:
+            raise GRPCError(Status(header["status"]), header["message"])
+        return reply
+
+    async def _send(self, header: dict, payload: bytes = b"") -> None:
+        async with self._send_lock:  # one message's frames at a time
+            if self._stream is None:
+                raise GRPCError(Status.UNAVAILABLE, "the worker is not connected to the control plane")
+            try:
+                await self._stream.send_message(pack_call(header, payload))
+            except (ConnectionError, StreamTerminatedError) as e:
+                raise GRPCError(Status.UNAVAILABLE, f"the worker lost its connection to the control plane: {e}")
+
+
 class _Forwarder:
-    def __init__(self, channel: Any, task_id: str, secret: str):
+    def __init__(self, channel: Any, tunnel: Tunnel, task_id: str, secret: str):
         self.channel = channel
+        self.tunnel = tunnel
         self.identity = ((TASK_ID_HEADER, task_id), (TASK_SECRET_HEADER, secret))
 
     def __mapping__(self) -> dict[str, Handler]:
@@ -51,6 +119,13 @@ class _Forwarder:
     def _forward(self, path: str, cardinality: Cardinality) -> Callable[[Stream], Awaitable[None]]:
         async def forward(stream: Stream) -> None:
             metadata = [*stream.metadata.items(), *self.identity] if stream.metadata else list(self.identity)
+            if (
+                cardinality is Cardinality.UNARY_UNARY
+                and self.tunnel.open
+                and all(isinstance(v, str) for _, v in metadata)
+            ):
+                await stream.send_message(await self.tunnel.call(path, metadata, await stream.recv_message()))
+                return
             upstream = self.channel.request(path, cardinality, None, None, deadline=stream.deadline, metadata=metadata)
             try:
                 async with upstream:
@@ -74,9 +149,12 @@ async def _pump(stream: Stream, upstream: Any) -> None:
     await upstream.end()
 
 
-async def serve_task(channel: Any, task_id: str, secret: str, path: str) -> Callable[[], Awaitable[None]]:
-    """Answer the container's RPCs on `path` through `channel` (made with codec=RAW); returns the stop."""
-    server = Server([_Forwarder(channel, task_id, secret)], codec=RAW)
+async def serve_task(
+    channel: Any, tunnel: Tunnel, task_id: str, secret: str, path: str
+) -> Callable[[], Awaitable[None]]:
+    """Answer the container's RPCs on `path` through `tunnel` when it is open, otherwise through
+    `channel` (made with codec=RAW); returns the stop."""
+    server = Server([_Forwarder(channel, tunnel, task_id, secret)], codec=RAW)
     await server.start(path=path)
 
     async def stop() -> None:
