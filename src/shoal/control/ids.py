@@ -8,7 +8,13 @@ _ALPHABET = string.ascii_letters + string.digits
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}-" + "".join(secrets.choice(_ALPHABET) for _ in range(22))
+    """22 characters from 136 random bits (131 survive), drawn at once: a map makes one per input."""
+    n = int.from_bytes(secrets.token_bytes(17))
+    chars = []
+    for _ in range(22):
+        n, digit = divmod(n, 62)
+        chars.append(_ALPHABET[digit])
+    return f"{prefix}-" + "".join(chars)
 
 
 def content_id(prefix: str, data: bytes) -> str:
