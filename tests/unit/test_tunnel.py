@@ -78,6 +78,7 @@ async def tunnelled(tmp_path):
         await asyncio.sleep(0.01)
     yield modal, tunnel, channel, running
     running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
     channel.close()
     server.close()
     await server.wait_closed()
