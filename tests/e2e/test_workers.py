@@ -160,10 +160,19 @@ def test_a_worker_keeps_its_cache_under_its_limit(cluster):
             )
         )
         assert not list((cache / "images" / "layers").iterdir()) and not list((cache / "images" / "files").rglob("*.*"))
+        # The worker's heartbeats say so: `shoal workers` shows its cache empty, and its limit.
+        _wait_for(lambda: _cache_of("w-c", cluster) == (0, 1))
+        table = cluster.shoal.shoal("workers").stdout
+        assert "Cache" in table and re.search(r"w-c .* 0 B/1 B", table), table
         fetched = log.read_text().count("fetched")
         out = cluster.shoal.modal("run", "workers.py::cache", "--flag", str(flag)).stdout
         assert "imports: GPU-fake-w-c-0-L4" in out
         assert log.read_text().count("fetched") > fetched  # fetched again
+
+
+def _cache_of(name: str, cluster) -> tuple[int | None, int | None]:
+    pool = {w["name"]: w for w in json.loads(cluster.shoal.shoal("workers", "--json").stdout)}
+    return pool[name]["cache_bytes"], pool[name]["cache_limit_bytes"]
 
 
 def _wait_for(condition, timeout: float = 60) -> None:

@@ -53,7 +53,9 @@ def _remaining(cache: Fetched) -> set[str]:
 
 async def test_under_its_limit_nothing_goes(cache):
     cache.limit = 1000 * KB
+    assert cache.held is None  # not measured yet
     assert (await cache.collect()).layers == 0
+    assert cache.held == 150 * KB
     assert _remaining(cache) == {"layer:old", "layer:mid", "layer:new", "dir:mounts/m1"}
 
 
@@ -63,6 +65,7 @@ async def test_least_recently_used_go_first_until_the_rest_fits(cache):
     removed = await cache.collect()
     assert (removed.layers, removed.dirs) == (2, 0)
     assert removed.bytes == 10 * KB + 60 * KB  # then "mid": its own file and the shared one
+    assert cache.held == 150 * KB - removed.bytes
     assert _remaining(cache) == {"layer:new", "dir:mounts/m1"}
     assert len(cache.layers.files.keys()) == 1  # only "new"'s file is left in the file store
     cache.limit = 0

@@ -6,15 +6,7 @@ import time
 import click
 from rich.table import Table
 
-from .state import admin_request, console
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
+from .state import admin_request, console, human_size
 
 
 @click.group()
@@ -38,8 +30,8 @@ def ls(as_json: bool) -> None:
     for row in rows:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created_at"]))
         table.add_row(
-            row["image_id"], created, row["status"], _size(row["bytes"]), str(len(row["layer_ids"])), row["source"],
-            row["step"],
+            row["image_id"], created, row["status"], human_size(row["bytes"]), str(len(row["layer_ids"])),
+            row["source"], row["step"],
         )  # fmt: skip
     console().print(table)
 
@@ -61,9 +53,9 @@ def du(image_ids: tuple[str, ...], as_json: bool) -> None:
         str(figures["images"]),
         str(figures["layers"]),
         str(figures["files"]),
-        _size(figures["logical_bytes"]),
-        _size(figures["layer_bytes"]),
-        _size(figures["stored_bytes"]),
+        human_size(figures["logical_bytes"]),
+        human_size(figures["layer_bytes"]),
+        human_size(figures["stored_bytes"]),
         f"{figures['dedup_ratio']:.2f}×",
     )
     console().print(table)
@@ -73,7 +65,7 @@ def du(image_ids: tuple[str, ...], as_json: bool) -> None:
 def gc() -> None:
     """Remove images no live app uses, then unused layers and files."""
     result = admin_request("POST", "/admin/images/gc")
-    click.echo(f"removed {result['layers']} layers and {result['files']} files, freeing {_size(result['bytes'])}")
+    click.echo(f"removed {result['layers']} layers and {result['files']} files, freeing {human_size(result['bytes'])}")
 
 
 @images.command("bootstrap")

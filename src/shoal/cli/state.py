@@ -108,3 +108,11 @@ def console() -> Console:
     """Rich's console; piped output gets whole lines (ids in full) rather than 80 columns."""
     terminal = Console()
     return terminal if terminal.is_terminal else Console(width=200)
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")

@@ -13,7 +13,7 @@ import click
 from rich.table import Table
 
 from ..worker.inventory import parse_fake_gpus
-from .state import admin_request, console, shoal_home
+from .state import admin_request, console, human_size, shoal_home
 
 
 @click.command()
@@ -88,17 +88,23 @@ def worker(server: str, token: str, name: str, home: str, cache: str, cache_limi
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def workers(as_json: bool) -> None:
-    """List the workers containers are placed on: what each has, what is free, how many containers it runs."""
+    """List the workers containers are placed on: what each has, what is free, how many containers it runs,
+    and what a joined worker's cache holds of its limit."""
     rows = admin_request("GET", "/admin/workers")
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table()
-    for name in ("Worker", "CPUs free", "Memory free", "GPUs free", "Containers"):
+    for name in ("Worker", "CPUs free", "Memory free", "GPUs free", "Containers", "Cache"):
         table.add_column(name, no_wrap=True)
 
     def gpus(free: dict[str, int], total: dict[str, int]) -> str:
         return ", ".join(f"{t} {free.get(t, 0)}/{n}" for t, n in total.items()) or "-"
+
+    def cache(held: int | None, limit: int | None) -> str:
+        if limit is None:
+            return "-"
+        return f"{'?' if held is None else human_size(held)}/{human_size(limit)}"
 
     for r in rows:
         table.add_row(
@@ -107,5 +113,6 @@ def workers(as_json: bool) -> None:
             f"{r['free_memory_mb']}/{r['memory_mb']} MiB",
             gpus(r["free_gpus"], r["gpus"]),
             str(r["containers"]),
+            cache(r["cache_bytes"], r["cache_limit_bytes"]),
         )
     console().print(table)

@@ -29,6 +29,7 @@ class Workers:
         self.on_lost = on_lost
         self.links: dict[str, Link] = {}
         self._secrets: dict[str, str] = {}  # task id -> what its requests must carry
+        self._caches: dict[str, tuple[int | None, int]] = {}  # worker id -> its cache's bytes held and limit
 
     def join(self, worker: Worker, link: Link) -> None:
         if worker.worker_id in self.links:
@@ -39,6 +40,7 @@ class Workers:
     async def leave(self, worker_id: str) -> None:
         """The worker is gone: nothing more is placed on it and what ran there is given up."""
         if self.links.pop(worker_id, None) is not None:
+            self._caches.pop(worker_id, None)
             self.pool.remove(worker_id)
             await self.on_lost(worker_id)
 
@@ -54,9 +56,16 @@ class Workers:
                 "free_memory_mb": w.free_memory,
                 "free_gpus": _count(w.free_gpus),
                 "containers": len(w.allocations),
+                # a joined worker's cache of fetched images and code (none for the embedded worker)
+                "cache_bytes": self._caches.get(w.worker_id, (None, None))[0],
+                "cache_limit_bytes": self._caches.get(w.worker_id, (None, None))[1],
             }
             for w in sorted(self.pool.workers.values(), key=lambda w: w.worker_id)
         ]
+
+    def note_cache(self, worker_id: str, held: int | None, limit: int) -> None:
+        if worker_id in self.links:
+            self._caches[worker_id] = (held, limit)
 
     def link(self, worker_id: str) -> Link | None:
         return self.links.get(worker_id)

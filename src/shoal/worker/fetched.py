@@ -76,6 +76,7 @@ class Fetched:
         self.channel = channel
         self.metadata = metadata
         self.limit = limit
+        self.held: int | None = None  # bytes the cache held after the last collection (None: none yet)
         self.in_use: dict[str, list[str]] = {}  # task id -> the names its container's lower dirs came from
         self._locks: dict[str, asyncio.Lock] = {}
         self._keys: dict[str, dict[str, int]] = {}  # layer id -> its file-store objects and their sizes
@@ -213,7 +214,8 @@ class Fetched:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return None
-            layers, dirs, freed, in_use = await asyncio.to_thread(self._choose)
+            layers, dirs, total, freed, in_use = await asyncio.to_thread(self._choose)
+            self.held = total - freed
             if in_use is None:
                 return Removed(0, 0, 0)
             keep = set(self.layers.layer_ids()) - layers
@@ -235,9 +237,10 @@ class Fetched:
         finally:
             os.close(fd)
 
-    def _choose(self) -> tuple[set[str], list[str], int, int | None]:
+    def _choose(self) -> tuple[set[str], list[str], int, int, int | None]:
         """The layers and directories to remove, least recently used first, until the rest fit;
-        the bytes that frees; and how many layers and directories are in use (None: under the limit)."""
+        the bytes held, and those the removal frees; and how many layers and directories are in
+        use (None: under the limit)."""
         in_use = self._recorded_in_use()
         layer_ids = self.layers.layer_ids()
         dir_names = [n for n in map(unquote, os.listdir(self._used)) if n.startswith(DIR)]
@@ -249,7 +252,7 @@ class Fetched:
                 sizes[key] = size
         total = sum(sizes.values()) + sum(self._dir_size(n) for n in dir_names)
         if total <= self.limit:
-            return set(), [], 0, None
+            return set(), [], total, 0, None
         candidates = [LAYER + layer for layer in layer_ids] + dir_names
         candidates = sorted((n for n in candidates if n not in in_use), key=self._last_used)
         layers: set[str] = set()
@@ -266,7 +269,7 @@ class Fetched:
             else:
                 dirs.append(name)
                 freed += self._dir_size(name)
-        return layers, dirs, freed, len(in_use)
+        return layers, dirs, total, freed, len(in_use)
 
     def _layer_keys(self, layer_id: str) -> dict[str, int]:
         if layer_id not in self._keys:

@@ -81,6 +81,7 @@ class JoinedWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Stay joined until `stop`, reconnecting after a lost connection; raises on a fatal refusal."""
         await self.runtime.cleanup_all()
+        self._collect.set()  # at once: what the cache holds, within a limit that may be new
         collector = asyncio.create_task(self._collector())
         delay = 1.0
         try:
@@ -147,7 +148,7 @@ class JoinedWorker:
             try:
                 message = await asyncio.wait_for(outbox.get(), HEARTBEAT_INTERVAL)
             except TimeoutError:
-                message = {"type": "heartbeat"}
+                message = {"type": "heartbeat", "cache_bytes": self.fetched.held, "cache_limit": self.fetched.limit}
             await stream.send_message(pack(message))
 
     async def _start(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
