@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,9 +24,6 @@ app = modal.App("shoal-bench-breakdown")
 @app.function(image=modal.Image.debian_slim())
 def stamp(_: int) -> float:
     return time.monotonic()
-
-
-SHOAL = os.path.join(os.path.dirname(sys.executable), "shoal")
 
 
 def calls(n: int) -> list[tuple[float, float, float]]:
@@ -75,19 +71,11 @@ def breakdown(timed: list[tuple[float, float, float]], trace: list) -> dict[str,
 
 
 def main(n: int = 1000) -> dict[str, float]:
-    if subprocess.run([SHOAL, "env"], capture_output=True).returncode == 0:
-        sys.exit("stop shoal first (shoal down): this starts its own, with the trace on")
+    from own_shoal import own_shoal  # here: containers import this file, and only this file is mounted
+
     trace_file = os.path.join(tempfile.mkdtemp(prefix="shoal-rpc-trace-"), "trace.json")
-    subprocess.run([SHOAL, "up", "--detach"], env={**os.environ, "SHOAL_RPC_TRACE": trace_file}, check=True)
-    try:
-        env = subprocess.run([SHOAL, "env"], capture_output=True, text=True, check=True).stdout
-        for line in env.split():
-            key, _, value = line.partition("=")
-            if key.startswith("MODAL_"):
-                os.environ[key] = value.strip("'\"")
+    with own_shoal("with the trace on", env={"SHOAL_RPC_TRACE": trace_file}):
         timed = calls(n)
-    finally:
-        subprocess.run([SHOAL, "down"], check=True)
     with open(trace_file) as f:
         result = breakdown(timed, json.load(f))
     shutil.rmtree(os.path.dirname(trace_file))

@@ -16,10 +16,9 @@ import sys
 import time
 
 from bench_app import app, echo
+from own_shoal import SHOAL, own_shoal
 
 from shoal.cli.state import read_json, shoal_home, state_path
-
-SHOAL = os.path.join(os.path.dirname(sys.executable), "shoal")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -49,29 +48,19 @@ def calls(n: int) -> list[float]:
 
 
 def main(n_calls: int = 1000, n_inputs: int = 3000) -> dict:
-    if subprocess.run([SHOAL, "env"], capture_output=True).returncode == 0:
-        sys.exit("stop shoal first (shoal down): this starts its own, with no local worker")
-    subprocess.run([SHOAL, "up", "--detach", "--no-local-worker"], check=True)
-    worker = None
-    try:
-        env = subprocess.run([SHOAL, "env"], capture_output=True, text=True, check=True).stdout
-        for line in env.split():
-            key, _, value = line.partition("=")
-            if key.startswith("MODAL_"):
-                os.environ[key] = value.strip("'\"")
+    with own_shoal("with no local worker", "--no-local-worker"):
         token = f"{os.environ['MODAL_TOKEN_ID']}:{os.environ['MODAL_TOKEN_SECRET']}"
         server = os.environ["MODAL_SERVER_URL"]
         worker = subprocess.Popen([SHOAL, "worker", "--server", server, "--token", token, "--name", "bench"])
-        pids = {"server": read_json(state_path(shoal_home()))["pid"], "worker": worker.pid}
-        with app.run():
-            list(echo.map(range(100)))  # the image is on the worker and containers are warm
-            remote = timed(pids, n_calls, lambda: calls(n_calls))
-            mapped = timed(pids, n_inputs, lambda: list(echo.map(range(n_inputs))))
-    finally:
-        if worker:
+        try:
+            pids = {"server": read_json(state_path(shoal_home()))["pid"], "worker": worker.pid}
+            with app.run():
+                list(echo.map(range(100)))  # the image is on the worker and containers are warm
+                remote = timed(pids, n_calls, lambda: calls(n_calls))
+                mapped = timed(pids, n_inputs, lambda: list(echo.map(range(n_inputs))))
+        finally:
             worker.terminate()
             worker.wait()
-        subprocess.run([SHOAL, "down"], check=True)
     assert mapped["samples"] == list(range(n_inputs))
     result = {
         "remote_p50_ms": round(statistics.median(remote["samples"]), 2),
