@@ -9,6 +9,7 @@ from typing import Any
 
 from grpclib import GRPCError, Status
 from grpclib.const import Cardinality, Handler
+from grpclib.exceptions import StreamTerminatedError
 from grpclib.server import Stream
 from multidict import MultiDict
 
@@ -48,8 +49,11 @@ async def serve_tunnel(stream: Stream, handlers: dict[str, Handler], check: Chec
         except Exception as e:
             log.exception("tunnelled %s failed", header.get("method"))
             reply, status, message = b"", Status.INTERNAL.value, f"shoal: {type(e).__name__}: {e}"
-        async with send_lock:  # one message's frames at a time
-            await stream.send_message(pack_call({"id": call_id, "status": status, "message": message}, reply))
+        try:
+            async with send_lock:  # one message's frames at a time
+                await stream.send_message(pack_call({"id": call_id, "status": status, "message": message}, reply))
+        except (ConnectionError, StreamTerminatedError):
+            pass  # the worker is gone, and with it the container that asked
 
     try:
         async for message in stream:
