@@ -9,11 +9,10 @@ from typing import Any
 
 from grpclib import GRPCError, Status
 from grpclib.const import Cardinality, Handler
-from grpclib.exceptions import StreamTerminatedError
 from grpclib.server import Stream
 from multidict import MultiDict
 
-from ..worker.protocol import pack_call, unpack_call
+from ..worker.protocol import Outbox, call_record, unpack_calls
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class _Call:
 
 async def serve_tunnel(stream: Stream, handlers: dict[str, Handler], check: Check) -> None:
     """Answer each call in a task of its own until the worker ends the stream; then cancel the rest."""
-    send_lock = asyncio.Lock()
+    outbox = Outbox(stream)
     calls: dict[int, asyncio.Task] = {}
 
     async def answer(call_id: int, header: dict, payload: bytes) -> None:
@@ -49,25 +48,22 @@ async def serve_tunnel(stream: Stream, handlers: dict[str, Handler], check: Chec
         except Exception as e:
             log.exception("tunnelled %s failed", header.get("method"))
             reply, status, message = b"", Status.INTERNAL.value, f"shoal: {type(e).__name__}: {e}"
-        try:
-            async with send_lock:  # one message's frames at a time
-                await stream.send_message(pack_call({"id": call_id, "status": status, "message": message}, reply))
-        except (ConnectionError, StreamTerminatedError):
-            pass  # the worker is gone, and with it the container that asked
+        outbox.put(call_record({"id": call_id, "status": status, "message": message}, reply))
 
     try:
         async for message in stream:
-            header, payload = unpack_call(message)
-            call_id = header["id"]
-            if header.get("cancel"):
-                if task := calls.get(call_id):
-                    task.cancel()
-                continue
-            calls[call_id] = asyncio.create_task(answer(call_id, header, payload))
-            calls[call_id].add_done_callback(lambda _, i=call_id: calls.pop(i, None))
+            for header, payload in unpack_calls(message):
+                call_id = header["id"]
+                if header.get("cancel"):
+                    if task := calls.get(call_id):
+                        task.cancel()
+                    continue
+                calls[call_id] = asyncio.create_task(answer(call_id, header, payload))
+                calls[call_id].add_done_callback(lambda _, i=call_id: calls.pop(i, None))
     finally:
         for task in calls.values():
             task.cancel()
+        outbox.close()
 
 
 async def _dispatch(header: dict, payload: bytes, handlers: dict[str, Handler], check: Check) -> bytes:

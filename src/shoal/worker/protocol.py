@@ -8,18 +8,22 @@ Two gRPC methods on the control plane's own port, beside the Modal API:
   keeps them in a layer store of its own, so a file is fetched once whatever layer has it.
 - FetchDir (unary-stream): a tar stream of one other directory under the control plane's
   home (the client package, a code mount), which the worker caches whole.
-- Tunnel (stream-stream): the unary Modal RPCs of the worker's containers, each a message
-  (a JSON header line, then the request's bytes) answered by a message with its id; a
-  message costs the control plane about a third of what an RPC of its own does.
+- Tunnel (stream-stream): the unary Modal RPCs of the worker's containers, each a record
+  (a JSON header line, then the request's bytes) answered by a record with its id; records
+  ready together travel as one message, and a message costs the control plane about a
+  third of what an RPC of its own does.
 Messages are JSON in a BytesValue, so no protocol of our own needs compiling.
 """
 
+import asyncio
 import base64
 import json
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
 from google.protobuf.wrappers_pb2 import BytesValue
+from grpclib.exceptions import StreamTerminatedError
 
 from .agent import ContainerPlan
 
@@ -59,11 +63,44 @@ def plan_from_json(data: dict[str, Any]) -> ContainerPlan:
     return ContainerPlan(**{**data, "container_args": base64.b64decode(data["container_args"])})
 
 
-def pack_call(header: dict[str, Any], payload: bytes = b"") -> BytesValue:
-    """A tunnel message: its header (id, and method and metadata or status) as a JSON line, then the payload."""
-    return BytesValue(value=json.dumps(header).encode() + b"\n" + payload)
+def call_record(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    """One call or answer in the tunnel: its header (id, and method and metadata, or status) as a
+    JSON line, then the payload."""
+    return json.dumps(header).encode() + b"\n" + payload
 
 
-def unpack_call(message: BytesValue) -> tuple[dict[str, Any], bytes]:
-    header, _, payload = message.value.partition(b"\n")
-    return json.loads(header), payload
+def unpack_calls(message: BytesValue) -> Iterator[tuple[dict[str, Any], bytes]]:
+    data, at = message.value, 0
+    while at < len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        header, _, payload = data[at + 4 : at + 4 + size].partition(b"\n")
+        at += 4 + size
+        yield json.loads(header), payload
+
+
+class Outbox:
+    """Tunnel records made ready in the same turn of the loop leave as one message, each with
+    its length: the stream's cost per message is paid once for them all."""
+
+    def __init__(self, stream: Any):
+        self.stream = stream
+        self._records: list[bytes] = []
+        self._sender: asyncio.Task | None = None
+
+    def put(self, record: bytes) -> None:
+        self._records.append(record)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._records:
+            records, self._records = self._records, []
+            message = BytesValue(value=b"".join(len(r).to_bytes(4, "big") + r for r in records))
+            try:
+                await self.stream.send_message(message)
+            except (ConnectionError, StreamTerminatedError):
+                return  # the other end is gone: the stream's end tells those waiting
+
+    def close(self) -> None:
+        if self._sender:
+            self._sender.cancel()

@@ -15,11 +15,10 @@ from google.protobuf.wrappers_pb2 import BytesValue
 from grpclib import GRPCError, Status
 from grpclib.const import Cardinality, Handler
 from grpclib.encoding.base import CodecBase
-from grpclib.exceptions import StreamTerminatedError
 from grpclib.server import Server, Stream
 from modal_proto.api_grpc import ModalClientBase
 
-from .protocol import TASK_ID_HEADER, TASK_SECRET_HEADER, TUNNEL, pack_call, unpack_call
+from .protocol import TASK_ID_HEADER, TASK_SECRET_HEADER, TUNNEL, Outbox, call_record, unpack_calls
 
 
 class _Raw(CodecBase):
@@ -48,15 +47,13 @@ class Tunnel:
     """The unary RPCs of every container on the worker, over one stream to the control plane."""
 
     def __init__(self) -> None:
-        self._stream: Any = None
-        self._send_lock = asyncio.Lock()
+        self._outbox: Outbox | None = None
         self._ids = itertools.count()
         self._waiting: dict[int, asyncio.Future[tuple[dict, bytes]]] = {}
-        self._cancels: set[asyncio.Task] = set()
 
     @property
     def open(self) -> bool:
-        return self._stream is not None
+        return self._outbox is not None
 
     async def run(self, channel: Any, metadata: list[tuple[str, str]]) -> None:
         """Carry calls until the stream ends; the calls still waiting then fail as UNAVAILABLE."""
@@ -65,14 +62,16 @@ class Tunnel:
                 TUNNEL, Cardinality.STREAM_STREAM, BytesValue, BytesValue, metadata=metadata
             ) as stream:
                 await stream.send_request()
-                self._stream = stream
+                self._outbox = Outbox(stream)
                 async for message in stream:
-                    header, payload = unpack_call(message)
-                    waiter = self._waiting.pop(header["id"], None)
-                    if waiter and not waiter.done():
-                        waiter.set_result((header, payload))
+                    for header, payload in unpack_calls(message):
+                        waiter = self._waiting.pop(header["id"], None)
+                        if waiter and not waiter.done():
+                            waiter.set_result((header, payload))
         finally:
-            self._stream = None
+            if self._outbox:
+                self._outbox.close()
+            self._outbox = None
             lost = GRPCError(Status.UNAVAILABLE, "the worker lost its connection to the control plane")
             for waiter in self._waiting.values():
                 if not waiter.done():
@@ -80,31 +79,22 @@ class Tunnel:
             self._waiting.clear()
 
     async def call(self, path: str, metadata: list[tuple[str, str]], request: bytes) -> bytes:
+        if self._outbox is None:
+            raise GRPCError(Status.UNAVAILABLE, "the worker is not connected to the control plane")
         call_id = next(self._ids)
         waiter = self._waiting[call_id] = asyncio.get_running_loop().create_future()
+        self._outbox.put(call_record({"id": call_id, "method": path, "metadata": metadata}, request))
         try:
-            await self._send({"id": call_id, "method": path, "metadata": metadata}, request)
             header, reply = await waiter
         except asyncio.CancelledError:
-            if call_id in self._waiting and self.open:  # the container gave up: so does the control plane
-                cancel = asyncio.create_task(self._send({"id": call_id, "cancel": True}))
-                self._cancels.add(cancel)
-                cancel.add_done_callback(self._cancels.discard)
+            if call_id in self._waiting and self._outbox:  # the container gave up: so does the control plane
+                self._outbox.put(call_record({"id": call_id, "cancel": True}))
             raise
         finally:
             self._waiting.pop(call_id, None)
         if header["status"]:
             raise GRPCError(Status(header["status"]), header["message"])
         return reply
-
-    async def _send(self, header: dict, payload: bytes = b"") -> None:
-        async with self._send_lock:  # one message's frames at a time
-            if self._stream is None:
-                raise GRPCError(Status.UNAVAILABLE, "the worker is not connected to the control plane")
-            try:
-                await self._stream.send_message(pack_call(header, payload))
-            except (ConnectionError, StreamTerminatedError) as e:
-                raise GRPCError(Status.UNAVAILABLE, f"the worker lost its connection to the control plane: {e}")
 
 
 class _Forwarder:
