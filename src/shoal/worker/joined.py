@@ -141,6 +141,7 @@ class JoinedWorker:
             finally:
                 sender.cancel()
                 tunnel.cancel()
+                await asyncio.wait([tunnel])  # closed, and its calls failed, before a next session opens one
 
     async def _send(self, stream, outbox: asyncio.Queue[dict]) -> None:
         """Everything the worker says, in order, with a heartbeat whenever it has been quiet."""
