@@ -32,7 +32,7 @@ async def test_a_woken_queue_waiter_that_goes_away_passes_its_turn_on():
     q = FunctionQueue()
     first, second = asyncio.create_task(q.wait(5)), asyncio.create_task(q.wait(5))
     await asyncio.sleep(0)
-    q.wake(1)  # wakes the first, which is cancelled before it runs
+    q.notify(1)  # wakes the first, which is cancelled before it runs
     first.cancel()
     await asyncio.gather(first, return_exceptions=True)
     await asyncio.wait_for(second, 1)

@@ -19,7 +19,7 @@ from ..store import schema as t
 from ..store.database import Database
 from .errors import NotFound
 from .ids import new_id
-from .pulse import Pulse, settle
+from .pulse import Pulse
 from .retries import retry_delay
 
 log = logging.getLogger(__name__)
@@ -77,41 +77,16 @@ class Running:
     started_at: float
 
 
-class FunctionQueue:
+class FunctionQueue(Pulse):
     """Queued inputs of one function revision, and the containers waiting for them.
 
-    A new input wakes one waiting container, not all of them: with many idle
+    A new input wakes one waiting container (`notify(1)`), not all of them: with many idle
     containers, waking every one per input would cost more than the input.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.pending: deque[Input] = deque()
-        self._waiters: deque[asyncio.Future] = deque()
-
-    def wake(self, n: int | None = None) -> None:
-        """Wake up to `n` waiting containers (all of them when None)."""
-        while self._waiters and (n is None or n > 0):
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(True)
-                n = None if n is None else n - 1
-
-    async def wait(self, timeout: float) -> None:
-        # A bare future and a timer: woken, it runs in the loop's next turn (asyncio.wait_for takes two).
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        self._waiters.append(waiter)
-        timer = loop.call_later(timeout, settle, waiter, False)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.result():
-                self.wake(1)  # this waiter's caller went away: pass its turn on
-            raise
-        finally:
-            timer.cancel()
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
 
 
 class Calls:
@@ -222,7 +197,7 @@ class Calls:
             return
         q = self.queue(call.revision_id)
         q.pending.extend(new_inputs)
-        q.wake(len(new_inputs))
+        q.notify(len(new_inputs))
         self.on_backlog(call.revision_id)
 
     async def get_outputs(
@@ -308,7 +283,7 @@ class Calls:
             await q.wait(deadline - time.monotonic())
         if stop.is_set():
             if q.pending:
-                q.wake(1)  # this container is leaving: another takes its turn
+                q.notify(1)  # this container is leaving: another takes its turn
             return []
         taken = self._take(q, task_id, max_n)
         filled_by = time.monotonic() + linger

@@ -326,7 +326,7 @@ class Scheduler:
         task.state = "draining"
         task.drain_deadline = time.monotonic() + DRAIN_GRACE
         task.stop.set()
-        self.calls.queue(task.revision_id).wake()
+        self.calls.queue(task.revision_id).notify()
 
     def mark_running(self, task_id: str) -> None:
         task = self.tasks.get(task_id)
