@@ -56,3 +56,23 @@ async def test_blocking_calls_leave_memory_once_their_results_are_taken(tmp_path
         api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC: True,
     }
     await calls.flush()
+
+
+async def test_a_maps_outputs_come_back_together_and_the_last_one_ends_the_wait(tmp_path, monkeypatch):
+    monkeypatch.setattr("shoal.control.calls.OUTPUT_BATCH_WINDOW", 60)
+    calls = await make_calls(tmp_path)
+    ok = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
+    call, _ = await calls.create("rv-1", 0, [(i, api_pb2.FunctionInput()) for i in range(3)])
+    inputs = await calls.next_inputs("rv-1", "ta-1", 3, 0, asyncio.Event())
+    await calls.put_output(inputs[0].input_id, ok, 0)
+    waiting = asyncio.create_task(
+        calls.get_outputs(call.call_id, last_entry_id="0-0", timeout=60, clear_on_success=False)
+    )
+    for inp in inputs[1:]:
+        await asyncio.sleep(0.01)
+        await calls.put_output(inp.input_id, ok, 0)
+    # Far inside the 60 s window: the call's last output ends the wait, with every output.
+    outputs, last_entry_id, unfinished = await asyncio.wait_for(waiting, 5)
+    assert [o.idx for o in outputs] == [0, 1, 2]
+    assert (last_entry_id, unfinished) == ("3", 0)
+    await calls.flush()

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 SYNC_INVOCATIONS = (api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC_LEGACY)
 OUTPUT_BATCH = 100
-OUTPUT_BATCH_WINDOW = 0.01
-OUTPUT_WRITE_DELAY = 0.002
+OUTPUT_BATCH_WINDOW = 0.05  # longest a map's output waits for others to share its request
+OUTPUT_WRITE_DELAY = 0.05  # outputs gathered into one store transaction (each has a fixed cost)
 
 GenericResult = api_pb2.GenericResult
 # The call path's statements, built once: building one per call costs SQLAlchemy more
@@ -221,8 +221,16 @@ class Calls:
                 break
             await call.pulse.wait(deadline - time.monotonic())
         if items and start_idx is None and call.unfinished and len(items) < OUTPUT_BATCH:
-            # A map's outputs arrive one by one: a moment's wait returns many per request.
-            await asyncio.sleep(OUTPUT_BATCH_WINDOW)
+            # A map's outputs arrive one by one, and each request costs the server an RPC and
+            # the client's list of every input it still waits on: a moment's wait for a fuller
+            # batch (or the last output) returns many per request.
+            filled_by = time.monotonic() + OUTPUT_BATCH_WINDOW
+            while (
+                call.unfinished
+                and len(call.outputs) - offset < OUTPUT_BATCH
+                and (left := filled_by - time.monotonic()) > 0
+            ):
+                await call.pulse.wait(left)
             items = call.outputs[offset:]
         if clear_on_success and (start_idx is not None or not items):
             # The caller acknowledged what it needs; results are no longer kept for it.
