@@ -1,4 +1,4 @@
-"""Autoscaler knobs through the real client: concurrent and batched inputs, buffer containers, update_autoscaler."""
+"""Autoscaler knobs through the real client: concurrent and batched inputs, buffer containers, run-time autoscaler settings."""
 
 
 def test_autoscaler_knobs(shoal):
@@ -7,5 +7,11 @@ def test_autoscaler_knobs(shoal):
     assert lines["concurrent containers"] == "1", out  # three inputs at once share one container
     assert lines["batch sizes"] == "[4]", out  # four inputs, one batch
     assert lines["buffer kept beside the busy one"] == "True", out
+    assert lines["declared settings"] == (
+        "FunctionAutoscalerSettings(min_containers=0, max_containers=32, scaledown_window=2, buffer_containers=0)"
+    ), out
     assert lines["min_containers=1 at run time"] == "True", out
+    assert lines["settings at run time"] == (
+        "FunctionAutoscalerSettings(min_containers=1, max_containers=3, scaledown_window=2, buffer_containers=0)"
+    ), out
     assert lines["min_containers=0 at run time"] == "True", out

@@ -5,7 +5,7 @@ from modal_proto import api_pb2
 from shoal.control.calls import Calls
 from shoal.control.functions import Revision
 from shoal.control.placement import Gpu, Pool, Worker, request_of
-from shoal.control.scheduler import Scheduler
+from shoal.control.scheduler import DEFAULT_MAX_CONTAINERS, Scheduler, autoscaling
 from shoal.store.database import Database
 
 
@@ -104,3 +104,15 @@ async def test_a_container_starting_or_between_inputs_keeps_its_gpu(tmp_path):
     await scheduler.reconcile("rv-b", [])
     assert holder.state == "running"  # busy
     await calls.flush()
+
+
+def test_run_time_settings_override_the_declared_ones_and_none_lifts_the_functions_bound():
+    fdef = api_pb2.Function(
+        autoscaler_settings=api_pb2.AutoscalerSettings(min_containers=1, max_containers=4, scaledown_window=5)
+    )
+    assert autoscaling(fdef).max_containers == 4
+    raised = autoscaling(fdef, api_pb2.AutoscalerSettings(max_containers=8))
+    assert (raised.min_containers, raised.max_containers, raised.scaledown_window) == (1, 8, 5)
+    # Function.autoscaler.update(max_containers=None) sends 0: no bound of the function's own
+    assert autoscaling(fdef, api_pb2.AutoscalerSettings(max_containers=0)).max_containers == DEFAULT_MAX_CONTAINERS
+    assert autoscaling(api_pb2.Function()).max_containers == DEFAULT_MAX_CONTAINERS

@@ -19,6 +19,7 @@ from ..control.errors import InvalidArgument, NotFound
 from ..control.handles import function_metadata, method_metadata
 from ..control.logs import LogEntry
 from ..control.platform import Platform
+from ..control.scheduler import Autoscaling
 from .blob_urls import BlobUrls
 from .rpc import UnimplementedServicer, caller, proxied_task, streaming, unary
 
@@ -477,12 +478,16 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def FunctionUpdateSchedulingParams(self, req):
         current = await self.p.releases.update_autoscaler(req.function_id, req.settings, req.warm_pool_size_override)
-        return api_pb2.FunctionUpdateSchedulingParamsResponse(
-            current_settings=api_pb2.AutoscalerSettings(
-                min_containers=current.min_containers,
-                max_containers=current.max_containers,
-                buffer_containers=current.buffer_containers,
-                scaledown_window=int(current.scaledown_window),
+        return api_pb2.FunctionUpdateSchedulingParamsResponse(current_settings=_autoscaler_settings(current))
+
+    @unary
+    async def FunctionGetSchedulingParams(self, req):
+        declared, override, current = await self.p.releases.autoscaler(req.function_id)
+        return api_pb2.FunctionGetSchedulingParamsResponse(
+            autoscaler_configuration=api_pb2.AutoscalerConfiguration(
+                settings=_autoscaler_settings(current),
+                default_settings=_autoscaler_settings(declared),
+                override_settings=override,
             )
         )
 
@@ -635,6 +640,15 @@ class ShoalServicer(UnimplementedServicer):
     async def FunctionCallPutDataOut(self, req):
         await self.p.calls.put_data_out(req.function_call_id, list(req.data_chunks))
         return empty_pb2.Empty()
+
+
+def _autoscaler_settings(a: Autoscaling) -> api_pb2.AutoscalerSettings:
+    return api_pb2.AutoscalerSettings(
+        min_containers=a.min_containers,
+        max_containers=a.max_containers,
+        buffer_containers=a.buffer_containers,
+        scaledown_window=int(a.scaledown_window),
+    )
 
 
 def _history_entry(v: Version, live_version: int) -> api_pb2.AppDeploymentHistory:

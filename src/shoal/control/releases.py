@@ -118,6 +118,12 @@ class Releases:
         self.scheduler.kick(revision.revision_id)
         return autoscaling(revision.definition, override)
 
+    async def autoscaler(self, function_id: str) -> tuple[Autoscaling, api_pb2.AutoscalerSettings, Autoscaling]:
+        """Function.autoscaler.settings(): what the function declared, the run-time overrides, and what applies."""
+        revision = await self.deployments.resolve(function_id)
+        override = self.scheduler.overrides.get(function_id, api_pb2.AutoscalerSettings())
+        return autoscaling(revision.definition), override, autoscaling(revision.definition, override)
+
     async def recover(self) -> None:
         """After a restart: deployed apps' live versions may start containers again (their warm pools)."""
         for app in await self.apps.in_state(api_pb2.APP_STATE_DEPLOYED):

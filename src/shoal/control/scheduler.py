@@ -27,7 +27,7 @@ from .pulse import Pulse
 log = logging.getLogger(__name__)
 
 DEFAULT_SCALEDOWN_WINDOW = 60.0
-DEFAULT_MAX_CONTAINERS = 32
+DEFAULT_MAX_CONTAINERS = 32  # for a function that sets no max_containers
 # A container that was told to exit but has not after this long is killed.
 DRAIN_GRACE = 30.0
 # Containers of one function starting at once: a burst grows the pool step by step
@@ -81,7 +81,8 @@ def autoscaling(fdef: api_pb2.Function, override: api_pb2.AutoscalerSettings | N
 
     return Autoscaling(
         setting("min_containers", fdef.warm_pool_size),
-        setting("max_containers", fdef.concurrency_limit or DEFAULT_MAX_CONTAINERS),
+        # 0 is the client's "no bound of the function's own" (`max_containers=None`)
+        setting("max_containers", fdef.concurrency_limit) or DEFAULT_MAX_CONTAINERS,
         setting("buffer_containers", fdef._experimental_buffer_containers),
         float(setting("scaledown_window", fdef.task_idle_timeout_secs or int(DEFAULT_SCALEDOWN_WINDOW))),
     )

@@ -1,4 +1,4 @@
-"""Autoscaler knobs: @modal.concurrent, @modal.batched, buffer_containers, update_autoscaler.
+"""Autoscaler knobs: @modal.concurrent, @modal.batched, buffer_containers, run-time autoscaler settings.
 
 python autoscaling.py   prints one line per check
 """
@@ -57,9 +57,11 @@ if __name__ == "__main__":
         print(f"buffer kept beside the busy one: {wait_until(lambda: containers_of(app.app_id) >= 2)}")
         running.get()
 
-        # Nothing calls idle(): only update_autoscaler brings a container up, and takes it away.
+        # Nothing calls idle(): only the run-time settings bring a container up, and take it away.
         assert wait_until(lambda: containers_of(app.app_id) == 0)
-        idle.update_autoscaler(min_containers=1)
+        print(f"declared settings: {idle.autoscaler.settings()}")
+        idle.autoscaler.update(min_containers=1, max_containers=3)
         print(f"min_containers=1 at run time: {wait_until(lambda: containers_of(app.app_id) == 1)}")
-        idle.update_autoscaler(min_containers=0)
+        print(f"settings at run time: {idle.autoscaler.settings()}")
+        idle.update_autoscaler(min_containers=0)  # the older spelling
         print(f"min_containers=0 at run time: {wait_until(lambda: containers_of(app.app_id) == 0)}")
