@@ -116,3 +116,29 @@ def test_run_time_settings_override_the_declared_ones_and_none_lifts_the_functio
     # Function.autoscaler.update(max_containers=None) sends 0: no bound of the function's own
     assert autoscaling(fdef, api_pb2.AutoscalerSettings(max_containers=0)).max_containers == DEFAULT_MAX_CONTAINERS
     assert autoscaling(api_pb2.Function()).max_containers == DEFAULT_MAX_CONTAINERS
+
+
+async def test_containers_are_provisioned_for_target_inputs_and_take_up_to_max_inputs_while_inputs_wait(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr("shoal.control.scheduler.MAX_STARTING", 8)  # not this machine's core count
+    scheduler, calls, pool = await make_scheduler(tmp_path)
+    fdef = api_pb2.Function(max_concurrent_inputs=4, target_concurrent_inputs=2)
+    scheduler.add(Revision("rv-c", "fu-c", "ap-1", fdef))
+
+    await calls.create("rv-c", 0, [(0, api_pb2.FunctionInput())])
+    await scheduler.reconcile("rv-c", [])
+    (first,) = scheduler.live_tasks("rv-c")  # from zero, one container starts alone
+    await calls.next_inputs("rv-c", first.task_id, 1, 0, first.stop)
+    assert scheduler.input_slots("rv-c", 2, 4) == 2  # nothing waits: the target
+
+    await calls.create("rv-c", 0, [(i, api_pb2.FunctionInput()) for i in range(1, 7)])
+    assert scheduler.input_slots("rv-c", 2, 4) == 4  # inputs wait: up to max_inputs
+    running = list(calls.running.values())
+    await scheduler.reconcile("rv-c", running)
+    # Seven inputs at two per container want four containers (at four per container, two).
+    assert len(scheduler.live_tasks("rv-c")) == 4
+    stats = scheduler.current_stats(scheduler.revisions["rv-c"])
+    assert (stats.backlog, stats.num_total_tasks, stats.num_running_inputs) == (6, 4, 1)
+    assert stats.input_headroom == 3 + 3 * 4  # the first runs one of its four inputs, the others none
+    await calls.flush()

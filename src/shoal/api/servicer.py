@@ -492,6 +492,10 @@ class ShoalServicer(UnimplementedServicer):
         )
 
     @unary
+    async def FunctionGetCurrentStats(self, req):
+        return self.p.scheduler.current_stats(await self.p.deployments.resolve(req.function_id))
+
+    @unary
     async def FunctionMap(self, req):
         revision = await self.p.releases.call_target(req.function_id)
         items = [(item.idx, item.input) for item in req.pipelined_inputs]
@@ -627,6 +631,11 @@ class ShoalServicer(UnimplementedServicer):
                 for i in inputs
             ]
         )
+
+    @unary
+    async def FunctionGetDynamicConcurrency(self, req):
+        slots = self.p.scheduler.input_slots(self._task().revision_id, req.target_concurrency, req.max_concurrency)
+        return api_pb2.FunctionGetDynamicConcurrencyResponse(concurrency=slots)
 
     @unary
     async def FunctionPutOutputs(self, req):

@@ -57,8 +57,10 @@ class Task:
     kill_message: str = ""
 
 
-def concurrency(fdef: api_pb2.Function) -> int:
-    return max(1, fdef.max_concurrent_inputs or 1, fdef.target_concurrent_inputs or 1)
+def target_concurrency(fdef: api_pb2.Function) -> int:
+    """Inputs per container the autoscaler provisions for: `@modal.concurrent`'s `target_inputs`,
+    else its `max_inputs`. A container takes up to `max_inputs` while inputs queue (`input_slots`)."""
+    return max(1, fdef.target_concurrent_inputs or fdef.max_concurrent_inputs or 1)
 
 
 @dataclass(frozen=True)
@@ -204,10 +206,10 @@ class Scheduler:
         settings = autoscaling(fdef, self.overrides.get(revision.function_id))
         retired = revision_id in self.retired
         live = self.live_tasks(revision_id)
-        per_task = concurrency(fdef)
+        per_task = target_concurrency(fdef)
         backlog = len(self.calls.queue(revision_id).pending)
         active = Counter(r.task_id for r in running)
-        idle_slots = sum(per_task - active[t.task_id] for t in live)
+        idle_slots = sum(max(0, per_task - active[t.task_id]) for t in live)
         wanted = len(live)
         if backlog > idle_slots:
             wanted += math.ceil((backlog - idle_slots) / per_task)
@@ -343,6 +345,26 @@ class Scheduler:
             task.state = "stopped"
             task.stop.set()
             self.kick(task.revision_id)
+
+    def input_slots(self, revision_id: str, target: int, maximum: int) -> int:
+        """How many inputs a container of a function with `target_inputs` below `max_inputs`
+        takes at once (it asks every few seconds): up to the maximum while the function has
+        inputs waiting, which new containers may not absorb soon enough, else the target."""
+        return maximum if self.calls.queue(revision_id).pending else target
+
+    def current_stats(self, revision: Revision) -> api_pb2.FunctionStats:
+        """Function.get_current_stats(): inputs waiting and running, containers, and the inputs
+        the function's ready containers could still take."""
+        rid = revision.revision_id
+        live = self.live_tasks(rid)
+        running = Counter(r.task_id for r in self.calls.running.values() if r.input.revision_id == rid)
+        per_task = max(1, revision.definition.max_concurrent_inputs or 1)
+        return api_pb2.FunctionStats(
+            backlog=len(self.calls.queue(rid).pending),
+            num_total_tasks=len(live),
+            num_running_inputs=sum(running.values()),
+            input_headroom=sum(max(0, per_task - running[t.task_id]) for t in live if t.state == "running"),
+        )
 
     def tasks_of_app(self, app_id: str) -> list[Task]:
         return [t for t in self.tasks.values() if t.app_id == app_id]
