@@ -4,6 +4,7 @@ import asyncio
 import os
 
 import pytest
+from alembic import command
 from modal_proto import api_pb2
 from sqlalchemy import delete, text
 
@@ -14,7 +15,7 @@ from shoal.control.deployments import Deployments
 from shoal.control.errors import NotFound, Unauthenticated
 from shoal.control.functions import Functions, retry_policy
 from shoal.control.placement import Allocation, Gpu
-from shoal.control.scheduler import Task
+from shoal.control.scheduler import Task, autoscaling
 from shoal.control.tokens import Tokens
 from shoal.control.usage import Prices, report
 from shoal.store import migrations, schema
@@ -79,6 +80,47 @@ async def test_function_revisions_persist(db):
     bound_revision = await fresh.bound_revision(bound, revision)
     assert bound_revision.params == b"params" and bound_revision.definition == fdef
     assert await Functions(db).revision(bound_revision.revision_id) == bound_revision
+
+
+async def test_a_class_variant_runs_its_options_over_the_class_definition(db):
+    functions = Functions(db)
+    fid = await functions.precreate("ap-1", "Model.*")
+    declared = api_pb2.Function(
+        function_name="Model.*",
+        resources=api_pb2.Resources(milli_cpu=500, gpu_config=api_pb2.GPUConfig(gpu_type="A10G", count=1)),
+        autoscaler_settings=api_pb2.AutoscalerSettings(max_containers=2, scaledown_window=60),
+        secret_ids=["st-declared"],
+        max_concurrent_inputs=2,
+    )
+    revision = await functions.create("ap-1", declared, fid, ("A10G:1", "L4:1"))
+    options = api_pb2.FunctionOptions(
+        resources=api_pb2.Resources(gpu_config=api_pb2.GPUConfig(gpu_type="H100", count=2)),
+        concurrency_limit=8,
+        timeout_secs=30,
+        secret_ids=["st-given"],
+        replace_secret_ids=True,
+        max_concurrent_inputs=10,
+        target_concurrent_inputs=4,
+    )
+    variant = await functions.bind(fid, b"", options)
+    plain = await functions.bind(fid, b"")
+    assert variant != plain
+    assert await Functions(db).bind(fid, b"", options) == variant  # the same options, the same id
+    assert await Functions(db).bind(fid, b"") == plain
+
+    ran = await Functions(db).bound_revision(variant, revision)
+    fdef = ran.definition
+    assert (fdef.resources.milli_cpu, fdef.resources.gpu_config.gpu_type, fdef.resources.gpu_config.count) == (
+        500,
+        "H100",
+        2,
+    )
+    assert ran.gpu_choices == ()  # the option's GPU, not the class's fallbacks
+    assert autoscaling(fdef).max_containers == 8 and autoscaling(fdef).scaledown_window == 60
+    assert (fdef.timeout_secs, list(fdef.secret_ids)) == (30, ["st-given"])
+    assert (fdef.max_concurrent_inputs, fdef.target_concurrent_inputs) == (10, 4)
+    unchanged = await Functions(db).bound_revision(plain, revision)
+    assert unchanged.definition == declared and unchanged.gpu_choices == ("A10G:1", "L4:1")
 
 
 async def test_the_same_definition_is_the_same_revision(db):
@@ -274,10 +316,16 @@ async def test_a_new_store_is_made_by_its_migrations(empty_store):
     await db.close()
 
 
+def _store_from_before_migrations(conn) -> None:
+    """The baseline's tables with no migration history: what shoal made before it had migrations."""
+    command.upgrade(migrations.config(conn), migrations.BASELINE)
+    conn.execute(text("DROP TABLE alembic_version"))
+
+
 async def test_a_store_from_before_migrations_is_taken_as_the_baseline(empty_store):
     db = Database(empty_store)
     async with db.tx() as conn:
-        await conn.run_sync(schema.metadata.create_all)  # how shoal made stores before
+        await conn.run_sync(_store_from_before_migrations)
     token_id, secret = await Tokens(db).create()
     await db.create_schema()
     assert await _revision(db) >= migrations.BASELINE
@@ -288,7 +336,7 @@ async def test_a_store_from_before_migrations_is_taken_as_the_baseline(empty_sto
 async def test_a_store_older_than_the_baseline_is_refused_by_name(empty_store):
     db = Database(empty_store)
     async with db.tx() as conn:
-        await conn.run_sync(schema.metadata.create_all)
+        await conn.run_sync(_store_from_before_migrations)
         await conn.execute(text("ALTER TABLE tasks DROP COLUMN gpu_type"))
     with pytest.raises(migrations.StoreTooOld, match="table tasks lacks gpu_type"):
         await db.create_schema()

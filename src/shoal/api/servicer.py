@@ -464,7 +464,8 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def FunctionBindParams(self, req):
-        bound_id = await self.p.functions.bind(req.function_id, req.serialized_params)
+        options = req.function_options if req.HasField("function_options") else None
+        bound_id = await self.p.functions.bind(req.function_id, req.serialized_params, options)
         revision = await self.p.releases.call_target(bound_id)
         return api_pb2.FunctionBindParamsResponse(
             bound_function_id=bound_id, handle_metadata=function_metadata(revision.definition)

@@ -31,10 +31,12 @@ class Revision:
 
 @dataclass(frozen=True)
 class Binding:
-    """A class's service function with its constructor parameters bound."""
+    """A class's service function with its constructor parameters bound, and the options
+    `Cls.with_options()` (or `with_concurrency`, `with_batching`) gave it."""
 
     parent_id: str
     params: bytes
+    options: bytes = b""  # api_pb2.FunctionOptions
 
 
 class Functions:
@@ -44,7 +46,7 @@ class Functions:
         self._latest: dict[str, str] = {}  # function id -> revision id
         self._app_of: dict[str, str] = {}
         self._bindings: dict[str, Binding] = {}  # bound function id -> binding
-        self._bound: dict[tuple[str, bytes], str] = {}
+        self._bound: dict[Binding, str] = {}
 
     async def precreate(self, app_id: str, tag: str, existing_id: str = "") -> str:
         if existing_id:
@@ -159,21 +161,24 @@ class Functions:
         if row.latest_revision:
             self._latest[function_id] = row.latest_revision
         if row.parent_id:
-            binding = Binding(row.parent_id, row.bound_params or b"")
+            binding = Binding(row.parent_id, row.bound_params or b"", row.bound_options or b"")
             self._bindings[function_id] = binding
-            self._bound[(binding.parent_id, binding.params)] = function_id
+            self._bound[binding] = function_id
 
-    async def bind(self, function_id: str, params: bytes) -> str:
-        """The id of a class bound to constructor parameters: the same id for the same parameters."""
-        key = (function_id, params)
+    async def bind(self, function_id: str, params: bytes, options: api_pb2.FunctionOptions | None = None) -> str:
+        """The id of a class bound to constructor parameters and options: the same id for the same ones."""
+        key = Binding(function_id, params, options.SerializeToString(deterministic=True) if options else b"")
         if key in self._bound:
             return self._bound[key]
         app_id = await self.app_of(function_id)
+        same_options = (
+            t.functions.c.bound_options == key.options if key.options else t.functions.c.bound_options.is_(None)
+        )
         async with self.db.tx() as conn:
             row = (
                 await conn.execute(
                     select(t.functions.c.function_id).where(
-                        t.functions.c.parent_id == function_id, t.functions.c.bound_params == params
+                        t.functions.c.parent_id == function_id, t.functions.c.bound_params == params, same_options
                     )
                 )
             ).first()
@@ -188,21 +193,26 @@ class Functions:
                         tag="",
                         parent_id=function_id,
                         bound_params=params,
+                        bound_options=key.options or None,
                         created_at=time.time(),
                     )
                 )
         self._app_of[bound_id] = app_id
-        self._bindings[bound_id] = Binding(function_id, params)
+        self._bindings[bound_id] = key
         self._bound[key] = bound_id
         return bound_id
 
     async def bound_revision(self, bound_id: str, parent: Revision) -> Revision:
-        """What a bound class runs: its parent's revision with the parameters added."""
+        """What a bound class runs: its parent's revision with the parameters and options added."""
         binding = await self.binding(bound_id)
         assert binding is not None
-        return await self._store_revision(
-            bound_id, parent.app_id, parent.definition, binding.params, parent.gpu_choices
-        )
+        definition, gpu_choices = parent.definition, parent.gpu_choices
+        if binding.options:
+            options = api_pb2.FunctionOptions.FromString(binding.options)
+            definition = with_options(definition, options)
+            if options.resources.HasField("gpu_config"):
+                gpu_choices = ()  # the option's GPU replaces the class's, fallbacks included
+        return await self._store_revision(bound_id, parent.app_id, definition, binding.params, gpu_choices)
 
     async def create_class(self, app_id: str, tag: str, existing_id: str = "") -> str:
         if existing_id:
@@ -213,6 +223,48 @@ class Functions:
                 insert(t.classes).values(class_id=class_id, app_id=app_id, tag=tag, created_at=time.time())
             )
         return class_id
+
+
+def with_options(definition: api_pb2.Function, options: api_pb2.FunctionOptions) -> api_pb2.Function:
+    """A class's definition with the options of `Cls.with_options()` and its kin over it: each
+    option given replaces the declared one (resources field by field, as the client merges them)."""
+    fdef = api_pb2.Function()
+    fdef.CopyFrom(definition)
+    if options.HasField("resources"):
+        fdef.resources.MergeFrom(options.resources)
+    if options.replace_secret_ids:
+        fdef.ClearField("secret_ids")
+        fdef.secret_ids.extend(options.secret_ids)
+    if options.HasField("retry_policy"):
+        fdef.retry_policy.CopyFrom(options.retry_policy)
+    for option, field in _SAME_NAMED:
+        if options.HasField(option):
+            setattr(fdef, field, getattr(options, option))
+    # The autoscaler's knobs: the declared autoscaler settings take precedence over the
+    # fields above (see scheduler.autoscaling), so an option replaces those too.
+    for option, setting in _AUTOSCALER:
+        if options.HasField(option):
+            setattr(fdef.autoscaler_settings, setting, getattr(options, option))
+    return fdef
+
+
+_SAME_NAMED = (
+    ("timeout_secs", "timeout_secs"),
+    ("concurrency_limit", "concurrency_limit"),
+    ("task_idle_timeout_secs", "task_idle_timeout_secs"),
+    ("warm_pool_size", "warm_pool_size"),
+    ("buffer_containers", "_experimental_buffer_containers"),
+    ("max_concurrent_inputs", "max_concurrent_inputs"),
+    ("target_concurrent_inputs", "target_concurrent_inputs"),
+    ("batch_max_size", "batch_max_size"),
+    ("batch_linger_ms", "batch_linger_ms"),
+)
+_AUTOSCALER = (
+    ("concurrency_limit", "max_containers"),
+    ("task_idle_timeout_secs", "scaledown_window"),
+    ("warm_pool_size", "min_containers"),
+    ("buffer_containers", "buffer_containers"),
+)
 
 
 def _canonical(definition: api_pb2.Function) -> bytes:

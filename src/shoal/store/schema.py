@@ -86,6 +86,8 @@ functions = Table(
     # a class bound to constructor parameters: its calls run the parent's live revision
     Column("parent_id", String(64)),
     Column("bound_params", LargeBinary),
+    # and to the options Cls.with_options() (and with_concurrency, with_batching) gave it
+    Column("bound_options", LargeBinary),
     Column("created_at", Float, nullable=False),
 )
 

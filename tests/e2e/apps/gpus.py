@@ -44,12 +44,21 @@ def no_gpu() -> str:
     return visible()
 
 
+@app.cls(scaledown_window=2)
+class Model:
+    @modal.method()
+    def gpus(self) -> str:
+        return visible()
+
+
 @app.local_entrypoint()
 def main():
     print(f"one_h100: {one_h100.remote()}")
     print(f"two_h100: {two_h100.remote()}")
     print(f"fallback: {fallback.remote()}")
     print(f"no_gpu: [{no_gpu.remote()}]")
+    print(f"class: [{Model().gpus.remote()}]")
+    print(f"class with_options(gpu='A10G'): {Model.with_options(gpu='A10G')().gpus.remote()}")
     first, second = list(hold_a10g.map([2.0, 2.0]))
     print(f"a10g_overlap: {first[0] < second[1] and second[0] < first[1]}")
     try:
