@@ -12,6 +12,7 @@ def test_gpu_functions_see_only_their_gpus(shoal):
     assert sorted(lines["two_h100"].split(",")) == ["GPU-fake-0-H100", "GPU-fake-1-H100"]
     assert lines["fallback"] == "GPU-fake-2-A10G"  # no B200 in the pool: the second choice
     assert lines["no_gpu"] == "[]"
+    assert lines["function with_options(gpu='A10G')"] == "GPU-fake-2-A10G"
     assert lines["class"] == "[]"
     assert lines["class with_options(gpu='A10G')"] == "GPU-fake-2-A10G"
     assert lines["a10g_overlap"] == "False", "one A10G: the second input waited for the first"

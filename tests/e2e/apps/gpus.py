@@ -57,6 +57,7 @@ def main():
     print(f"two_h100: {two_h100.remote()}")
     print(f"fallback: {fallback.remote()}")
     print(f"no_gpu: [{no_gpu.remote()}]")
+    print(f"function with_options(gpu='A10G'): {no_gpu.with_options(gpu='A10G').remote()}")
     print(f"class: [{Model().gpus.remote()}]")
     print(f"class with_options(gpu='A10G'): {Model.with_options(gpu='A10G')().gpus.remote()}")
     first, second = list(hold_a10g.map([2.0, 2.0]))
