@@ -47,6 +47,15 @@ def test_spawn_get_with_timeout_and_cancel(shoal):
     assert result["after_cancel"] != "returned"
 
 
+def test_call_graph_holds_the_calls_a_function_made(shoal):
+    result = run(shoal, "call_graph")
+    square = {"function": "square", "status": "SUCCESS", "children": []}
+    assert result == {
+        "value": 0 + 1 + 4,
+        "graph": [{"function": "sum_of_squares", "status": "SUCCESS", "children": [square, square, square]}],
+    }
+
+
 def test_generator(shoal):
     assert run(shoal, "generator") == {"items": [4, 3, 2, 1]}
 

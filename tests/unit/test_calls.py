@@ -76,3 +76,35 @@ async def test_a_maps_outputs_come_back_together_and_the_last_one_ends_the_wait(
     assert [o.idx for o in outputs] == [0, 1, 2]
     assert (last_entry_id, unfinished) == ("3", 0)
     await calls.flush()
+
+
+async def test_the_call_graph_runs_from_the_root_call_through_the_calls_its_inputs_made(tmp_path):
+    calls = await make_calls(tmp_path)
+    ok = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
+    root, [parent] = await calls.create("rv-outer", 0, [(0, api_pb2.FunctionInput())])
+    await calls.next_inputs("rv-outer", "ta-outer", 1, 0, asyncio.Event())
+    child, _ = await calls.create("rv-inner", 0, [(i, api_pb2.FunctionInput()) for i in range(2)], parent.input_id)
+    first, _ = await calls.next_inputs("rv-inner", "ta-inner", 2, 0, asyncio.Event())
+    await calls.put_output(first.input_id, ok, 0)
+    unrelated, _ = await calls.create("rv-inner", 0, [(0, api_pb2.FunctionInput())])
+
+    for asked in (child.call_id, root.call_id):  # from any call of the tree, the whole tree
+        graph_calls, inputs, truncated = await calls.call_graph(asked)
+        assert {(c.call_id, c.parent_input_id) for c in graph_calls} == {
+            (root.call_id, ""),
+            (child.call_id, parent.input_id),
+        }
+        assert [(i.call_id, i.status, i.task_id) for i in inputs] == [
+            (root.call_id, 0, "ta-outer"),  # running
+            (child.call_id, ok.status, "ta-inner"),  # done
+            (child.call_id, 0, "ta-inner"),  # running
+        ]
+        assert not truncated
+    assert unrelated.call_id not in {c.call_id for c in (await calls.call_graph(root.call_id))[0]}
+    await calls.flush()
+    restarted = Calls(calls.db, lambda revision_id: api_pb2.FunctionRetryPolicy())  # the store's view alone
+    assert [(i.status, i.task_id) for i in (await restarted.call_graph(root.call_id))[1]] == [
+        (0, ""),
+        (ok.status, "ta-inner"),
+        (0, ""),
+    ]

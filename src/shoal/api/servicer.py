@@ -493,6 +493,32 @@ class ShoalServicer(UnimplementedServicer):
         )
 
     @unary
+    async def FunctionGetCallGraph(self, req):
+        calls, inputs, truncated = await self.p.calls.call_graph(req.function_call_id)
+        names = {}
+        for c in calls:
+            if c.revision_id not in names:
+                names[c.revision_id] = (await self.p.functions.revision(c.revision_id)).definition
+        return api_pb2.FunctionGetCallGraphResponse(
+            function_calls=[
+                api_pb2.FunctionCallCallGraphInfo(
+                    function_call_id=c.call_id,
+                    parent_input_id=c.parent_input_id,
+                    function_name=names[c.revision_id].function_name,
+                    module_name=names[c.revision_id].module_name,
+                )
+                for c in calls
+            ],
+            inputs=[
+                api_pb2.InputCallGraphInfo(
+                    input_id=i.input_id, function_call_id=i.call_id, status=i.status, task_id=i.task_id
+                )
+                for i in inputs
+            ],
+            truncated=truncated,
+        )
+
+    @unary
     async def FunctionGetCurrentStats(self, req):
         return self.p.scheduler.current_stats(await self.p.deployments.resolve(req.function_id))
 
@@ -501,7 +527,9 @@ class ShoalServicer(UnimplementedServicer):
         revision = await self.p.releases.call_target(req.function_id)
         items = [(item.idx, item.input) for item in req.pipelined_inputs]
         self._check_inputs(items)
-        call, inputs = await self.p.calls.create(revision.revision_id, req.function_call_invocation_type, items)
+        call, inputs = await self.p.calls.create(
+            revision.revision_id, req.function_call_invocation_type, items, req.parent_input_id
+        )
         return api_pb2.FunctionMapResponse(
             function_call_id=call.call_id,
             function_call_jwt=call.call_id,

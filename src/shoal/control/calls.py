@@ -28,6 +28,7 @@ SYNC_INVOCATIONS = (api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC, api_pb2.FUNCTION
 OUTPUT_BATCH = 100
 OUTPUT_BATCH_WINDOW = 0.05  # longest a map's output waits for others to share its request
 OUTPUT_WRITE_DELAY = 0.05  # outputs gathered into one store transaction (each has a fixed cost)
+CALL_GRAPH_LIMIT = 10_000  # inputs in one FunctionCall.get_call_graph answer
 
 GenericResult = api_pb2.GenericResult
 # The call path's statements, built once: building one per call costs SQLAlchemy more
@@ -35,6 +36,7 @@ GenericResult = api_pb2.GenericResult
 _INSERT_CALL = insert(t.function_calls)
 _INSERT_INPUTS = insert(t.inputs)
 _INSERT_OUTPUTS = insert(t.outputs)
+_PARENT = t.function_calls.c.parent_input_id
 _MARK_DONE = update(t.inputs).where(t.inputs.c.input_id == bindparam("done_id")).values(status="done")
 
 TERMINAL_FAILURES = (
@@ -68,6 +70,21 @@ class Call:
     # generator output chunks (FunctionCallPutDataOut), in index order
     data_out: list[api_pb2.DataChunk] = field(default_factory=list)
     data_pulse: Pulse = field(default_factory=Pulse)
+
+
+@dataclass(frozen=True)
+class GraphCall:
+    call_id: str
+    revision_id: str
+    parent_input_id: str
+
+
+@dataclass(frozen=True)
+class GraphInput:
+    input_id: str
+    call_id: str
+    status: int  # a GenericResult status; 0 while queued or running
+    task_id: str
 
 
 @dataclass
@@ -137,8 +154,13 @@ class Calls:
     # -- caller side -------------------------------------------------------
 
     async def create(
-        self, revision_id: str, invocation_type: int, items: list[tuple[int, api_pb2.FunctionInput]]
+        self,
+        revision_id: str,
+        invocation_type: int,
+        items: list[tuple[int, api_pb2.FunctionInput]],
+        parent_input_id: str = "",
     ) -> tuple[Call, list[Input]]:
+        """A new call; `parent_input_id` is the input whose function made it, if one did."""
         call = Call(new_id("fc"), revision_id, invocation_type)
         new_inputs = self._new_inputs(call, items)
         async with self.db.tx() as conn:
@@ -150,6 +172,7 @@ class Calls:
                     invocation_type=invocation_type,
                     cancelled=False,
                     created_at=time.time(),
+                    parent_input_id=parent_input_id or None,
                 ),
             )
             await self._insert_inputs(conn, new_inputs)
@@ -417,6 +440,53 @@ class Calls:
         if self._writer is not None:
             await self._writer
 
+    # -- the call graph ----------------------------------------------------
+
+    async def call_graph(self, call_id: str) -> tuple[list[GraphCall], list[GraphInput], bool]:
+        """Every call and input of the tree `call_id` belongs to, from its root call down
+        (FunctionCall.get_call_graph); the bool says whether it stopped at CALL_GRAPH_LIMIT inputs, and may
+        have left some out."""
+        root = (await self.get(call_id)).call_id
+        calls: list[GraphCall] = []
+        inputs: list[GraphInput] = []
+        async with self.db.tx() as conn:
+            while parent := await _parent_call(conn, root):
+                root = parent
+            level = [root]
+            while level and len(inputs) < CALL_GRAPH_LIMIT:
+                rows = await conn.execute(
+                    select(t.function_calls.c.function_call_id, t.function_calls.c.revision_id, _PARENT).where(
+                        t.function_calls.c.function_call_id.in_(level)
+                    )
+                )
+                calls += [GraphCall(r.function_call_id, r.revision_id, r.parent_input_id or "") for r in rows]
+                found = await conn.execute(
+                    select(t.inputs.c.input_id, t.inputs.c.function_call_id)
+                    .where(t.inputs.c.function_call_id.in_(level))
+                    .order_by(t.inputs.c.created_at, t.inputs.c.idx)
+                    .limit(CALL_GRAPH_LIMIT - len(inputs))
+                )
+                finished = await self._finished(conn, level)
+                level_start = len(inputs)
+                for r in found:
+                    running = self.running.get(r.input_id)
+                    status, task_id = (0, running.task_id) if running else finished.get(r.input_id, (0, ""))
+                    inputs.append(GraphInput(r.input_id, r.function_call_id, status, task_id))
+                ids = [i.input_id for i in inputs[level_start:]]
+                children = await conn.execute(select(t.function_calls.c.function_call_id).where(_PARENT.in_(ids)))
+                level = [r.function_call_id for r in children]
+        return calls, inputs, len(inputs) >= CALL_GRAPH_LIMIT
+
+    async def _finished(self, conn, call_ids: list[str]) -> dict[str, tuple[int, str]]:
+        """Each finished input's status and container: from the store, and from memory for the
+        outputs not written yet."""
+        rows = await conn.execute(select(t.outputs.c.item).where(t.outputs.c.function_call_id.in_(call_ids)))
+        items = [api_pb2.FunctionGetOutputsItem.FromString(r.item) for r in rows]
+        for call_id in call_ids:
+            if call := self.calls.get(call_id):
+                items += call.outputs
+        return {o.input_id: (o.result.status, o.task_id) for o in items}
+
     # -- generators --------------------------------------------------------
 
     async def put_data_out(self, call_id: str, chunks: list[api_pb2.DataChunk]) -> None:
@@ -453,6 +523,17 @@ class Calls:
                 row.retry_count,
             )
             self._enqueue(call, [inp])
+
+
+async def _parent_call(conn, call_id: str) -> str:
+    """The call whose input made `call_id`, or "" for a call made from outside any function."""
+    parent_input = (
+        await conn.execute(select(_PARENT).where(t.function_calls.c.function_call_id == call_id))
+    ).scalar_one_or_none()
+    if not parent_input:
+        return ""
+    row = (await conn.execute(select(t.inputs.c.function_call_id).where(t.inputs.c.input_id == parent_input))).first()
+    return row.function_call_id if row else ""
 
 
 def _entry_offset(last_entry_id: str) -> int:

@@ -170,6 +170,8 @@ function_calls = Table(
     Column("invocation_type", Integer, nullable=False),
     Column("cancelled", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
+    # the input whose function made this call (FunctionCall.get_call_graph)
+    Column("parent_input_id", String(64), index=True),
 )
 
 inputs = Table(

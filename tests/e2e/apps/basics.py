@@ -65,6 +65,11 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+@app.function(image=image)
+def sum_of_squares(n: int) -> int:
+    return sum(square.map(range(n)))
+
+
 @app.cls(image=image)
 class Counter:
     start: int = modal.parameter(default=0)

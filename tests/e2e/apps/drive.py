@@ -18,6 +18,7 @@ from basics import (
     sleep_for,
     square,
     succeed_on_third_try,
+    sum_of_squares,
     with_helper,
 )
 
@@ -76,6 +77,15 @@ def scenario(name: str) -> dict:
     if name == "cls":
         counter = Counter(start=10)
         return {"first": counter.add.remote(1), "second": counter.add.remote(2), "default": Counter().add.remote(5)}
+    if name == "call_graph":
+        call = sum_of_squares.spawn(3)
+        value = call.get()
+
+        def shape(node) -> dict:
+            children = sorted((shape(c) for c in node.children), key=json.dumps)
+            return {"function": node.function_name, "status": node.status.name, "children": children}
+
+        return {"value": value, "graph": [shape(node) for node in call.get_call_graph()]}
     raise SystemExit(f"unknown scenario {name}")
 
 
