@@ -16,25 +16,20 @@ import sys
 import time
 
 from bench_app import app, echo
+from cpu import process_seconds
 from own_shoal import SHOAL, own_shoal
 
 from shoal.cli.state import read_json, shoal_home, state_path
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def timed(pids: dict[str, int], count: int, run) -> dict:
     """Wall seconds of `run()` and each process's CPU milliseconds per item."""
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    before = {name: process_seconds(pid) for name, pid in pids.items()}
     t0 = time.perf_counter()
     samples = run()
     result = {"seconds": time.perf_counter() - t0, "samples": samples}
     for name, pid in pids.items():
-        result[f"{name}_cpu_ms"] = round((cpu_seconds(pid) - before[name]) * 1000 / count, 2)
+        result[f"{name}_cpu_ms"] = round((process_seconds(pid) - before[name]) * 1000 / count, 2)
     return result
 
 

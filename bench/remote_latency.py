@@ -7,8 +7,6 @@ import statistics
 import sys
 import time
 
-import modal
-
 from bench_app import app, echo
 
 

@@ -11,7 +11,6 @@ import sys
 import time
 
 from google.protobuf import empty_pb2
-
 from modal._utils.async_utils import synchronizer
 from modal.client import _Client
 

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 
+from cpu import process_seconds
 from google.protobuf.wrappers_pb2 import BytesValue
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Handler
@@ -54,18 +55,12 @@ def _serve(path: str, ready) -> None:
     asyncio.run(serve())
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _measure(path: str, pid: int, n: int) -> dict[str, float]:
     channel = Channel(path=path)
     result = {}
     try:
         for kind in ("unary", "stream"):
-            cpu, t0 = _cpu_seconds(pid), time.perf_counter()
+            cpu, t0 = process_seconds(pid), time.perf_counter()
             if kind == "unary":
                 for _ in range(n):
                     async with channel.request(
@@ -82,7 +77,7 @@ async def _measure(path: str, pid: int, n: int) -> dict[str, float]:
                         await stream.recv_message()
                     await stream.end()
             wall = time.perf_counter() - t0
-            result[f"{kind}_server_cpu_ms"] = round((_cpu_seconds(pid) - cpu) * 1000 / n, 3)
+            result[f"{kind}_server_cpu_ms"] = round((process_seconds(pid) - cpu) * 1000 / n, 3)
             result[f"{kind}_round_trip_ms"] = round(wall * 1000 / n, 3)
     finally:
         channel.close()
