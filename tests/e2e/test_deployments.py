@@ -160,6 +160,9 @@ def test_lookups_fail_clearly(shoal):
 def test_deployed_apps_survive_a_restart(shoal, app_file):
     shoal.modal("deploy", app_file("v1"))
     before = call_once(shoal)["version"]
+    info = json.loads(shoal.modal("function", "info", f"{APP}/version", "--json").stdout)
+    apps = json.loads(shoal.modal("app", "list", "--json").stdout)
+    assert info["app_id"] == next(a["app_id"] for a in apps if a["description"] == APP and a["state"] == "deployed")
     shoal.down()
     shoal.up()
     assert wait_for(lambda: warm_tasks(shoal) >= 1), "the warm pool comes back with shoal"

@@ -216,10 +216,11 @@ class ShoalServicer(UnimplementedServicer):
         function_id = await self.p.releases.deployed_object(
             req.app_name, req.environment_name, req.object_tag, "Function"
         )
-        fdef = (await self.p.deployments.resolve(function_id)).definition
+        revision = await self.p.deployments.resolve(function_id)
+        fdef = revision.definition
         return api_pb2.FunctionGetResponse(
             function_id=function_id,
-            handle_metadata=function_metadata(fdef),
+            handle_metadata=function_metadata(fdef, revision.app_id),
             function=api_pb2.FunctionData(
                 module_name=fdef.module_name,
                 function_name=fdef.function_name,
@@ -456,7 +457,7 @@ class ShoalServicer(UnimplementedServicer):
         return api_pb2.FunctionCreateResponse(
             function_id=revision.function_id,
             function=fdef,
-            handle_metadata=function_metadata(fdef),
+            handle_metadata=function_metadata(fdef, req.app_id),
             function_data=api_pb2.FunctionData(
                 module_name=fdef.module_name, function_name=fdef.function_name, ranked_functions=ranked
             ),
@@ -468,7 +469,7 @@ class ShoalServicer(UnimplementedServicer):
         bound_id = await self.p.functions.bind(req.function_id, req.serialized_params, options)
         revision = await self.p.releases.call_target(bound_id)
         return api_pb2.FunctionBindParamsResponse(
-            bound_function_id=bound_id, handle_metadata=function_metadata(revision.definition)
+            bound_function_id=bound_id, handle_metadata=function_metadata(revision.definition, revision.app_id)
         )
 
     @unary

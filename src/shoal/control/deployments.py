@@ -82,7 +82,9 @@ class Deployments:
                 layout.function_ids[tag] = object_id
                 revision = await self.resolve(object_id)
                 layout.objects.append(
-                    api_pb2.Object(object_id=object_id, function_handle_metadata=function_metadata(revision.definition))
+                    api_pb2.Object(
+                        object_id=object_id, function_handle_metadata=function_metadata(revision.definition, app_id)
+                    )
                 )
             elif object_id.startswith("cs-"):
                 layout.class_ids[tag] = object_id

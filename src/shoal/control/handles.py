@@ -23,8 +23,9 @@ def method_metadata(
     }
 
 
-def function_metadata(fdef: api_pb2.Function) -> api_pb2.FunctionHandleMetadata:
+def function_metadata(fdef: api_pb2.Function, app_id: str) -> api_pb2.FunctionHandleMetadata:
     return api_pb2.FunctionHandleMetadata(
+        app_id=app_id,
         function_name=fdef.function_name,
         function_type=fdef.function_type,
         web_url=fdef.web_url,
