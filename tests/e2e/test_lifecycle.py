@@ -1,6 +1,8 @@
-"""Containers come and go: idle ones scale down, greedy ones are killed, none outlive shoal."""
+"""Containers come and go: idle ones scale down, greedy ones are killed, none outlive shoal;
+a detached run's app stops once its calls are done."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -36,6 +38,23 @@ def test_idle_container_scales_down_after_its_window(shoal):
         assert seen[-2:] == [1, 0], f"task counts seen: {seen}"
     finally:
         proc.kill()
+
+
+def test_a_detached_run_finishes_the_calls_it_spawned_then_stops(shoal):
+    out = shoal.modal("run", "--detach", "detached.py").stdout
+    call_id = re.search(r"spawned: (fc-\w+)", out).group(1)
+    assert "the spawned call is done" in out  # its logs stream until the app is done
+
+    def state() -> list[str]:
+        apps = json.loads(shoal.modal("app", "list", "--json").stdout)
+        return [a["state"] for a in apps if a["description"] == "e2e-detached"]
+
+    deadline = time.monotonic() + 60
+    while state() != ["stopped"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert state() == ["stopped"]
+    got = shoal.python("-c", f"import modal; print(modal.FunctionCall.from_id('{call_id}').get(timeout=60))")
+    assert got.stdout.strip() == "done"  # the call finished before the app stopped
 
 
 def test_out_of_memory_is_reported(shoal):

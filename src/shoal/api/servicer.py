@@ -118,6 +118,10 @@ class ShoalServicer(UnimplementedServicer):
         app = await self.p.apps.get(req.app_id)
         if app.state in (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_INITIALIZING, api_pb2.APP_STATE_UNSPECIFIED):
             await self.p.stop_app(req.app_id)
+        elif (
+            app.state == api_pb2.APP_STATE_DETACHED and req.reason == api_pb2.APP_DISCONNECT_REASON_ENTRYPOINT_COMPLETED
+        ):
+            self.p.entrypoint_completed(req.app_id)
         return empty_pb2.Empty()
 
     @unary

@@ -301,6 +301,10 @@ class Calls:
             await self._record_output(call, input_id, idx, 0, terminated)
         return running
 
+    def busy_revisions(self) -> set[str]:
+        """The revisions with calls not finished yet: inputs queued, running or waiting to retry."""
+        return {call.revision_id for call in self.calls.values() if call.unfinished}
+
     # -- container side ----------------------------------------------------
 
     async def next_inputs(

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 IMAGE_BUILDER_VERSION = "2025.06"
 # An ephemeral app whose client stopped sending heartbeats is stopped after this long.
 APP_HEARTBEAT_TIMEOUT = 120.0
+DETACHED_POLL = 0.5  # how often a finishing detached app looks for calls still running
 GenericResult = api_pb2.GenericResult
 
 
@@ -111,6 +112,7 @@ class Platform:
         self.deployments.on_switch = self.releases.switched
         self.last_heartbeat: dict[str, float] = {}
         self._tick: asyncio.Task | None = None
+        self._finishing: set[asyncio.Task] = set()  # detached apps waiting for their calls to finish
 
     async def start(self) -> None:
         await self.db.create_schema()
@@ -124,6 +126,8 @@ class Platform:
     async def close(self) -> None:
         if self._tick:
             self._tick.cancel()
+        for task in self._finishing:
+            task.cancel()
         await self.scheduler.close()
         await self.webhooks.close()
         await self.worker.close()
@@ -162,6 +166,21 @@ class Platform:
         for task in self.scheduler.tasks_of_app(app_id):
             await self.scheduler.kill(task, stopped.status, stopped.exception)
         self.logs.mark_done(app_id)
+
+    def entrypoint_completed(self, app_id: str) -> None:
+        """A detached app's local entrypoint returned (`modal run --detach`): the app stops once
+        the calls it made are done, and with it the log stream its client still reads."""
+        task = asyncio.create_task(self._stop_when_done(app_id))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _stop_when_done(self, app_id: str) -> None:
+        while (await self.apps.get(app_id)).state == api_pb2.APP_STATE_DETACHED:
+            busy = [(await self.functions.revision(rid)).app_id for rid in self.calls.busy_revisions()]
+            if app_id not in busy:
+                await self.stop_app(app_id)
+                return
+            await asyncio.sleep(DETACHED_POLL)
 
     async def _watch_heartbeats(self) -> None:
         while True:
