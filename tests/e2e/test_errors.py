@@ -72,6 +72,12 @@ def test_unimplemented_feature_through_the_cli(shoal):
     assert "shoal does not support this feature yet" in proc.stdout + proc.stderr
 
 
+def test_a_feature_shoal_lacks_is_refused_at_deploy_not_ignored(shoal):
+    proc = shoal.modal("deploy", "scheduled.py", check=False)
+    assert proc.returncode != 0
+    assert "'tick' uses what shoal does not support yet: schedule=" in proc.stdout + proc.stderr
+
+
 def test_new_token_is_accepted_while_running(shoal):
     from google.protobuf import empty_pb2
 

@@ -12,7 +12,7 @@ from shoal.control.apps import Apps
 from shoal.control.calls import Calls
 from shoal.control.containers import Containers
 from shoal.control.deployments import Deployments
-from shoal.control.errors import NotFound, Unauthenticated
+from shoal.control.errors import InvalidArgument, NotFound, Unauthenticated
 from shoal.control.functions import Functions, retry_policy
 from shoal.control.placement import Allocation, Gpu
 from shoal.control.scheduler import Task, autoscaling
@@ -121,6 +121,30 @@ async def test_a_class_variant_runs_its_options_over_the_class_definition(db):
     assert (fdef.max_concurrent_inputs, fdef.target_concurrent_inputs) == (10, 4)
     unchanged = await Functions(db).bound_revision(plain, revision)
     assert unchanged.definition == declared and unchanged.gpu_choices == ("A10G:1", "L4:1")
+
+
+@pytest.mark.parametrize(
+    "definition, named",
+    [
+        (api_pb2.Function(schedule=api_pb2.Schedule(period=api_pb2.Schedule.Period(minutes=5))), "schedule="),
+        (api_pb2.Function(webhook_config=api_pb2.WebhookConfig(type=api_pb2.WEBHOOK_TYPE_ASGI_APP)), "web endpoints"),
+        (
+            api_pb2.Function(
+                method_definitions={
+                    "web": api_pb2.MethodDefinition(
+                        webhook_config=api_pb2.WebhookConfig(type=api_pb2.WEBHOOK_TYPE_FUNCTION)
+                    )
+                }
+            ),
+            "web endpoints",
+        ),
+        (api_pb2.Function(cloud_bucket_mounts=[api_pb2.CloudBucketMount(bucket_name="b")]), "CloudBucketMount"),
+    ],
+)
+async def test_functions_using_what_shoal_lacks_are_refused(db, definition, named):
+    definition.function_name = "f"
+    with pytest.raises(InvalidArgument, match=f"'f' uses what shoal does not support yet: .*{named}"):
+        await Functions(db).create("ap-1", definition)
 
 
 async def test_the_same_definition_is_the_same_revision(db):

@@ -1,0 +1,10 @@
+"""A scheduled function: shoal has no cron yet, so deploying it must fail saying so."""
+
+import modal
+
+app = modal.App("e2e-scheduled")
+
+
+@app.function(schedule=modal.Period(minutes=5))
+def tick() -> None:
+    print("tick")
