@@ -76,6 +76,8 @@ def test_a_feature_shoal_lacks_is_refused_at_deploy_not_ignored(shoal):
     proc = shoal.modal("deploy", "scheduled.py", check=False)
     assert proc.returncode != 0
     assert "'tick' uses what shoal does not support yet: schedule=" in proc.stdout + proc.stderr
+    # An ephemeral run fires no schedule (on Modal neither): the function runs when called.
+    assert "tick" in shoal.modal("run", "scheduled.py::tick").stdout
 
 
 def test_new_token_is_accepted_while_running(shoal):

@@ -13,7 +13,7 @@ from shoal.control.calls import Calls
 from shoal.control.containers import Containers
 from shoal.control.deployments import Deployments
 from shoal.control.errors import InvalidArgument, NotFound, Unauthenticated
-from shoal.control.functions import Functions, retry_policy
+from shoal.control.functions import Functions, refuse_unsupported, retry_policy
 from shoal.control.placement import Allocation, Gpu
 from shoal.control.scheduler import Task, autoscaling
 from shoal.control.tokens import Tokens
@@ -123,27 +123,34 @@ async def test_a_class_variant_runs_its_options_over_the_class_definition(db):
     assert unchanged.definition == declared and unchanged.gpu_choices == ("A10G:1", "L4:1")
 
 
+SCHEDULED = api_pb2.Function(schedule=api_pb2.Schedule(period=api_pb2.Schedule.Period(minutes=5)))
+WEB = api_pb2.Function(webhook_config=api_pb2.WebhookConfig(type=api_pb2.WEBHOOK_TYPE_ASGI_APP))
+WEB_METHOD = api_pb2.Function(
+    method_definitions={
+        "web": api_pb2.MethodDefinition(webhook_config=api_pb2.WebhookConfig(type=api_pb2.WEBHOOK_TYPE_FUNCTION))
+    }
+)
+BUCKET = api_pb2.Function(cloud_bucket_mounts=[api_pb2.CloudBucketMount(bucket_name="b")])
+
+
 @pytest.mark.parametrize(
-    "definition, named",
+    "definition, named, refused_when_run",
     [
-        (api_pb2.Function(schedule=api_pb2.Schedule(period=api_pb2.Schedule.Period(minutes=5))), "schedule="),
-        (api_pb2.Function(webhook_config=api_pb2.WebhookConfig(type=api_pb2.WEBHOOK_TYPE_ASGI_APP)), "web endpoints"),
-        (
-            api_pb2.Function(
-                method_definitions={
-                    "web": api_pb2.MethodDefinition(
-                        webhook_config=api_pb2.WebhookConfig(type=api_pb2.WEBHOOK_TYPE_FUNCTION)
-                    )
-                }
-            ),
-            "web endpoints",
-        ),
-        (api_pb2.Function(cloud_bucket_mounts=[api_pb2.CloudBucketMount(bucket_name="b")]), "CloudBucketMount"),
+        (SCHEDULED, "schedule=", False),  # an ephemeral app runs its other functions, as on Modal
+        (WEB, "web endpoints", False),
+        (WEB_METHOD, "web endpoints", False),
+        (BUCKET, "CloudBucketMount", True),  # the function itself would run without what it needs
     ],
 )
-async def test_functions_using_what_shoal_lacks_are_refused(db, definition, named):
-    definition.function_name = "f"
-    with pytest.raises(InvalidArgument, match=f"'f' uses what shoal does not support yet: .*{named}"):
+async def test_functions_using_what_shoal_lacks_are_refused(db, definition, named, refused_when_run):
+    definition = api_pb2.Function(function_name="f", **{f.name: v for f, v in definition.ListFields()})
+    refused = pytest.raises(InvalidArgument, match=f"'f' uses what shoal does not support yet: .*{named}")
+    with refused:
+        refuse_unsupported(definition, deploying=True)
+    if refused_when_run:
+        with refused:
+            await Functions(db).create("ap-1", definition)
+    else:
         await Functions(db).create("ap-1", definition)
 
 

@@ -64,7 +64,7 @@ class Functions:
         self, app_id: str, definition: api_pb2.Function, existing_id: str = "", gpu_choices: tuple[str, ...] = ()
     ) -> Revision:
         """A new revision of the function; it runs once an app version points at it."""
-        _refuse_unsupported(definition)
+        refuse_unsupported(definition, deploying=False)
         function_id = existing_id or await self.precreate(app_id, definition.function_name)
         if await self.app_of(function_id) != app_id:
             raise NotFound(f"Function {function_id} does not belong to app {app_id}")
@@ -226,19 +226,20 @@ class Functions:
         return class_id
 
 
-def _refuse_unsupported(definition: api_pb2.Function) -> None:
-    """Refuse what shoal cannot run yet, rather than accept a function that would never do it
-    (a schedule that never fires, an endpoint with no URL)."""
+def refuse_unsupported(definition: api_pb2.Function, deploying: bool) -> None:
+    """Refuse what shoal cannot do yet, rather than accept a function that would silently lack
+    it. A schedule and web endpoints are refused when deployed: `modal run` runs the app's other
+    functions (Modal fires no schedule for an ephemeral app either)."""
     missing = []
-    if definition.HasField("schedule"):
-        missing.append("schedule= (modal.Period, modal.Cron)")
-    web = [definition.webhook_config, *(m.webhook_config for m in definition.method_definitions.values())]
-    if any(config.type for config in web):
-        missing.append("web endpoints (fastapi_endpoint, asgi_app, wsgi_app, web_server)")
     if definition.cloud_bucket_mounts:
         missing.append("modal.CloudBucketMount")
     if definition._experimental_group_size > 1:
         missing.append("@modal.experimental.clustered")
+    if deploying and definition.HasField("schedule"):
+        missing.append("schedule= (modal.Period, modal.Cron)")
+    web = [definition.webhook_config, *(m.webhook_config for m in definition.method_definitions.values())]
+    if deploying and any(config.type for config in web):
+        missing.append("web endpoints (fastapi_endpoint, asgi_app, wsgi_app, web_server)")
     if missing:
         raise InvalidArgument(
             f"'{definition.function_name}' uses what shoal does not support yet: {'; '.join(missing)}"

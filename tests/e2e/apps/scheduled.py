@@ -1,4 +1,4 @@
-"""A scheduled function: shoal has no cron yet, so deploying it must fail saying so."""
+"""A scheduled function: shoal has no cron yet, so deploying it must fail saying so; `modal run` calls it."""
 
 import modal
 
