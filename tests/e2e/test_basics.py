@@ -56,6 +56,12 @@ def test_call_graph_holds_the_calls_a_function_made(shoal):
     }
 
 
+def test_block_network_leaves_loopback_alone(shoal):
+    result = run(shoal, "network")
+    assert result["blocked"] == ["lo"]
+    assert len(result["open"]) > 1, "without block_network the container shares the host's network"
+
+
 def test_generator(shoal):
     assert run(shoal, "generator") == {"items": [4, 3, 2, 1]}
 

@@ -342,3 +342,20 @@ async def test_cleanup_all_removes_everything(base, tmp_path):
     assert layer.is_dir()  # a caller's upper dir is kept
     for c in running:
         assert await asyncio.wait_for(c.wait(), WAIT) == 128 + signal.SIGKILL
+
+
+async def test_without_network_a_container_has_loopback_alone(runtime, base):
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"pong\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    script = (
+        f"ls /sys/class/net; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags; nc 127.0.0.1 {port} < /dev/null"
+    )
+    async with server:
+        code, out, err = await run(runtime, base, script, network=False)
+    assert out.split() == ["lo", "unknown", "0x9"], (out, err)  # loopback alone, and up
+    assert code != 0 and "refused" in err  # the host's loopback service is out of reach

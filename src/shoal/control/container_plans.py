@@ -63,4 +63,5 @@ class ContainerPlans:
             container_args=container_args.SerializeToString(),
             cpu=resources.milli_cpu_max / 1000 if resources.milli_cpu_max else None,
             memory_mb=resources.memory_mb_max or None,
+            network=not fdef.block_network,
         )

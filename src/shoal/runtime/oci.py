@@ -151,8 +151,11 @@ def build_config(spec: ContainerSpec, user: tuple[int, int, list[int]], limit_sw
         "root": {"path": "rootfs", "readonly": False},
         "mounts": mounts,
         "linux": {
-            # No network namespace: containers share the host's, loopback services included.
-            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")],
+            # With the network, containers share the host's, loopback services included;
+            # without it, a namespace of its own (runc brings its loopback up).
+            "namespaces": [
+                {"type": t} for t in ("pid", "ipc", "uts", "mount", *(() if spec.network else ("network",)))
+            ],
             "cgroupsPath": cgroups_path(spec.id),
             "resources": resources,
             "devices": devices,

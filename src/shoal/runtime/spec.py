@@ -31,3 +31,6 @@ class ContainerSpec:
     memory_mb: int | None = None
     hostname: str | None = None
     gpu_devices: list[str] = field(default_factory=list)  # e.g. ["/dev/nvidia0"]
+    # False: a network namespace of its own with loopback alone (block_network=True); the
+    # container still reaches shoal through its socket, a bind mount.
+    network: bool = True

@@ -45,6 +45,7 @@ class ContainerPlan:
     memory_mb: int | None = None
     upper_dir: str | None = None  # kept after the container ends (a build step's layer); None: thrown away
     gpus: list[str] = field(default_factory=list)  # uuids of the GPUs it was given
+    network: bool = True  # False: block_network=True
 
 
 @dataclass
@@ -144,6 +145,7 @@ class LocalWorker:
             memory_mb=plan.memory_mb,
             upper_dir=plan.upper_dir,
             gpu_devices=gpu_devices,
+            network=plan.network,
         )
         try:
             container = await self.runtime.start(spec, on_output)

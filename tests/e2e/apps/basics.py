@@ -66,6 +66,16 @@ def add(a: int, b: int) -> int:
 
 
 @app.function(image=image)
+def network_interfaces() -> list[str]:
+    return sorted(os.listdir("/sys/class/net"))
+
+
+@app.function(image=image, block_network=True)
+def network_interfaces_blocked() -> list[str]:
+    return sorted(os.listdir("/sys/class/net"))
+
+
+@app.function(image=image)
 def sum_of_squares(n: int) -> int:
     return sum(square.map(range(n)))
 

@@ -14,6 +14,8 @@ from basics import (
     countdown,
     fail,
     fail_on_multiples_of_three,
+    network_interfaces,
+    network_interfaces_blocked,
     reverse_bytes,
     sleep_for,
     square,
@@ -77,6 +79,8 @@ def scenario(name: str) -> dict:
     if name == "cls":
         counter = Counter(start=10)
         return {"first": counter.add.remote(1), "second": counter.add.remote(2), "default": Counter().add.remote(5)}
+    if name == "network":
+        return {"open": network_interfaces.remote(), "blocked": network_interfaces_blocked.remote()}
     if name == "call_graph":
         call = sum_of_squares.spawn(3)
         value = call.get()
