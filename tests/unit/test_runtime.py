@@ -4,12 +4,14 @@ Needs root and runc: failing (not skipping) without them keeps a broken host vis
 """
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import stat
 import subprocess
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -164,15 +166,22 @@ async def test_standard_environment(runtime, base):
         assert p in points
 
 
-async def test_host_network_reaches_loopback_services(runtime, base):
+@contextlib.asynccontextmanager
+async def pong_service() -> AsyncIterator[int]:
+    """A service on the host's loopback that answers "pong"; yields its port."""
+
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"pong\n")
         await writer.drain()
         writer.close()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+async def test_host_network_reaches_loopback_services(runtime, base):
+    async with pong_service() as port:
         code, out, err = await run(runtime, base, f"nc 127.0.0.1 {port} < /dev/null")
     assert (code, out) == (0, "pong\n"), err
 
@@ -345,17 +354,8 @@ async def test_cleanup_all_removes_everything(base, tmp_path):
 
 
 async def test_without_network_a_container_has_loopback_alone(runtime, base):
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"pong\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    script = (
-        f"ls /sys/class/net; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags; nc 127.0.0.1 {port} < /dev/null"
-    )
-    async with server:
-        code, out, err = await run(runtime, base, script, network=False)
+    async with pong_service() as port:
+        script = f"ls /sys/class/net; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags; nc 127.0.0.1 {port}"
+        code, out, err = await run(runtime, base, script + " < /dev/null", network=False)
     assert out.split() == ["lo", "unknown", "0x9"], (out, err)  # loopback alone, and up
     assert code != 0 and "refused" in err  # the host's loopback service is out of reach
