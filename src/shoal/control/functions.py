@@ -247,7 +247,7 @@ def refuse_unsupported(definition: api_pb2.Function, deploying: bool) -> None:
 
 
 def with_options(definition: api_pb2.Function, options: api_pb2.FunctionOptions) -> api_pb2.Function:
-    """A class's definition with the options of `Cls.with_options()` and its kin over it: each
+    """A definition with the options of `with_options()` (on a Function or Cls) and its kin over it: each
     option given replaces the declared one (resources field by field, as the client merges them)."""
     fdef = api_pb2.Function()
     fdef.CopyFrom(definition)
