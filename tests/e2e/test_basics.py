@@ -56,6 +56,10 @@ def test_call_graph_holds_the_calls_a_function_made(shoal):
     }
 
 
+def test_restrict_modal_access_leaves_a_container_its_own_inputs_and_outputs(shoal):
+    assert run(shoal, "restricted") == {"own": 8, "other": "PermissionDeniedError", "payload": 3_000_000}
+
+
 def test_block_network_leaves_loopback_alone(shoal):
     result = run(shoal, "network")
     assert result["blocked"] == ["lo"]

@@ -64,6 +64,7 @@ def unary(fn):
     async def handler(self, stream):
         start = time.monotonic()
         _identify(stream)
+        self.check_access(fn.__name__)
         request = await stream.recv_message()
         received = time.monotonic()
         try:
@@ -85,6 +86,7 @@ def streaming(fn):
     @functools.wraps(fn)
     async def handler(self, stream):
         _identify(stream)
+        self.check_access(fn.__name__)
         request = await stream.recv_message()
         try:
             async for response in fn(self, request):

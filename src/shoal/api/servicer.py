@@ -10,8 +10,10 @@ import base64
 import time
 
 from google.protobuf import empty_pb2
+from grpclib import GRPCError, Status
 from modal_proto import api_pb2
 
+from ..control import access
 from ..control.apps import DEFAULT_ENVIRONMENT, App
 from ..control.calls import Input
 from ..control.deployments import Version
@@ -605,6 +607,14 @@ class ShoalServicer(UnimplementedServicer):
             await call.data_pulse.wait(min(1.0, deadline - time.monotonic()))
 
     # -- container side ----------------------------------------------------
+
+    def check_access(self, rpc: str) -> None:
+        """Called before every RPC: a container of a function with restrict_modal_access=True
+        may only serve its own inputs and outputs."""
+        task = self.p.scheduler.tasks.get(self.task_id or proxied_task.get())
+        revision = self.p.functions.cached(task.revision_id) if task else None
+        if revision and (why := access.refusal(revision.definition, rpc)):
+            raise GRPCError(Status.PERMISSION_DENIED, why)
 
     def _task(self):
         task_id = self.task_id or proxied_task.get()

@@ -75,6 +75,17 @@ def network_interfaces_blocked() -> list[str]:
     return sorted(os.listdir("/sys/class/net"))
 
 
+@app.function(image=image, restrict_modal_access=True)
+def restricted(x: int, size: int = 0) -> dict:
+    """Its own input and output (through a blob when large) work; calling another function does not."""
+    try:
+        square.remote(3)
+        other = "allowed"
+    except Exception as e:
+        other = type(e).__name__
+    return {"own": x * 2, "other": other, "payload": b"x" * size}
+
+
 @app.function(image=image)
 def sum_of_squares(n: int) -> int:
     return sum(square.map(range(n)))

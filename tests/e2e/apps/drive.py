@@ -16,6 +16,7 @@ from basics import (
     fail_on_multiples_of_three,
     network_interfaces,
     network_interfaces_blocked,
+    restricted,
     reverse_bytes,
     sleep_for,
     square,
@@ -79,6 +80,9 @@ def scenario(name: str) -> dict:
     if name == "cls":
         counter = Counter(start=10)
         return {"first": counter.add.remote(1), "second": counter.add.remote(2), "default": Counter().add.remote(5)}
+    if name == "restricted":
+        result = restricted.remote(4, 3_000_000)
+        return {"own": result["own"], "other": result["other"], "payload": len(result["payload"])}
     if name == "network":
         return {"open": network_interfaces.remote(), "blocked": network_interfaces_blocked.remote()}
     if name == "call_graph":
