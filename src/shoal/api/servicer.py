@@ -502,10 +502,7 @@ class ShoalServicer(UnimplementedServicer):
     @unary
     async def FunctionGetCallGraph(self, req):
         calls, inputs, truncated = await self.p.calls.call_graph(req.function_call_id)
-        names = {}
-        for c in calls:
-            if c.revision_id not in names:
-                names[c.revision_id] = (await self.p.functions.revision(c.revision_id)).definition
+        names = {rid: (await self.p.functions.revision(rid)).definition for rid in {c.revision_id for c in calls}}
         return api_pb2.FunctionGetCallGraphResponse(
             function_calls=[
                 api_pb2.FunctionCallCallGraphInfo(

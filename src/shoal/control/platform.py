@@ -175,12 +175,11 @@ class Platform:
         task.add_done_callback(self._finishing.discard)
 
     async def _stop_when_done(self, app_id: str) -> None:
-        while (await self.apps.get(app_id)).state == api_pb2.APP_STATE_DETACHED:
-            busy = [(await self.functions.revision(rid)).app_id for rid in self.calls.busy_revisions()]
-            if app_id not in busy:
-                await self.stop_app(app_id)
-                return
+        # `modal app stop` meanwhile ends its calls too, so the wait ends either way.
+        while app_id in [(await self.functions.revision(rid)).app_id for rid in self.calls.busy_revisions()]:
             await asyncio.sleep(DETACHED_POLL)
+        if (await self.apps.get(app_id)).state == api_pb2.APP_STATE_DETACHED:
+            await self.stop_app(app_id)
 
     async def _watch_heartbeats(self) -> None:
         while True:

@@ -23,13 +23,18 @@ class Link(Protocol):
     async def stop(self, task_id: str) -> None: ...
 
 
+# A joined worker's cache of fetched images and code, as `shoal workers` shows it; the embedded
+# worker has none.
+_NO_CACHE = {"cache_bytes": None, "cache_limit_bytes": None}
+
+
 class Workers:
     def __init__(self, pool: Pool, on_lost: Callable[[str], Awaitable[None]]):
         self.pool = pool
         self.on_lost = on_lost
         self.links: dict[str, Link] = {}
         self._secrets: dict[str, str] = {}  # task id -> what its requests must carry
-        self._caches: dict[str, tuple[int | None, int]] = {}  # worker id -> its cache's bytes held and limit
+        self._caches: dict[str, dict[str, int | None]] = {}  # worker id -> its cache's bytes held and limit
 
     def join(self, worker: Worker, link: Link) -> None:
         if worker.worker_id in self.links:
@@ -56,16 +61,14 @@ class Workers:
                 "free_memory_mb": w.free_memory,
                 "free_gpus": _count(w.free_gpus),
                 "containers": len(w.allocations),
-                # a joined worker's cache of fetched images and code (none for the embedded worker)
-                "cache_bytes": self._caches.get(w.worker_id, (None, None))[0],
-                "cache_limit_bytes": self._caches.get(w.worker_id, (None, None))[1],
+                **self._caches.get(w.worker_id, _NO_CACHE),
             }
             for w in sorted(self.pool.workers.values(), key=lambda w: w.worker_id)
         ]
 
     def note_cache(self, worker_id: str, held: int | None, limit: int) -> None:
         if worker_id in self.links:
-            self._caches[worker_id] = (held, limit)
+            self._caches[worker_id] = {"cache_bytes": held, "cache_limit_bytes": limit}
 
     def link(self, worker_id: str) -> Link | None:
         return self.links.get(worker_id)
