@@ -136,6 +136,8 @@ def test_environments_stay_apart(shoal, app_file):
     assert "staging" in shoal.modal("environment", "list").stdout
     shoal.modal("deploy", "-e", "staging", app_file("staging-1"))
     assert call_once(shoal, "staging")["version"] == "staging-1"
+    by_name = shoal.python("caller.py", APP, "staging", "by_name").stdout.strip()
+    assert by_name == "staging:staging-1", "a container's lookups by name stay in its environment"
     main_before = history(shoal)
     assert call_once(shoal)["version"] == "main-1"
     assert history(shoal) == main_before, "a deploy to staging never touches main"

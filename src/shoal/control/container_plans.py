@@ -37,6 +37,14 @@ class ContainerPlans:
         env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", ""), "/root") if p)
         env.setdefault("PYTHONUNBUFFERED", "1")  # prints reach the log as they happen
         app = await self.apps.get(revision.app_id)
+        # Reserved as in Modal: the function's own settings cannot override them. The client
+        # reads MODAL_ENVIRONMENT for lookups by name made inside the container.
+        env.update(
+            MODAL_ENVIRONMENT=app.environment,
+            MODAL_IMAGE_ID=fdef.image_id,
+            MODAL_CLOUD_PROVIDER=api_pb2.CloudProvider.Name(api_pb2.CLOUD_PROVIDER_UNSPECIFIED),
+            MODAL_REGION="",  # shoal has no regions
+        )
         layout = await self.deployments.app_layout(revision.app_id)
         # The function's own dependencies (image, mounts, ...) are hydrated from the layout too.
         present = {o.object_id for o in layout.objects}

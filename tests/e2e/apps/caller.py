@@ -1,6 +1,7 @@
 """Calls a deployed app by name, as another program would.
 
 caller.py APP ENV once           prints version() and Greeter(name="x").greet()
+caller.py APP ENV by_name        prints version_by_name(): version() as a container looks it up
 caller.py APP ENV loop STOPFILE  calls version() back to back while a long call runs, until
                                  STOPFILE exists; one JSON line per call: start, end, result or error
 """
@@ -19,6 +20,8 @@ if mode == "once":
     greeter = modal.Cls.from_name(app_name, "Greeter", environment_name=env)
     print(f"version: {version.remote()}")
     print(f"greet: {greeter(name='x').greet.remote()}")
+elif mode == "by_name":
+    print(modal.Function.from_name(app_name, "version_by_name", environment_name=env).remote())
 else:
     long_call = modal.Function.from_name(app_name, "slow", environment_name=env).spawn(6.0)
     print(json.dumps({"ready": time.time()}), flush=True)

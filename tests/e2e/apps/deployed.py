@@ -16,6 +16,14 @@ def version() -> str:
 
 
 @app.function()
+def version_by_name() -> str:
+    """version() looked up by name from inside a container, in the environment it runs in."""
+    import os
+
+    return f"{os.environ['MODAL_ENVIRONMENT']}:{modal.Function.from_name(app.name, 'version').remote()}"
+
+
+@app.function()
 def slow(seconds: float) -> str:
     time.sleep(seconds)
     return VERSION
