@@ -69,8 +69,8 @@ class ShoalServer:
         if version != CLIENT_VERSION:
             raise GRPCError(
                 Status.FAILED_PRECONDITION,
-                f"shoal supports the modal client version {CLIENT_VERSION} only; this client is {version or 'unknown'}. "
-                f"Install it with: pip install modal=={CLIENT_VERSION}",
+                f"shoal supports the modal client version {CLIENT_VERSION} only; "
+                f"this client is {version or 'unknown'}. Install it with: pip install modal=={CLIENT_VERSION}",
             )
         if task_id := str(metadata.get(TASK_ID_HEADER, "")):
             # A container on a joined worker, passed on by that worker with the secret it was given.
