@@ -6,7 +6,7 @@ import os
 import pytest
 from alembic import command
 from modal_proto import api_pb2
-from sqlalchemy import delete, text
+from sqlalchemy import text
 
 from shoal.control.apps import Apps
 from shoal.control.calls import Calls
@@ -20,20 +20,6 @@ from shoal.control.tokens import Tokens
 from shoal.control.usage import Prices, report
 from shoal.store import migrations, schema
 from shoal.store.database import Database, database_url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request, tmp_path):
-    if request.param == "sqlite":
-        database = Database(str(tmp_path / "shoal.db"))
-    else:
-        database = Database(request.getfixturevalue("postgres_url"))
-    await database.create_schema()
-    async with database.tx() as conn:
-        for table in reversed(schema.metadata.sorted_tables):
-            await conn.execute(delete(table))
-    yield database
-    await database.close()
 
 
 def test_database_url_forms():
@@ -64,6 +50,21 @@ async def test_apps_lifecycle(db):
         await apps.get("ap-missing")
     with pytest.raises(NotFound):
         await apps.create("staging", "x", 0)
+
+
+async def test_app_tags_are_kept_replaced_and_checked(db):
+    apps = Apps(db)
+    app = await apps.create("", "tagged", api_pb2.APP_STATE_EPHEMERAL, tags={"team": "ml"})
+    assert (await apps.get(app.app_id)).tags == {"team": "ml"}
+    await apps.set_tags(app.app_id, {"team": "infra", "tier": "gold"})
+    await apps.publish(app.app_id, "tagged", api_pb2.APP_STATE_DEPLOYED)  # a deploy naming no tags keeps them
+    assert (await apps.get(app.app_id)).tags == {"team": "infra", "tier": "gold"}
+    await apps.publish(app.app_id, "tagged", api_pb2.APP_STATE_DEPLOYED, {"team": "serving"})
+    assert (await apps.get(app.app_id)).tags == {"team": "serving"}
+    with pytest.raises(InvalidArgument, match="tag value 'a b'"):
+        await apps.set_tags(app.app_id, {"team": "a b"})
+    with pytest.raises(NotFound):
+        await apps.set_tags("ap-missing", {})
 
 
 async def test_function_revisions_persist(db):

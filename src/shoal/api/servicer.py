@@ -22,6 +22,7 @@ from ..control.handles import function_metadata, method_metadata
 from ..control.logs import LogEntry
 from ..control.platform import Platform
 from ..control.scheduler import Autoscaling
+from .account import AccountRpcs
 from .blob_urls import BlobUrls
 from .rpc import UnimplementedServicer, caller, proxied_task, streaming, unary
 
@@ -33,7 +34,7 @@ INPUTS_POLL = 5.0
 HEARTBEAT_HOLD = 13.0
 
 
-class ShoalServicer(UnimplementedServicer):
+class ShoalServicer(AccountRpcs, UnimplementedServicer):
     def __init__(self, platform: Platform, blob_urls: BlobUrls, task_id: str = ""):
         self.p = platform
         self.blob_urls = blob_urls
@@ -103,7 +104,9 @@ class ShoalServicer(UnimplementedServicer):
 
     @unary
     async def AppCreate(self, req):
-        app = await self.p.apps.create(req.environment_name, req.description, req.app_state, req.client_id)
+        app = await self.p.apps.create(
+            req.environment_name, req.description, req.app_state, req.client_id, dict(req.tags)
+        )
         self.p.heartbeat(app.app_id)
         return api_pb2.AppCreateResponse(app_id=app.app_id, app_page_url=self._app_url(app.app_id))
 
@@ -142,11 +145,21 @@ class ShoalServicer(UnimplementedServicer):
             caller.get(),
             req.deployment_tag,
             req.commit_info.SerializeToString() if req.HasField("commit_info") else b"",
+            dict(req.tags),
         )
         # deployed_at 0 tells the client nothing changed and no version was made
         return api_pb2.AppPublishResponse(
             url=self._app_url(req.app_id), deployed_at=version.deployed_at if version else 0
         )
+
+    @unary
+    async def AppSetTags(self, req):
+        await self.p.apps.set_tags(req.app_id, dict(req.tags))
+        return empty_pb2.Empty()
+
+    @unary
+    async def AppGetTags(self, req):
+        return api_pb2.AppGetTagsResponse(tags=(await self.p.apps.get(req.app_id)).tags)
 
     @unary
     async def AppRollback(self, req):

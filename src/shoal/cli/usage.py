@@ -9,7 +9,7 @@ from datetime import datetime
 import click
 from rich.table import Table
 
-from ..control.usage import GROUPINGS, Prices, report
+from ..control.usage import GROUPINGS, PRICES_FILE, Prices, report
 from .state import console, shoal_home, with_store
 
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -38,7 +38,10 @@ def _hours(seconds: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def usage(since: str, by: str, as_json: bool) -> None:
     """Container time, CPU, memory and GPU use, with its cost at the prices in $SHOAL_HOME/prices.json."""
-    prices = Prices.load(os.path.join(shoal_home(), "prices.json"))
+    try:
+        prices = Prices.load(os.path.join(shoal_home(), PRICES_FILE))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
     result = with_store(lambda db: report(db, prices, _since(since), by))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -1,8 +1,10 @@
 """Apps: their lifecycle, their named objects, and the environments they live in."""
 
+import json
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
 from sqlalchemy import delete, insert, select, update
@@ -14,6 +16,7 @@ from .ids import new_id
 
 DEFAULT_ENVIRONMENT = "main"
 _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_TAG = re.compile(r"[A-Za-z0-9._-]{1,63}")  # the client's own rule for tag keys and values
 STOPPED_STATES = (api_pb2.APP_STATE_STOPPED, api_pb2.APP_STATE_STOPPING)
 
 
@@ -34,6 +37,7 @@ class App:
     created_at: float
     stopped_at: float | None
     last_heartbeat: float = 0.0
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 class Apps:
@@ -52,10 +56,21 @@ class Apps:
             await conn.execute(insert(t.environments).values(name=name, environment_id=env_id, created_at=time.time()))
             return env_id
 
-    async def create(self, environment: str, description: str, state: int, client_id: str = "") -> App:
+    async def create(
+        self, environment: str, description: str, state: int, client_id: str = "", tags: Mapping[str, str] = {}
+    ) -> App:
         environment = environment or DEFAULT_ENVIRONMENT
         await self.ensure_environment(environment)
-        app = App(new_id("ap"), environment, None, description, state or api_pb2.APP_STATE_EPHEMERAL, time.time(), None)
+        app = App(
+            new_id("ap"),
+            environment,
+            None,
+            description,
+            state or api_pb2.APP_STATE_EPHEMERAL,
+            time.time(),
+            None,
+            tags=_checked(tags),
+        )
         async with self.db.tx() as conn:
             await conn.execute(
                 insert(t.apps).values(
@@ -65,9 +80,17 @@ class Apps:
                     state=app.state,
                     client_id=client_id,
                     created_at=app.created_at,
+                    tags=json.dumps(app.tags),
                 )
             )
         return app
+
+    async def set_tags(self, app_id: str, tags: Mapping[str, str]) -> None:
+        """Replaces the app's tags."""
+        checked = _checked(tags)
+        await self.get(app_id)
+        async with self.db.tx() as conn:
+            await conn.execute(update(t.apps).where(t.apps.c.app_id == app_id).values(tags=json.dumps(checked)))
 
     async def get(self, app_id: str) -> App:
         async with self.db.tx() as conn:
@@ -107,11 +130,14 @@ class Apps:
             )
             return [_app(r) for r in rows]
 
-    async def publish(self, app_id: str, name: str, state: int) -> App:
+    async def publish(self, app_id: str, name: str, state: int, tags: Mapping[str, str] = {}) -> App:
+        """A deploy that names tags replaces the app's; one that names none keeps those App.set_tags() gave."""
         app = await self.get(app_id)
         if app.state in STOPPED_STATES:
             raise InvalidArgument(f"App {app_id} is stopped")
         values: dict = {"state": state or app.state}
+        if tags:
+            values["tags"] = json.dumps(_checked(tags))
         if name:
             other = await self.by_name(app.environment, name)
             if other and other.app_id != app_id and state == api_pb2.APP_STATE_DEPLOYED:
@@ -140,6 +166,14 @@ class Apps:
         async with self.db.tx() as conn:
             rows = await conn.execute(select(t.environments).order_by(t.environments.c.created_at))
             return [Environment(r.name, r.environment_id, r.created_at) for r in rows]
+
+    async def environment_names(self, environment_ids: Collection[str]) -> list[str]:
+        """The names of the environments with these ids, in their order."""
+        by_id = {e.environment_id: e.name for e in await self.environments()}
+        for environment_id in environment_ids:
+            if environment_id not in by_id:
+                raise NotFound(f"Environment {environment_id} not found")
+        return [by_id[i] for i in environment_ids]
 
     async def create_environment(self, name: str) -> None:
         async with self.db.tx() as conn:
@@ -174,5 +208,24 @@ async def _check_new_environment(conn, name: str) -> None:
         raise AlreadyExists(f"Environment '{name}' already exists")
 
 
+def _checked(tags: Mapping[str, str]) -> dict[str, str]:
+    for key, value in tags.items():
+        for what, text in (("key", key), ("value", value)):
+            if not _TAG.fullmatch(text):
+                raise InvalidArgument(
+                    f"Invalid tag {what} {text!r}: use letters, digits, '-', '_' and '.', at most 63 characters"
+                )
+    return dict(tags)
+
+
 def _app(row) -> App:
-    return App(row.app_id, row.environment, row.name, row.description, row.state, row.created_at, row.stopped_at)
+    return App(
+        row.app_id,
+        row.environment,
+        row.name,
+        row.description,
+        row.state,
+        row.created_at,
+        row.stopped_at,
+        tags=json.loads(row.tags),
+    )

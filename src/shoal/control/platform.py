@@ -26,6 +26,7 @@ from .calls import Calls
 from .container_plans import ContainerPlans
 from .containers import Containers
 from .deployments import Deployments
+from .errors import FailedPrecondition
 from .functions import Functions, retry_policy
 from .images import Images
 from .lifecycle import Lifecycle
@@ -36,6 +37,7 @@ from .releases import Releases
 from .scheduler import Scheduler
 from .secrets import Secrets
 from .tokens import Tokens
+from .usage import PRICES_FILE, Prices
 from .webhooks import Webhooks
 from .workers import Workers
 
@@ -148,6 +150,13 @@ class Platform:
             self.last_heartbeat[app.app_id] = now
 
     # -- apps --------------------------------------------------------------
+
+    def prices(self) -> Prices:
+        """Read at each use, so an edited prices.json counts without a restart."""
+        try:
+            return Prices.load(os.path.join(self.settings.home, PRICES_FILE))
+        except ValueError as e:
+            raise FailedPrecondition(str(e)) from None
 
     def heartbeat(self, app_id: str) -> None:
         self.last_heartbeat[app_id] = time.time()

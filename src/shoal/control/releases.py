@@ -7,7 +7,7 @@ now runs and which object a name looks up in the live version.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from modal_proto import api_pb2
 from modal_version import __version__ as CLIENT_VERSION
@@ -49,13 +49,14 @@ class Releases:
         deployed_by: str,
         tag: str,
         commit_info: bytes,
+        tags: Mapping[str, str] = {},
     ) -> Version | None:
         """Make the functions the client created live; None when nothing changed since the live version."""
         if state == api_pb2.APP_STATE_DEPLOYED:
             for object_id in objects.values():
                 if object_id.startswith("fu-"):
                     refuse_unsupported((await self.functions.latest(object_id)).definition, deploying=True)
-        app = await self.apps.publish(app_id, name, state)
+        app = await self.apps.publish(app_id, name, state, tags)
         if app.state == api_pb2.APP_STATE_DEPLOYED:
             self.on_deployed(app_id)
         return await self.deployments.publish(app_id, objects, deployed_by, CLIENT_VERSION, tag, commit_info)

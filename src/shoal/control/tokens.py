@@ -9,7 +9,7 @@ from sqlalchemy import insert, select
 
 from ..store import schema as t
 from ..store.database import Database
-from .errors import Unauthenticated
+from .errors import NotFound, Unauthenticated
 
 
 def _hash(secret: str) -> str:
@@ -42,3 +42,10 @@ class Tokens:
             expected = self._valid[token_id] = row.secret_sha256
         if not hmac.compare_digest(expected, _hash(secret)):
             raise Unauthenticated(f"Wrong secret for token {token_id}")
+
+    async def created_at(self, token_id: str) -> float:
+        async with self.db.tx() as conn:
+            row = (await conn.execute(select(t.tokens).where(t.tokens.c.token_id == token_id))).one_or_none()
+        if row is None:
+            raise NotFound("This request carries no token: it comes from a container" if not token_id else token_id)
+        return row.created_at

@@ -20,6 +20,7 @@ from ..store import schema as t
 from ..store.database import Database
 
 GROUPINGS = ("app", "function", "gpu", "environment")
+PRICES_FILE = "prices.json"  # in $SHOAL_HOME
 
 
 # Dollars per GPU-hour, serverless (while a container holds it) and dedicated (busy or not).
@@ -50,12 +51,18 @@ class Prices:
     def load(cls, path: str) -> "Prices":
         """prices.json overrides any of the defaults: {"cpu_core": .., "gpu": {"H100": ..}, ...}."""
         prices = cls()
-        if os.path.exists(path):
+        if not os.path.exists(path):
+            return prices
+        try:
             with open(path) as f:
                 given = json.load(f)
             for key, value in given.items():
-                current = getattr(prices, key)  # an unknown key is an AttributeError naming it
+                current = getattr(prices, key, None)
+                if current is None:
+                    raise ValueError(f"unknown price {key!r}; the prices are {', '.join(asdict(prices))}")
                 setattr(prices, key, {**current, **value} if isinstance(current, dict) else float(value))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ValueError(f"{path}: {e}") from None
         return prices
 
 
@@ -102,25 +109,47 @@ class Report:
         return report
 
 
-async def report(db: Database, prices: Prices, since: float, by: str, until: float | None = None) -> Report:
-    if by not in GROUPINGS:
-        raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}, not {by!r}")
-    until = until or time.time()
+async def metered(db: Database, since: float, until: float) -> list:
+    """The containers that ran at some time in [since, until), with their app's and function's names."""
     c = t.tasks.c
     query = (
-        select(t.tasks, t.apps.c.name, t.apps.c.description, t.apps.c.environment, t.functions.c.tag)
+        select(t.tasks, t.apps.c.name, t.apps.c.description, t.apps.c.environment, t.apps.c.tags, t.functions.c.tag)
         .join(t.apps, t.apps.c.app_id == c.app_id)
         .outerjoin(t.functions, t.functions.c.function_id == c.function_id)
         .where(c.state != "starting", c.started_at < until, or_(c.finished_at.is_(None), c.finished_at > since))
     )
     async with db.tx() as conn:
-        containers = (await conn.execute(query)).all()
+        return list((await conn.execute(query)).all())
+
+
+def seconds_within(container, since: float, until: float) -> float:
+    """How long a metered container ran within [since, until); one still running counts to `until`."""
+    return max(0.0, min(container.finished_at or until, until) - max(container.started_at, since))
+
+
+def resource_costs(container, seconds: float, prices: Prices) -> dict[str, float]:
+    """Dollars for `seconds` of what a metered container held, per resource: CPU, Memory, GPU <type>."""
+    costs = {
+        "CPU": seconds * container.milli_cpu / 1000 * prices.cpu_core / 3600,
+        "Memory": seconds * container.memory_mb / 1024 * prices.memory_gib / 3600,
+    }
+    if container.gpu_count:
+        gpu_type = container.gpu_type
+        costs[f"GPU {gpu_type}"] = seconds * container.gpu_count * prices.gpu.get(gpu_type, 0.0) / 3600
+    return costs
+
+
+async def report(db: Database, prices: Prices, since: float, by: str, until: float | None = None) -> Report:
+    if by not in GROUPINGS:
+        raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}, not {by!r}")
+    until = until or time.time()
+    containers = await metered(db, since, until)
 
     rows: dict[str, UsageRow] = {}
     per_function_gpu: dict[tuple[str, str], float] = defaultdict(float)
     gpus_per_container: dict[tuple[str, str], int] = {}
     for row in containers:
-        seconds = max(0.0, min(row.finished_at or until, until) - max(row.started_at, since))
+        seconds = seconds_within(row, since, until)
         app = row.name or row.description or row.app_id
         function = f"{app}.{row.tag or row.function_id}"
         key = {"app": app, "function": function, "gpu": row.gpu_type or "(none)", "environment": row.environment}[by]
@@ -129,13 +158,10 @@ async def report(db: Database, prices: Prices, since: float, by: str, until: flo
         usage.seconds += seconds
         usage.cpu_core_seconds += seconds * row.milli_cpu / 1000
         usage.memory_gib_seconds += seconds * row.memory_mb / 1024
-        usage.cost += (
-            seconds * row.milli_cpu / 1000 * prices.cpu_core + seconds * row.memory_mb / 1024 * prices.memory_gib
-        ) / 3600
+        usage.cost += sum(resource_costs(row, seconds, prices).values())
         if row.gpu_count:
             gpu_seconds = seconds * row.gpu_count
             usage.gpu_seconds[row.gpu_type] = usage.gpu_seconds.get(row.gpu_type, 0.0) + gpu_seconds
-            usage.cost += gpu_seconds * prices.gpu.get(row.gpu_type, 0.0) / 3600
             per_function_gpu[(function, row.gpu_type)] += gpu_seconds
             gpus_per_container[(function, row.gpu_type)] = row.gpu_count
 

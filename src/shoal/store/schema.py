@@ -48,6 +48,7 @@ apps = Table(
     Column("stopped_at", Float),
     # the version every new call runs: switching it is what makes a deploy atomic
     Column("live_version", Integer),
+    Column("tags", Text, nullable=False, server_default="{}"),  # JSON: {key: value}, App(tags=) and App.set_tags()
 )
 Index("apps_by_name", apps.c.environment, apps.c.name)
 
