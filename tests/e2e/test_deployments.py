@@ -165,6 +165,9 @@ def test_deployed_apps_survive_a_restart(shoal, app_file):
     info = json.loads(shoal.modal("function", "info", f"{APP}/version", "--json").stdout)
     apps = json.loads(shoal.modal("app", "list", "--json").stdout)
     assert info["app_id"] == next(a["app_id"] for a in apps if a["description"] == APP and a["state"] == "deployed")
+    assert info["timeout"] == 300 and info["name"] == "version"  # Modal's default timeout
+    by_id = json.loads(shoal.modal("function", "info", info["object_id"], "--json").stdout)
+    assert by_id == info
     shoal.down()
     shoal.up()
     assert wait_for(lambda: warm_tasks(shoal) >= 1), "the warm pool comes back with shoal"

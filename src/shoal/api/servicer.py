@@ -18,7 +18,7 @@ from ..control.apps import DEFAULT_ENVIRONMENT, App
 from ..control.calls import Input
 from ..control.deployments import Version
 from ..control.errors import InvalidArgument, NotFound
-from ..control.handles import function_metadata, method_metadata
+from ..control.handles import function_data, function_metadata, method_metadata
 from ..control.logs import LogEntry
 from ..control.platform import Platform
 from ..control.scheduler import Autoscaling
@@ -236,15 +236,18 @@ class ShoalServicer(AccountRpcs, UnimplementedServicer):
             req.app_name, req.environment_name, req.object_tag, "Function"
         )
         revision = await self.p.deployments.resolve(function_id)
-        fdef = revision.definition
         return api_pb2.FunctionGetResponse(
             function_id=function_id,
-            handle_metadata=function_metadata(fdef, revision.app_id),
-            function=api_pb2.FunctionData(
-                module_name=fdef.module_name,
-                function_name=fdef.function_name,
-                ranked_functions=[api_pb2.FunctionData.RankedFunction(rank=0, function=fdef)],
-            ),
+            handle_metadata=function_metadata(revision.definition, revision.app_id),
+            function=function_data(revision.definition, revision.gpu_choices),
+        )
+
+    @unary
+    async def FunctionGetById(self, req):
+        revision = await self.p.deployments.resolve(req.function_id)
+        return api_pb2.FunctionGetByIdResponse(
+            handle_metadata=function_metadata(revision.definition, revision.app_id),
+            function=function_data(revision.definition, revision.gpu_choices),
         )
 
     @unary
@@ -477,9 +480,7 @@ class ShoalServicer(AccountRpcs, UnimplementedServicer):
             function_id=revision.function_id,
             function=fdef,
             handle_metadata=function_metadata(fdef, req.app_id),
-            function_data=api_pb2.FunctionData(
-                module_name=fdef.module_name, function_name=fdef.function_name, ranked_functions=ranked
-            ),
+            function_data=function_data(fdef, choices),
         )
 
     @unary

@@ -1,4 +1,5 @@
-"""Handle metadata: what the client needs to know to call a function or its methods."""
+"""Handle metadata: what the client needs to know to call a function or its methods, and the
+function data `modal function info` shows."""
 
 from collections.abc import Mapping
 
@@ -35,4 +36,38 @@ def function_metadata(fdef: api_pb2.Function, app_id: str) -> api_pb2.FunctionHa
         function_schema=fdef.function_schema,
         supported_input_formats=fdef.supported_input_formats,
         supported_output_formats=fdef.supported_output_formats,
+    )
+
+
+def function_data(fdef: api_pb2.Function, gpu_choices: tuple[str, ...] = ()) -> api_pb2.FunctionData:
+    """The settings all of a function's definitions share, and one definition per GPU it may run on
+    (`gpu=` as a list: "H100:2", ... in order of preference)."""
+    ranked = []
+    for rank, choice in enumerate(gpu_choices or ("",)):
+        definition = api_pb2.Function()
+        definition.CopyFrom(fdef)
+        if choice:
+            gpu_type, _, count = choice.rpartition(":")
+            definition.resources.gpu_config.gpu_type, definition.resources.gpu_config.count = gpu_type, int(count)
+        ranked.append(api_pb2.FunctionData.RankedFunction(rank=rank, function=definition))
+    return api_pb2.FunctionData(
+        module_name=fdef.module_name,
+        function_name=fdef.function_name,
+        function_type=fdef.function_type,
+        warm_pool_size=fdef.warm_pool_size,
+        concurrency_limit=fdef.concurrency_limit,
+        task_idle_timeout_secs=fdef.task_idle_timeout_secs,
+        autoscaler_settings=fdef.autoscaler_settings,
+        timeout_secs=fdef.timeout_secs,
+        startup_timeout_secs=fdef.startup_timeout_secs,
+        is_class=fdef.is_class,
+        class_parameter_info=fdef.class_parameter_info,
+        is_method=fdef.is_method,
+        method_definitions=fdef.method_definitions,
+        method_definitions_set=fdef.method_definitions_set,
+        function_schema=fdef.function_schema,
+        untrusted=fdef.untrusted,
+        supported_input_formats=fdef.supported_input_formats,
+        supported_output_formats=fdef.supported_output_formats,
+        ranked_functions=ranked,
     )
