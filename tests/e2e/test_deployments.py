@@ -154,6 +154,21 @@ def test_environments_stay_apart(shoal, app_file):
     assert "staging" not in shoal.modal("environment", "list").stdout
 
 
+def test_function_calls_and_stats_show_each_input(shoal, app_file):
+    shoal.modal("deploy", app_file("calls-1"))
+    call_once(shoal)  # version() and Greeter(name="x").greet()
+    newest = json.loads(shoal.modal("function", "calls", f"{APP}/version", "-n", "1", "--json").stdout)
+    (call,) = newest
+    assert call["status"] == "success" and call["container_id"].startswith("ta-")
+    assert call["enqueued_at"] <= call["started_at"] and call["execution_time_seconds"] >= 0
+    stats = json.loads(shoal.modal("function", "stats", f"{APP}/version", "--json").stdout)
+    assert stats["input_success_count"] >= 1 and stats["container_started_count"] >= 1
+    assert set(stats["input_percentile_stats"]) == {"Execution time (s)", "End-to-end latency (s)"}
+    # A class's inputs belong to the variant bound to its parameters: --all-variants gathers them.
+    greet = shoal.modal("function", "calls", f"{APP}/Greeter.*", "--all-variants", "-n", "1", "--json").stdout
+    assert [c["status"] for c in json.loads(greet)] == ["success"]
+
+
 def test_lookups_fail_clearly(shoal):
     missing_app = shoal.python("caller.py", "no-such-app", "main", "once", check=False)
     assert missing_app.returncode != 0 and "no-such-app" in missing_app.stderr

@@ -1,26 +1,15 @@
 """The account side of the API: the workspace, the caller's token, and Modal's billing views of
 shoal's usage meter (`modal billing`, `Workspace.billing`, `Environment.billing`)."""
 
-from google.protobuf import timestamp_pb2
 from modal_proto import api_pb2
 
 from ..control import billing
 from ..control.platform import Platform
-from .rpc import caller, streaming, unary
+from .rpc import caller, seconds, streaming, timestamp, unary
 
 # A shoal server is one workspace.
 WORKSPACE_NAME = "shoal"
 WORKSPACE_ID = "ac-shoal"
-
-
-def _seconds(ts: timestamp_pb2.Timestamp) -> float:
-    return ts.seconds + ts.nanos / 1e9
-
-
-def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
 
 
 class AccountRpcs:
@@ -37,7 +26,7 @@ class AccountRpcs:
             token_id=token_id,
             workspace_id=WORKSPACE_ID,
             workspace_name=WORKSPACE_NAME,
-            created_at=_timestamp(await self.p.tokens.created_at(token_id)),
+            created_at=timestamp(await self.p.tokens.created_at(token_id)),
         )
 
     @streaming
@@ -46,8 +35,8 @@ class AccountRpcs:
         items = await billing.report(
             self.p.db,
             self.p.prices(),
-            _seconds(req.start_timestamp),
-            _seconds(req.end_timestamp),
+            seconds(req.start_timestamp),
+            seconds(req.end_timestamp),
             req.resolution or "d",
             req.tag_names,
             environments,
@@ -58,7 +47,7 @@ class AccountRpcs:
                 object_id=item.app_id,
                 description=item.description,
                 environment_name=item.environment,
-                interval=_timestamp(item.interval_start),
+                interval=timestamp(item.interval_start),
                 cost=str(item.cost),
                 tags=item.tags,
                 cost_by_resource={r: str(c) for r, c in item.cost_by_resource.items()},
@@ -76,11 +65,11 @@ class AccountRpcs:
 
     @unary
     async def WorkspaceBillingSummary(self, req):
-        summary = await billing.summary(self.p.db, self.p.prices(), _seconds(req.start_timestamp))
+        summary = await billing.summary(self.p.db, self.p.prices(), seconds(req.start_timestamp))
         cost = str(summary.cost)
         return api_pb2.WorkspaceBillingSummaryResponse(
-            start_timestamp=_timestamp(summary.start),
-            end_timestamp=_timestamp(summary.end),
+            start_timestamp=timestamp(summary.start),
+            end_timestamp=timestamp(summary.end),
             metered_cost=cost,
             billed_cost=cost,  # no credits or discounts on your own machines
             metered_cost_breakdown={r: str(c) for r, c in summary.cost_by_resource.items()},
@@ -89,10 +78,10 @@ class AccountRpcs:
     @unary
     async def EnvironmentBillingSummary(self, req):
         (environment,) = await self.p.apps.environment_names([req.environment_id])
-        summary = await billing.summary(self.p.db, self.p.prices(), _seconds(req.start_timestamp), environment)
+        summary = await billing.summary(self.p.db, self.p.prices(), seconds(req.start_timestamp), environment)
         return api_pb2.EnvironmentBillingSummaryResponse(
-            start_timestamp=_timestamp(summary.start),
-            end_timestamp=_timestamp(summary.end),
+            start_timestamp=timestamp(summary.start),
+            end_timestamp=timestamp(summary.end),
             metered_cost=str(summary.cost),
             metered_cost_breakdown={r: str(c) for r, c in summary.cost_by_resource.items()},
         )

@@ -12,6 +12,7 @@ import time
 from contextvars import ContextVar
 from pathlib import Path
 
+from google.protobuf import timestamp_pb2
 from grpclib import GRPCError, Status
 from modal_proto.api_grpc import ModalClientBase
 
@@ -96,6 +97,16 @@ def streaming(fn):
 
     handler.shoal_implemented = True
     return handler
+
+
+def seconds(ts: timestamp_pb2.Timestamp) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
+def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
 
 
 def feature_name(rpc: str) -> str:

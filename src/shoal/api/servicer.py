@@ -24,6 +24,7 @@ from ..control.platform import Platform
 from ..control.scheduler import Autoscaling
 from .account import AccountRpcs
 from .blob_urls import BlobUrls
+from .inspection import InspectionRpcs
 from .rpc import UnimplementedServicer, caller, proxied_task, streaming, unary
 
 GenericResult = api_pb2.GenericResult
@@ -34,7 +35,7 @@ INPUTS_POLL = 5.0
 HEARTBEAT_HOLD = 13.0
 
 
-class ShoalServicer(AccountRpcs, UnimplementedServicer):
+class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     def __init__(self, platform: Platform, blob_urls: BlobUrls, task_id: str = ""):
         self.p = platform
         self.blob_urls = blob_urls

@@ -378,7 +378,9 @@ class Calls:
             if delay is not None:
                 await self._retry_later(inp, delay)
                 return
-        await self._record_output(call, inp.input_id, inp.idx, inp.retry_count, result, data_format, running.task_id)
+        await self._record_output(
+            call, inp.input_id, inp.idx, inp.retry_count, result, data_format, running.task_id, running.started_at
+        )
 
     async def _retry_later(self, inp: Input, delay: float) -> None:
         inp.retry_count += 1
@@ -402,6 +404,7 @@ class Calls:
         result: api_pb2.GenericResult,
         data_format: int = 0,
         task_id: str = "",
+        started_at: float = 0.0,
     ) -> None:
         if input_id not in call.unfinished:
             return
@@ -411,6 +414,7 @@ class Calls:
             input_id=input_id,
             data_format=data_format,
             task_id=task_id,
+            input_started_at=started_at,
             output_created_at=time.time(),
             retry_count=retry_count,
         )

@@ -22,6 +22,7 @@ from ..worker.agent import LocalWorker, SocketServer, default_ca_bundle
 from ..worker.inventory import this_machine
 from .apps import Apps
 from .build_functions import BuildFunctions
+from .call_history import CallHistory
 from .calls import Calls
 from .container_plans import ContainerPlans
 from .containers import Containers
@@ -82,6 +83,7 @@ class Platform:
         self.mounts = Mounts(self.db, self.blobs, os.path.join(home, "mounts"))
         self.secrets = Secrets(self.db)
         self.calls = Calls(self.db, lambda rid: retry_policy(self.functions.cached(rid)))
+        self.call_history = CallHistory(self.db, self.calls)
         self.runtime = Runtime(os.path.join(home, "runtime"))
         inventory = this_machine(settings.fake_gpus) if settings.local_worker else None
         nvidia_gpus = inventory.nvidia if inventory else ()

@@ -188,6 +188,7 @@ inputs = Table(
     Column("created_at", Float, nullable=False),
 )
 Index("inputs_pending", inputs.c.status, inputs.c.revision_id)
+Index("inputs_by_revision", inputs.c.revision_id, inputs.c.created_at)  # a function's recent inputs
 
 outputs = Table(
     "outputs",

@@ -1,0 +1,89 @@
+"""What `modal function calls` and `modal function stats` ask: a function's recent inputs, how
+many came in each time bucket, and what happened to them and its containers."""
+
+from modal_proto import api_pb2
+
+from ..control.call_history import InputRecord
+from ..control.errors import InvalidArgument
+from ..control.platform import Platform
+from .rpc import seconds, timestamp, unary
+
+MAX_TAIL = 1000
+MAX_FETCH = 100_000  # inputs in one range answer; the client asks again for the rest
+MAX_BUCKETS = 100_000
+
+
+def _input_info(r: InputRecord) -> api_pb2.FunctionCallInputInfo:
+    info = api_pb2.FunctionCallInputInfo(
+        enqueued_at=timestamp(r.enqueued_at), status=r.status, function_call_id=r.call_id
+    )
+    if r.started_at:
+        info.started_at.CopyFrom(timestamp(r.started_at))
+        info.container_id = r.task_id
+        if r.finished_at:
+            info.execution_time_seconds = r.finished_at - r.started_at
+    return info
+
+
+def _distribution(values: dict[int, float]) -> api_pb2.StatsPercentileDistribution:
+    return api_pb2.StatsPercentileDistribution(
+        unit="s", percentiles=[api_pb2.StatsPercentile(percentile_basis_points=bp, value=v) for bp, v in values.items()]
+    )
+
+
+class InspectionRpcs:
+    p: Platform
+
+    async def _function_ids(self, function_id: str, all_variants: bool) -> list[str]:
+        await self.p.functions.app_of(function_id)  # unknown: NotFound
+        return await self.p.call_history.with_variants(function_id) if all_variants else [function_id]
+
+    @unary
+    async def FunctionCallFetch(self, req):
+        ids = await self._function_ids(req.function_id, req.all_variants)
+        if req.HasField("range"):
+            limit = min(req.range.limit or MAX_FETCH, MAX_FETCH)
+            records = await self.p.call_history.inputs(ids, seconds(req.range.since), seconds(req.range.until), limit)
+        else:
+            count = req.tail.count or 10
+            if count > MAX_TAIL:
+                raise InvalidArgument(f"A tail is at most {MAX_TAIL} inputs")
+            records = await self.p.call_history.inputs(ids, limit=count, newest_first=True)
+        return api_pb2.FunctionCallFetchResponse(function_call_inputs=[_input_info(r) for r in records])
+
+    @unary
+    async def FunctionCallCount(self, req):
+        since, until, bucket = seconds(req.since), seconds(req.until), req.bucket_secs
+        if bucket <= 0 or (until - since) / bucket > MAX_BUCKETS:
+            raise InvalidArgument(f"bucket_secs must be positive, with at most {MAX_BUCKETS:,} buckets in the range")
+        ids = await self._function_ids(req.function_id, req.all_variants)
+        counts: dict[int, int] = {}
+        for r in await self.p.call_history.inputs(ids, since, until):
+            n = int((r.enqueued_at - since) // bucket)
+            counts[n] = counts.get(n, 0) + 1
+        return api_pb2.FunctionCallCountResponse(
+            buckets=[
+                api_pb2.FunctionCallCountResponse.InputBucket(bucket_start_at=timestamp(since + n * bucket), count=c)
+                for n, c in sorted(counts.items())
+            ]
+        )
+
+    @unary
+    async def FunctionGetTimeRangeStats(self, req):
+        ids = await self._function_ids(req.function_id, req.rollup)
+        since, until = seconds(req.since), seconds(req.until)
+        stats = await self.p.call_history.stats(ids, since, until, req.container_id)
+        return api_pb2.FunctionGetTimeRangeStatsResponse(
+            since=req.since,
+            until=req.until,
+            input_success_count=stats.succeeded,
+            input_failure_count=stats.failed,
+            input_timeout_count=stats.timed_out,
+            input_running_at_end_count=stats.in_flight,
+            input_percentile_stats={name: _distribution(v) for name, v in stats.percentiles.items()},
+            container_started_count=stats.containers_started,
+            container_error_count=stats.containers_failed,
+            container_creating_at_end_count=stats.containers_starting,
+            container_total_count=stats.containers,
+            variant_count=len(ids) - 1,
+        )

@@ -1,0 +1,55 @@
+"""A function's inputs read back for `modal function calls` and `modal function stats`."""
+
+import asyncio
+
+from modal_proto import api_pb2
+
+from shoal.control.call_history import CallHistory
+from shoal.control.calls import Calls
+from shoal.control.functions import Functions
+from shoal.store.database import Database
+
+Status = api_pb2.FunctionCallInputStatus
+GenericResult = api_pb2.GenericResult
+
+
+async def test_each_input_reads_back_with_how_it_ended_or_where_it_runs(tmp_path, monkeypatch):
+    db = Database(str(tmp_path / "shoal.db"))
+    await db.create_schema()
+    functions = Functions(db)
+    fid = await functions.precreate("ap-1", "f")
+    rid = (await functions.create("ap-1", api_pb2.Function(function_name="f"), fid)).revision_id
+    calls = Calls(db, lambda revision_id: api_pb2.FunctionRetryPolicy())
+    history = CallHistory(db, calls)
+    call, _ = await calls.create(
+        rid, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(i, api_pb2.FunctionInput()) for i in range(4)]
+    )
+    taken = await calls.next_inputs(rid, "ta-1", 3, 0, asyncio.Event())  # the fourth stays queued
+    await calls.put_output(taken[0].input_id, GenericResult(status=GenericResult.GENERIC_STATUS_SUCCESS), 0)
+    await calls.flush()  # in the store
+    monkeypatch.setattr("shoal.control.calls.OUTPUT_WRITE_DELAY", 60)
+    await calls.put_output(
+        taken[1].input_id, GenericResult(status=GenericResult.GENERIC_STATUS_TIMEOUT), 0
+    )  # in memory only
+
+    records = await history.inputs([fid])
+    assert [r.status for r in records] == [
+        Status.FUNCTION_CALL_INPUT_STATUS_SUCCESS,
+        Status.FUNCTION_CALL_INPUT_STATUS_TIMEOUT,
+        Status.FUNCTION_CALL_INPUT_STATUS_RUNNING,
+        Status.FUNCTION_CALL_INPUT_STATUS_PENDING,
+    ]
+    assert [r.task_id for r in records] == ["ta-1", "ta-1", "ta-1", ""]
+    assert all(r.enqueued_at <= r.started_at <= r.finished_at for r in records[:2])
+    assert records[2].finished_at is None and records[3].started_at is None
+    assert {r.call_id for r in records} == {call.call_id}
+    newest = await history.inputs([fid], limit=2, newest_first=True)
+    assert [r.input_id for r in newest] == [records[3].input_id, records[2].input_id]
+    assert await history.inputs(["fu-other"]) == []
+
+    stats = await history.stats([fid], records[0].enqueued_at, records[3].enqueued_at + 1)
+    assert (stats.succeeded, stats.failed, stats.timed_out, stats.in_flight) == (1, 0, 1, 2)
+    assert set(stats.percentiles) == {"Execution time (s)", "End-to-end latency (s)"}
+    assert set(stats.percentiles["Execution time (s)"]) == {5000, 9000, 9900}
+    assert (await history.stats([fid], 0, records[0].enqueued_at)).succeeded == 0  # queued before the range: none
+    calls._writer.cancel()  # the 60 s write delay set above
