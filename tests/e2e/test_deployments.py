@@ -154,7 +154,7 @@ def test_environments_stay_apart(shoal, app_file):
     assert "staging" not in shoal.modal("environment", "list").stdout
 
 
-def test_function_calls_and_stats_show_each_input(shoal, app_file):
+def test_function_calls_stats_and_variants(shoal, app_file):
     shoal.modal("deploy", app_file("calls-1"))
     call_once(shoal)  # version() and Greeter(name="x").greet()
     newest = json.loads(shoal.modal("function", "calls", f"{APP}/version", "-n", "1", "--json").stdout)
@@ -167,6 +167,8 @@ def test_function_calls_and_stats_show_each_input(shoal, app_file):
     # A class's inputs belong to the variant bound to its parameters: --all-variants gathers them.
     greet = shoal.modal("function", "calls", f"{APP}/Greeter.*", "--all-variants", "-n", "1", "--json").stdout
     assert [c["status"] for c in json.loads(greet)] == ["success"]
+    variants = json.loads(shoal.modal("function", "variants", f"{APP}/Greeter.*", "--json").stdout)
+    assert {"name": "x"} in [v["parameters"] for v in variants]
 
 
 def test_lookups_fail_clearly(shoal):

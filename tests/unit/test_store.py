@@ -13,7 +13,7 @@ from shoal.control.calls import Calls
 from shoal.control.containers import Containers
 from shoal.control.deployments import Deployments
 from shoal.control.errors import InvalidArgument, NotFound, Unauthenticated
-from shoal.control.functions import Functions, refuse_unsupported, retry_policy
+from shoal.control.functions import Binding, Functions, refuse_unsupported, retry_policy
 from shoal.control.placement import Allocation, Gpu
 from shoal.control.scheduler import Task, autoscaling
 from shoal.control.tokens import Tokens
@@ -122,6 +122,15 @@ async def test_a_class_variant_runs_its_options_over_the_class_definition(db):
     assert (fdef.max_concurrent_inputs, fdef.target_concurrent_inputs) == (10, 4)
     unchanged = await Functions(db).bound_revision(plain, revision)
     assert unchanged.definition == declared and unchanged.gpu_choices == ("A10G:1", "L4:1")
+
+    # `modal function variants` pages through them newest first.
+    third = await functions.bind(fid, b"third")
+    first_page = await Functions(db).variants(fid, 2)
+    assert [v[0] for v in first_page] == [third, plain]
+    assert first_page[1][1] == Binding(fid, b"", b"")
+    last_id, _, created_at = first_page[-1]
+    rest = await Functions(db).variants(fid, 2, before=(created_at, last_id))
+    assert [(v[0], api_pb2.FunctionOptions.FromString(v[1].options)) for v in rest] == [(variant, options)]
 
 
 SCHEDULED = api_pb2.Function(schedule=api_pb2.Schedule(period=api_pb2.Schedule.Period(minutes=5)))

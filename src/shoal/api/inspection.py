@@ -1,5 +1,5 @@
-"""What `modal function calls` and `modal function stats` ask: a function's recent inputs, how
-many came in each time bucket, and what happened to them and its containers."""
+"""What `modal function calls`, `stats` and `variants` ask: a function's recent inputs, how many
+came in each time bucket, what happened to them and its containers, and its bound variants."""
 
 from modal_proto import api_pb2
 
@@ -11,6 +11,7 @@ from .rpc import seconds, timestamp, unary
 MAX_TAIL = 1000
 MAX_FETCH = 100_000  # inputs in one range answer; the client asks again for the rest
 MAX_BUCKETS = 100_000
+VARIANTS_PAGE = 1000
 
 
 def _input_info(r: InputRecord) -> api_pb2.FunctionCallInputInfo:
@@ -87,3 +88,19 @@ class InspectionRpcs:
             container_total_count=stats.containers,
             variant_count=len(ids) - 1,
         )
+
+    @unary
+    async def FunctionListVariants(self, req):
+        await self.p.functions.app_of(req.function_id)  # unknown: NotFound
+        page = min(req.limit or VARIANTS_PAGE, VARIANTS_PAGE)
+        before = (req.cursor.created_before, req.cursor.function_id) if req.HasField("cursor") else None
+        variants = await self.p.functions.variants(req.function_id, page + 1, before)
+        response = api_pb2.FunctionListVariantsResponse()
+        for function_id, binding, _ in variants[:page]:
+            info = response.infos.add(function_id=function_id, serialized_params=binding.params)
+            if binding.options:
+                info.function_options.ParseFromString(binding.options)
+        if len(variants) > page:
+            last_id, _, created_at = variants[page - 1]
+            response.next_cursor.CopyFrom(api_pb2.FunctionVariantCursor(created_before=created_at, function_id=last_id))
+        return response

@@ -246,8 +246,11 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     @unary
     async def FunctionGetById(self, req):
         revision = await self.p.deployments.resolve(req.function_id)
+        binding = await self.p.functions.binding(req.function_id)
         return api_pb2.FunctionGetByIdResponse(
-            handle_metadata=function_metadata(revision.definition, revision.app_id),
+            handle_metadata=function_metadata(
+                revision.definition, revision.app_id, binding.parent_id if binding else ""
+            ),
             function=function_data(revision.definition, revision.gpu_choices),
         )
 
@@ -489,9 +492,8 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
         options = req.function_options if req.HasField("function_options") else None
         bound_id = await self.p.functions.bind(req.function_id, req.serialized_params, options)
         revision = await self.p.releases.call_target(bound_id)
-        return api_pb2.FunctionBindParamsResponse(
-            bound_function_id=bound_id, handle_metadata=function_metadata(revision.definition, revision.app_id)
-        )
+        metadata = function_metadata(revision.definition, revision.app_id, req.function_id)
+        return api_pb2.FunctionBindParamsResponse(bound_function_id=bound_id, handle_metadata=metadata)
 
     @unary
     async def ClassCreate(self, req):

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from modal_proto import api_pb2
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 
 from ..store import schema as t
 from ..store.database import Database
@@ -202,6 +202,23 @@ class Functions:
         self._bindings[bound_id] = key
         self._bound[key] = bound_id
         return bound_id
+
+    async def variants(
+        self, function_id: str, limit: int, before: tuple[float, str] | None = None
+    ) -> list[tuple[str, Binding, float]]:
+        """The variants bound from a function, newest first: (id, binding, created_at), at most `limit`,
+        those made before `before` (created_at, id) if given."""
+        c = t.functions.c
+        query = select(c.function_id, c.bound_params, c.bound_options, c.created_at).where(c.parent_id == function_id)
+        if before:
+            at, last_id = before
+            query = query.where(or_(c.created_at < at, and_(c.created_at == at, c.function_id < last_id)))
+        async with self.db.tx() as conn:
+            rows = await conn.execute(query.order_by(c.created_at.desc(), c.function_id.desc()).limit(limit))
+            return [
+                (r.function_id, Binding(function_id, r.bound_params or b"", r.bound_options or b""), r.created_at)
+                for r in rows
+            ]
 
     async def bound_revision(self, bound_id: str, parent: Revision) -> Revision:
         """What a bound class runs: its parent's revision with the parameters and options added."""

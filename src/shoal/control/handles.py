@@ -24,9 +24,13 @@ def method_metadata(
     }
 
 
-def function_metadata(fdef: api_pb2.Function, app_id: str) -> api_pb2.FunctionHandleMetadata:
+def function_metadata(
+    fdef: api_pb2.Function, app_id: str, base_function_id: str = ""
+) -> api_pb2.FunctionHandleMetadata:
+    """`base_function_id`: for a variant (class parameters, with_options), the function it was bound from."""
     return api_pb2.FunctionHandleMetadata(
         app_id=app_id,
+        base_function_id=base_function_id,
         function_name=fdef.function_name,
         function_type=fdef.function_type,
         web_url=fdef.web_url,
