@@ -154,7 +154,7 @@ def test_environments_stay_apart(shoal, app_file):
     assert "staging" not in shoal.modal("environment", "list").stdout
 
 
-def test_function_calls_stats_and_variants(shoal, app_file):
+def test_function_and_app_inspection(shoal, app_file):
     shoal.modal("deploy", app_file("calls-1"))
     call_once(shoal)  # version() and Greeter(name="x").greet()
     newest = json.loads(shoal.modal("function", "calls", f"{APP}/version", "-n", "1", "--json").stdout)
@@ -169,6 +169,12 @@ def test_function_calls_stats_and_variants(shoal, app_file):
     assert [c["status"] for c in json.loads(greet)] == ["success"]
     variants = json.loads(shoal.modal("function", "variants", f"{APP}/Greeter.*", "--json").stdout)
     assert {"name": "x"} in [v["parameters"] for v in variants]
+
+    info = json.loads(shoal.modal("app", "info", APP, "--json").stdout)
+    assert {"version", "slow", "Greeter.*"} <= info["functions"].keys() and info["lifecycle"]["state"] == "deployed"
+    app_stats = json.loads(shoal.modal("app", "stats", APP, "--json").stdout)["functions"]
+    assert app_stats["by_name"]["version"]["counts"]["calls"]["succeeded"] >= 1
+    assert app_stats["total"]["calls"]["total"] >= 2  # version() and greet()
 
 
 def test_lookups_fail_clearly(shoal):

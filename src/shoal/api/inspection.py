@@ -1,8 +1,12 @@
-"""What `modal function calls`, `stats` and `variants` ask: a function's recent inputs, how many
-came in each time bucket, what happened to them and its containers, and its bound variants."""
+"""What `modal function calls`, `stats` and `variants` and `modal app stats` ask: a function's
+recent inputs, how many came in each time bucket, what happened to them and its containers, its
+bound variants, and the same counts for each function of an app."""
+
+from collections.abc import Awaitable, Callable
 
 from modal_proto import api_pb2
 
+from ..control.apps import App
 from ..control.call_history import InputRecord
 from ..control.errors import InvalidArgument
 from ..control.platform import Platform
@@ -34,6 +38,9 @@ def _distribution(values: dict[int, float]) -> api_pb2.StatsPercentileDistributi
 
 class InspectionRpcs:
     p: Platform
+    # from the servicer
+    _functions_of: Callable[[str], Awaitable[dict[str, str]]]
+    _lifecycle: Callable[[App], Awaitable[api_pb2.AppLifecycle]]
 
     async def _function_ids(self, function_id: str, all_variants: bool) -> list[str]:
         await self.p.functions.app_of(function_id)  # unknown: NotFound
@@ -104,3 +111,36 @@ class InspectionRpcs:
             last_id, _, created_at = variants[page - 1]
             response.next_cursor.CopyFrom(api_pb2.FunctionVariantCursor(created_before=created_at, function_id=last_id))
         return response
+
+    @unary
+    async def AppGetTimeRangeStats(self, req):
+        app = await self.p.apps.get(req.app_id)
+        since, until = seconds(req.since), seconds(req.until)
+        functions = api_pb2.AppFunctionStatsGroup()
+        total = functions.total
+        for name, function_id in (await self._functions_of(app.app_id)).items():
+            ids = await self.p.call_history.with_variants(function_id)
+            stats = await self.p.call_history.stats(ids, since, until)
+            counts = api_pb2.AppFunctionCounts(
+                calls=api_pb2.AppCallCounts(
+                    total=stats.succeeded + stats.failed + stats.timed_out,
+                    succeeded=stats.succeeded,
+                    failed=stats.failed + stats.timed_out,
+                ),
+                containers=api_pb2.AppContainerCounts(
+                    container_errors=stats.containers_failed, container_active_count=stats.containers
+                ),
+            )
+            functions.by_name[name].CopyFrom(api_pb2.AppFunctionStats(object_id=function_id, counts=counts))
+            for field in ("total", "succeeded", "failed"):
+                setattr(total.calls, field, getattr(total.calls, field) + getattr(counts.calls, field))
+            total.containers.container_errors += counts.containers.container_errors
+            total.containers.container_active_count += counts.containers.container_active_count
+        deployed = [v for v in await self.p.deployments.history(app.app_id) if since <= v.deployed_at < until]
+        return api_pb2.AppGetTimeRangeStatsResponse(
+            since=req.since,
+            until=req.until,
+            functions=functions,
+            lifecycle=await self._lifecycle(app),
+            deployment_count=len(deployed) if app.state == api_pb2.APP_STATE_DEPLOYED else 0,
+        )

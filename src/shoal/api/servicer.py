@@ -221,6 +221,29 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     async def AppGetLifecycle(self, req):
         return api_pb2.AppGetLifecycleResponse(lifecycle=await self._lifecycle(await self.p.apps.get(req.app_id)))
 
+    @unary
+    async def AppGetInfo(self, req):
+        app = await self.p.apps.get(req.app_id)
+        info = api_pb2.AppHandleMetadata(
+            description=app.name or app.description,
+            app_id=app.app_id,
+            environment_name=app.environment,
+            lifecycle=await self._lifecycle(app),
+            functions=await self._functions_of(app.app_id),
+        )
+        summaries = {}
+        for function_id in info.functions.values():
+            revision = await self.p.deployments.resolve(function_id)
+            ranked = function_data(revision.definition, revision.gpu_choices).ranked_functions
+            gpus = [r.function.resources.gpu_config for r in ranked if r.function.resources.gpu_config.gpu_type]
+            summaries[function_id] = api_pb2.AppGetInfoResponse.FunctionInfoSummary(gpu_config=gpus)
+        return api_pb2.AppGetInfoResponse(info=info, function_info_summaries=summaries)
+
+    async def _functions_of(self, app_id: str) -> dict[str, str]:
+        """The live version's functions by name (a class's methods are its `Cls.*` function)."""
+        live = await self.p.deployments.live(app_id)
+        return {tag: oid for tag, oid in (live.objects if live else {}).items() if oid.startswith("fu-")}
+
     async def _lifecycle(self, app: App) -> api_pb2.AppLifecycle:
         lifecycle = api_pb2.AppLifecycle(app_state=app.state, created_at=app.created_at, stopped_at=app.stopped_at or 0)
         if app.state == api_pb2.APP_STATE_DEPLOYED and (live := await self.p.deployments.live(app.app_id)):
