@@ -64,6 +64,11 @@ def warm_tasks(shoal) -> int:
     return sum(int(a["tasks"]) for a in apps if a["description"] == APP and a["state"] == "deployed")
 
 
+def containers(shoal) -> set[str]:
+    listed = json.loads(shoal.modal("container", "list", "--json").stdout)
+    return {c["container_id"] for c in listed if c["app_name"] == APP}
+
+
 def wait_for(predicate, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while not (result := predicate()) and time.monotonic() < deadline:
@@ -175,6 +180,18 @@ def test_function_and_app_inspection(shoal, app_file):
     app_stats = json.loads(shoal.modal("app", "stats", APP, "--json").stdout)["functions"]
     assert app_stats["by_name"]["version"]["counts"]["calls"]["succeeded"] >= 1
     assert app_stats["total"]["calls"]["total"] >= 2  # version() and greet()
+
+
+def test_rollover_replaces_the_containers_and_keeps_the_code(shoal, app_file):
+    shoal.modal("deploy", app_file("roll-1"))
+    assert wait_for(lambda: warm_tasks(shoal) >= 1), "warm() keeps a container"
+    versions = len(history(shoal))
+    for strategy in ("rolling", "recreate"):
+        before = containers(shoal)
+        shoal.modal("app", "rollover", APP, "--strategy", strategy)
+        assert wait_for(lambda: (now := containers(shoal)) and not now & before), f"{strategy}: new containers"
+    assert len(history(shoal)) == versions + 2, "each rollover is a version of its own"
+    assert call_once(shoal)["version"] == "roll-1"
 
 
 def test_lookups_fail_clearly(shoal):

@@ -168,6 +168,11 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
         return api_pb2.AppRollbackResponse(url=self._app_url(req.app_id), deployed_at=version.deployed_at)
 
     @unary
+    async def AppRollover(self, req):
+        version = await self.p.releases.rollover(req.app_id, caller.get())
+        return api_pb2.AppRolloverResponse(url=self._app_url(req.app_id), deployed_at=version.deployed_at)
+
+    @unary
     async def AppDeploymentHistory(self, req):
         await self.p.apps.get(req.app_id)
         versions = await self.p.deployments.history(req.app_id)

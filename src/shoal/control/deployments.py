@@ -132,6 +132,24 @@ class Deployments:
             version,
         )
 
+    async def rollover(self, app_id: str, deployed_by: str, client_version: str) -> Version:
+        """A new version running the live one's code (`modal app rollover`): its containers are replaced."""
+        live = await self.live(app_id)
+        if live is None:
+            raise InvalidArgument(f"App {app_id} has no deployed version")
+        return await self._switch(
+            app_id,
+            live,
+            live.digest,
+            live.objects,
+            live.revisions,
+            deployed_by,
+            client_version,
+            live.tag,
+            live.commit_info,
+            None,
+        )
+
     async def _switch(
         self,
         app_id: str,

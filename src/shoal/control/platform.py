@@ -132,6 +132,7 @@ class Platform:
             self._tick.cancel()
         for task in self._finishing:
             task.cancel()
+        self.releases.close()
         await self.scheduler.close()
         await self.webhooks.close()
         await self.worker.close()

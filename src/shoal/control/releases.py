@@ -16,7 +16,7 @@ from .apps import DEFAULT_ENVIRONMENT, STOPPED_STATES, Apps
 from .deployments import Deployments, Version
 from .errors import FailedPrecondition, NotFound
 from .functions import Functions, Revision, refuse_unsupported
-from .scheduler import Autoscaling, Scheduler, autoscaling
+from .scheduler import Autoscaling, Scheduler, Task, autoscaling
 from .webhooks import Webhooks
 
 # A deploy waits this long at most for its new containers before it switches anyway.
@@ -39,6 +39,7 @@ class Releases:
         self.scheduler = scheduler
         self.webhooks = webhooks
         self.on_deployed = on_deployed  # told of an app published as deployed: it outlives its client
+        self._background: set[asyncio.Task] = set()
 
     async def publish(
         self,
@@ -66,6 +67,40 @@ class Releases:
         if app.state != api_pb2.APP_STATE_DEPLOYED:
             raise FailedPrecondition(f"App {app_id} is not deployed")
         return await self.deployments.rollback(app_id, version, deployed_by, CLIENT_VERSION)
+
+    async def rollover(self, app_id: str, deployed_by: str) -> Version:
+        """`modal app rollover`: a new version of the same code; the containers running now are
+        replaced in the background, each function's fresh ones ready before the old ones drain. (With
+        `--strategy recreate` the client stops the old ones itself: those started before the version.)"""
+        app = await self.apps.get(app_id)
+        if app.state != api_pb2.APP_STATE_DEPLOYED:
+            raise FailedPrecondition(f"App {app_id} is not deployed")
+        version = await self.deployments.rollover(app_id, deployed_by, CLIENT_VERSION)
+        outdated = [t for t in self.scheduler.tasks_of_app(app_id) if t.state in ("starting", "running")]
+        replacing = asyncio.create_task(self._replace(outdated))
+        self._background.add(replacing)
+        replacing.add_done_callback(self._background.discard)
+        return version
+
+    def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+
+    async def _replace(self, outdated: list[Task]) -> None:
+        waits = []
+        for revision_id in {t.revision_id for t in outdated}:
+            revision = self.scheduler.revisions.get(revision_id)
+            if revision is None:
+                continue
+            old = [t.task_id for t in outdated if t.revision_id == revision_id]
+            cap = autoscaling(revision.definition, self.scheduler.overrides.get(revision.function_id)).max_containers
+            # At its max_containers a function has no room for both: its old containers go first.
+            fresh = min(len(old), cap - len(self.scheduler.live_tasks(revision_id)))
+            if fresh > 0:
+                waits.append(self.scheduler.prewarm(revision, fresh, PREWARM_TIMEOUT, replacing=old))
+        await asyncio.gather(*waits)
+        for task in outdated:
+            await self.scheduler.drain(task)
 
     async def prewarm(self, app_id: str, revisions: dict[str, str]) -> None:
         """Rolling switch: a function with warm containers gets as many of its new revision,

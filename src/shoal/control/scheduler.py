@@ -13,7 +13,7 @@ import math
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
@@ -138,16 +138,18 @@ class Scheduler:
             self.retired.add(revision_id)
             self.kick(revision_id)
 
-    async def prewarm(self, revision: Revision, n: int, timeout: float) -> None:
-        """Start `n` containers of a revision and wait until they are ready, or one failed to start."""
+    async def prewarm(self, revision: Revision, n: int, timeout: float, replacing: Collection[str] = ()) -> None:
+        """Start `n` containers of a revision besides the `replacing` ones (task ids), and wait until
+        they are ready, or one failed to start."""
         rid = revision.revision_id
-        self._floor[rid] = n
         self._failed_starts.pop(rid, None)
         self.add(revision)
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline and not self._failed_starts[rid]:
-                if sum(t.ready for t in self.live_tasks(rid)) >= n:
+                live = self.live_tasks(rid)
+                self._floor[rid] = n + sum(t.task_id in replacing for t in live)  # those may stop meanwhile
+                if sum(t.ready for t in live if t.task_id not in replacing) >= n:
                     return
                 await asyncio.sleep(0.05)
             log.warning("containers of %s were not ready in time for the switch", rid)
