@@ -55,6 +55,8 @@ def test_unknown_ids_are_not_found(shoal):
         Status.NOT_FOUND, shoal, "FunctionGetOutputs", api_pb2.FunctionGetOutputsRequest(function_call_id="fc-nope")
     )
     expect_error(Status.INVALID_ARGUMENT, shoal, "BlobGet", api_pb2.BlobGetRequest(blob_id="bl-short"))
+    expect_error(Status.INVALID_ARGUMENT, shoal, "BlobCreate", api_pb2.BlobCreateRequest(content_sha256_base64="x-1"))
+    expect_error(Status.NOT_FOUND, shoal, "EnvironmentUpdate", api_pb2.EnvironmentUpdateRequest(current_name="nope"))
     # ...and the server is still answering.
     from google.protobuf import empty_pb2
 

@@ -93,7 +93,9 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
         if req.HasField("name") and req.name.value != req.current_name:
             await self.p.apps.rename_environment(req.current_name, req.name.value)
         name = req.name.value if req.HasField("name") else req.current_name
-        env = next(e for e in await self.p.apps.environments() if e.name == name)
+        env = next((e for e in await self.p.apps.environments() if e.name == name), None)
+        if env is None:
+            raise NotFound(f"Environment '{name}' not found")
         return api_pb2.EnvironmentListItem(
             name=env.name,
             environment_id=env.environment_id,
@@ -389,8 +391,13 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     async def BlobCreate(self, req):
         if not req.content_sha256_base64:
             raise InvalidArgument("BlobCreate needs content_sha256_base64")
-        sha = base64.b64decode(req.content_sha256_base64).hex()
-        blob_id = f"bl-{sha}"
+        try:
+            digest = base64.b64decode(req.content_sha256_base64, validate=True)
+        except ValueError:
+            digest = b""
+        if len(digest) != 32:
+            raise InvalidArgument(f"content_sha256_base64 {req.content_sha256_base64!r} is not a base64 SHA-256")
+        blob_id = f"bl-{digest.hex()}"
         return api_pb2.BlobCreateResponse(
             blob_ids=[blob_id], upload_urls=api_pb2.UploadUrlList(items=[self.blob_urls.upload(blob_id)])
         )
