@@ -169,6 +169,7 @@ def test_function_and_app_inspection(shoal, app_file):
     stats = json.loads(shoal.modal("function", "stats", f"{APP}/version", "--json").stdout)
     assert stats["input_success_count"] >= 1 and stats["container_started_count"] >= 1
     assert set(stats["input_percentile_stats"]) == {"Execution time (s)", "End-to-end latency (s)"}
+    assert stats["container_percentile_stats"]["Startup time (s)"]["percentiles"]["p50"] > 0
     # A class's inputs belong to the variant bound to its parameters: --all-variants gathers them.
     greet = shoal.modal("function", "calls", f"{APP}/Greeter.*", "--all-variants", "-n", "1", "--json").stdout
     assert [c["status"] for c in json.loads(greet)] == ["success"]

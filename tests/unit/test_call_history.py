@@ -6,7 +6,10 @@ from modal_proto import api_pb2
 
 from shoal.control.call_history import CallHistory
 from shoal.control.calls import Calls
+from shoal.control.containers import Containers
 from shoal.control.functions import Functions
+from shoal.control.placement import Allocation
+from shoal.control.scheduler import Task
 from shoal.store.database import Database
 
 Status = api_pb2.FunctionCallInputStatus
@@ -20,7 +23,7 @@ async def test_each_input_reads_back_with_how_it_ended_or_where_it_runs(tmp_path
     fid = await functions.precreate("ap-1", "f")
     rid = (await functions.create("ap-1", api_pb2.Function(function_name="f"), fid)).revision_id
     calls = Calls(db, lambda revision_id: api_pb2.FunctionRetryPolicy())
-    history = CallHistory(db, calls)
+    history = CallHistory(db, calls, {})
     call, _ = await calls.create(
         rid, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(i, api_pb2.FunctionInput()) for i in range(4)]
     )
@@ -53,3 +56,20 @@ async def test_each_input_reads_back_with_how_it_ended_or_where_it_runs(tmp_path
     assert set(stats.percentiles["Execution time (s)"]) == {5000, 9000, 9900}
     assert (await history.stats([fid], 0, records[0].enqueued_at)).succeeded == 0  # queued before the range: none
     calls._writer.cancel()  # the 60 s write delay set above
+
+
+async def test_container_startup_runs_from_process_start_to_the_first_input_request(tmp_path):
+    db = Database(str(tmp_path / "shoal.db"))
+    await db.create_schema()
+    containers, live = Containers(db), {}
+    for task_id, process_start in (("ta-done", 100.0), ("ta-live", 100.5), ("ta-never", 101.0)):
+        task = Task(task_id, "rv-1", "fu-1", "ap-1", 99.0, Allocation("local", 0, 0))
+        await containers.placed(task)
+        if task_id != "ta-never":
+            await containers.running(task_id, process_start)
+    await containers.finished("ta-done", 0, 200.0, ready_at=102.0)  # ready 2 s after its process started
+    live["ta-live"] = Task("ta-live", "rv-1", "fu-1", "ap-1", 99.0, Allocation("local", 0, 0), ready_at=104.5)
+    await containers.finished("ta-never", -1, 150.0)  # failed before it ran
+    stats = await CallHistory(db, Calls(db, lambda r: api_pb2.FunctionRetryPolicy()), live).stats(["fu-1"], 0, 1000)
+    assert (stats.containers, stats.containers_started, stats.containers_failed) == (3, 2, 1)
+    assert stats.startup[5000] == 3.0  # the median of 2 s and 4 s

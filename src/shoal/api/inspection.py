@@ -89,6 +89,7 @@ class InspectionRpcs:
             input_timeout_count=stats.timed_out,
             input_running_at_end_count=stats.in_flight,
             input_percentile_stats={name: _distribution(v) for name, v in stats.percentiles.items()},
+            container_percentile_stats={"Startup time (s)": _distribution(stats.startup)} if stats.startup else {},
             container_started_count=stats.containers_started,
             container_error_count=stats.containers_failed,
             container_creating_at_end_count=stats.containers_starting,

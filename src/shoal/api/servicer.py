@@ -695,7 +695,8 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     @unary
     async def FunctionGetInputs(self, req):
         task = self._task()
-        task.ready = True
+        if not task.ready:
+            task.ready, task.ready_at = True, time.time()
         if task.stop.is_set():
             return api_pb2.FunctionGetInputsResponse(inputs=[api_pb2.FunctionGetInputsItem(kill_switch=True)])
         inputs = await self.p.calls.next_inputs(

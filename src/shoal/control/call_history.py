@@ -6,7 +6,7 @@ from the store, with what runs now (and outputs not written yet) from the calls 
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from ..store import schema as t
 from ..store.database import Database
 from .calls import Calls
+from .scheduler import Task
 
 Status = api_pb2.FunctionCallInputStatus
 # A finished input's GenericResult status, as the input status of the same name.
@@ -50,6 +51,7 @@ class Stats:
     containers_started: int = 0  # ran the function
     containers_failed: int = 0  # ended before they ran it
     containers_starting: int = 0
+    startup: dict[int, float] = field(default_factory=dict)  # percentiles of process start to first input request
 
 
 def _percentiles(values: Sequence[float]) -> dict[int, float]:
@@ -60,9 +62,10 @@ def _percentiles(values: Sequence[float]) -> dict[int, float]:
 
 
 class CallHistory:
-    def __init__(self, db: Database, calls: Calls):
+    def __init__(self, db: Database, calls: Calls, tasks: Mapping[str, Task]):
         self.db = db
         self.calls = calls
+        self.tasks = tasks  # the scheduler's live containers: when a running one became ready
 
     async def with_variants(self, function_id: str) -> list[str]:
         """The function and the variants bound from it (class parameters, with_options)."""
@@ -140,11 +143,12 @@ class CallHistory:
         stats.percentiles = {name: _percentiles(values) for name, values in metrics.items() if values}
 
         c = t.tasks.c
-        query = select(c.state, c.started_at, c.finished_at).where(
+        query = select(c.task_id, c.state, c.started_at, c.finished_at, c.ready_at).where(
             c.function_id.in_(function_ids), c.started_at >= since, c.started_at < until
         )
         if task_id:
             query = query.where(c.task_id == task_id)
+        startup = []
         async with self.db.tx() as conn:
             for task in await conn.execute(query):
                 stats.containers += 1
@@ -154,4 +158,8 @@ class CallHistory:
                     stats.containers_failed += 1
                 else:
                     stats.containers_started += 1
+                    live = self.tasks.get(task.task_id)
+                    if ready_at := task.ready_at or (live.ready_at if live else 0.0):
+                        startup.append(ready_at - task.started_at)
+        stats.startup = _percentiles(startup)
         return stats

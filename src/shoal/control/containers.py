@@ -62,10 +62,13 @@ class Containers:
                 .values(state="running", started_at=at)
             )
 
-    async def finished(self, task_id: str, exit_code: int, at: float) -> None:
+    async def finished(self, task_id: str, exit_code: int, at: float, ready_at: float = 0.0) -> None:
+        """`ready_at`: when it first asked for an input, if it did."""
         async with self.db.tx() as conn:
             await conn.execute(
-                update(t.tasks).where(t.tasks.c.task_id == task_id).values(exit_code=exit_code, **_stopped(at))
+                update(t.tasks)
+                .where(t.tasks.c.task_id == task_id)
+                .values(exit_code=exit_code, ready_at=ready_at or None, **_stopped(at))
             )
 
     async def get(self, task_id: str) -> ContainerRecord:

@@ -119,7 +119,7 @@ class Lifecycle:
             await output.flush()
         if lease := self._leases.pop(task.task_id, None):
             await self.layers.release(lease)
-        await self.containers.finished(task.task_id, code, exited_at)
+        await self.containers.finished(task.task_id, code, exited_at, task.ready_at)
         self.pool.release(task.task_id)
         was_draining = task.state == "draining"
         self.scheduler.exited(task.task_id)

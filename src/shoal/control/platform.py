@@ -83,7 +83,6 @@ class Platform:
         self.mounts = Mounts(self.db, self.blobs, os.path.join(home, "mounts"))
         self.secrets = Secrets(self.db)
         self.calls = Calls(self.db, lambda rid: retry_policy(self.functions.cached(rid)))
-        self.call_history = CallHistory(self.db, self.calls)
         self.runtime = Runtime(os.path.join(home, "runtime"))
         inventory = this_machine(settings.fake_gpus) if settings.local_worker else None
         nvidia_gpus = inventory.nvidia if inventory else ()
@@ -108,6 +107,7 @@ class Platform:
             self.calls, self.functions.revision, self.lifecycle.place, self.lifecycle.launch, self.lifecycle.terminate
         )
         self.lifecycle.scheduler, self.lifecycle.workers = self.scheduler, self.workers
+        self.call_history = CallHistory(self.db, self.calls, self.scheduler.tasks)
         self.calls.on_backlog = self.scheduler.kick
         self.releases = Releases(
             self.apps, self.deployments, self.functions, self.scheduler, self.webhooks, self._forget_client

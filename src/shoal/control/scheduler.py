@@ -49,6 +49,7 @@ class Task:
     drain_deadline: float = 0.0
     took_input: bool = False
     ready: bool = False  # it has asked for its first input: imports and @enter are done
+    ready_at: float = 0.0  # when (wall clock)
     startup_failure: api_pb2.GenericResult | None = None
     cancelled_inputs: list[str] = field(default_factory=list)
     cancel_pulse: Pulse = field(default_factory=Pulse)

@@ -210,6 +210,7 @@ tasks = Table(
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
     Column("exit_code", Integer),
+    Column("ready_at", Float),  # its first input request: imports and @enter done
     # what it held, for usage metering
     Column("milli_cpu", Integer, nullable=False, default=0),
     Column("memory_mb", Integer, nullable=False, default=0),
