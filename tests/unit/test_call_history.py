@@ -49,6 +49,7 @@ async def test_each_input_reads_back_with_how_it_ended_or_where_it_runs(tmp_path
     newest = await history.inputs([fid], limit=2, newest_first=True)
     assert [r.input_id for r in newest] == [records[3].input_id, records[2].input_id]
     assert await history.inputs(["fu-other"]) == []
+    assert await history.queued_at([fid], 0, records[0].enqueued_at + 1) == [r.enqueued_at for r in records]
 
     stats = await history.stats([fid], records[0].enqueued_at, records[3].enqueued_at + 1)
     assert (stats.succeeded, stats.failed, stats.timed_out, stats.in_flight) == (1, 0, 1, 2)

@@ -2,12 +2,13 @@
 recent inputs, how many came in each time bucket, what happened to them and its containers, its
 bound variants, and the same counts for each function of an app."""
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from modal_proto import api_pb2
 
 from ..control.apps import App
-from ..control.call_history import InputRecord
+from ..control.call_history import InputRecord, Stats
 from ..control.errors import InvalidArgument
 from ..control.platform import Platform
 from .rpc import seconds, timestamp, unary
@@ -36,11 +37,24 @@ def _distribution(values: dict[int, float]) -> api_pb2.StatsPercentileDistributi
     )
 
 
+def _app_counts(stats: Stats) -> api_pb2.AppFunctionCounts:
+    failed = stats.failed + stats.timed_out
+    return api_pb2.AppFunctionCounts(
+        calls=api_pb2.AppCallCounts(total=stats.succeeded + failed, succeeded=stats.succeeded, failed=failed),
+        containers=api_pb2.AppContainerCounts(
+            container_errors=stats.containers_failed, container_active_count=stats.containers
+        ),
+    )
+
+
 class InspectionRpcs:
     p: Platform
-    # from the servicer
-    _functions_of: Callable[[str], Awaitable[dict[str, str]]]
-    _lifecycle: Callable[[App], Awaitable[api_pb2.AppLifecycle]]
+    _lifecycle: Callable[[App], Awaitable[api_pb2.AppLifecycle]]  # the servicer's
+
+    async def _functions_of(self, app_id: str) -> dict[str, str]:
+        """The live version's functions by name (a class's methods are its `Cls.*` function)."""
+        live = await self.p.deployments.live(app_id)
+        return {tag: oid for tag, oid in (live.objects if live else {}).items() if oid.startswith("fu-")}
 
     async def _function_ids(self, function_id: str, all_variants: bool) -> list[str]:
         await self.p.functions.app_of(function_id)  # unknown: NotFound
@@ -65,10 +79,7 @@ class InspectionRpcs:
         if bucket <= 0 or (until - since) / bucket > MAX_BUCKETS:
             raise InvalidArgument(f"bucket_secs must be positive, with at most {MAX_BUCKETS:,} buckets in the range")
         ids = await self._function_ids(req.function_id, req.all_variants)
-        counts: dict[int, int] = {}
-        for r in await self.p.call_history.inputs(ids, since, until):
-            n = int((r.enqueued_at - since) // bucket)
-            counts[n] = counts.get(n, 0) + 1
+        counts = Counter(int((at - since) // bucket) for at in await self.p.call_history.queued_at(ids, since, until))
         return api_pb2.FunctionCallCountResponse(
             buckets=[
                 api_pb2.FunctionCallCountResponse.InputBucket(bucket_start_at=timestamp(since + n * bucket), count=c)
@@ -118,25 +129,13 @@ class InspectionRpcs:
         app = await self.p.apps.get(req.app_id)
         since, until = seconds(req.since), seconds(req.until)
         functions = api_pb2.AppFunctionStatsGroup()
-        total = functions.total
+        every_id = []
         for name, function_id in (await self._functions_of(app.app_id)).items():
             ids = await self.p.call_history.with_variants(function_id)
-            stats = await self.p.call_history.stats(ids, since, until)
-            counts = api_pb2.AppFunctionCounts(
-                calls=api_pb2.AppCallCounts(
-                    total=stats.succeeded + stats.failed + stats.timed_out,
-                    succeeded=stats.succeeded,
-                    failed=stats.failed + stats.timed_out,
-                ),
-                containers=api_pb2.AppContainerCounts(
-                    container_errors=stats.containers_failed, container_active_count=stats.containers
-                ),
-            )
+            every_id += ids
+            counts = _app_counts(await self.p.call_history.stats(ids, since, until))
             functions.by_name[name].CopyFrom(api_pb2.AppFunctionStats(object_id=function_id, counts=counts))
-            for field in ("total", "succeeded", "failed"):
-                setattr(total.calls, field, getattr(total.calls, field) + getattr(counts.calls, field))
-            total.containers.container_errors += counts.containers.container_errors
-            total.containers.container_active_count += counts.containers.container_active_count
+        functions.total.CopyFrom(_app_counts(await self.p.call_history.stats(every_id, since, until)))
         deployed = [v for v in await self.p.deployments.history(app.app_id) if since <= v.deployed_at < until]
         return api_pb2.AppGetTimeRangeStatsResponse(
             since=req.since,

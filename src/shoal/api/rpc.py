@@ -103,9 +103,9 @@ def seconds(ts: timestamp_pb2.Timestamp) -> float:
     return ts.seconds + ts.nanos / 1e9
 
 
-def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+def timestamp(at: float) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
+    ts.FromNanoseconds(int(at * 1e9))
     return ts
 
 

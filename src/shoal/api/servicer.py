@@ -246,11 +246,6 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
             summaries[function_id] = api_pb2.AppGetInfoResponse.FunctionInfoSummary(gpu_config=gpus)
         return api_pb2.AppGetInfoResponse(info=info, function_info_summaries=summaries)
 
-    async def _functions_of(self, app_id: str) -> dict[str, str]:
-        """The live version's functions by name (a class's methods are its `Cls.*` function)."""
-        live = await self.p.deployments.live(app_id)
-        return {tag: oid for tag, oid in (live.objects if live else {}).items() if oid.startswith("fu-")}
-
     async def _lifecycle(self, app: App) -> api_pb2.AppLifecycle:
         lifecycle = api_pb2.AppLifecycle(app_state=app.state, created_at=app.created_at, stopped_at=app.stopped_at or 0)
         if app.state == api_pb2.APP_STATE_DEPLOYED and (live := await self.p.deployments.live(app.app_id)):

@@ -104,6 +104,17 @@ class CallHistory:
         }
         return [self._record(r, unwritten) for r in rows]
 
+    async def queued_at(self, function_ids: Sequence[str], since: float, until: float) -> list[float]:
+        """When each input of the range was queued."""
+        i = t.inputs.c
+        query = (
+            select(i.created_at)
+            .join(t.revisions, t.revisions.c.revision_id == i.revision_id)
+            .where(t.revisions.c.function_id.in_(function_ids), i.created_at >= since, i.created_at < until)
+        )
+        async with self.db.tx() as conn:
+            return [r.created_at for r in await conn.execute(query)]
+
     def _record(self, row, unwritten: dict[str, api_pb2.FunctionGetOutputsItem]) -> InputRecord:
         record = InputRecord(
             row.input_id, row.function_call_id, row.created_at, Status.FUNCTION_CALL_INPUT_STATUS_PENDING
