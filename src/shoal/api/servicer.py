@@ -295,13 +295,18 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
         await self.p.apps.get(app_id)
         after = int(req.last_entry_id) if req.last_entry_id.isdigit() else 0
         entries = await self.p.logs.read(app_id, after, min(req.timeout, MAX_POLL))
-        for e in entries:
-            if req.function_id and e.function_id != req.function_id:
-                continue
-            if req.task_id and e.task_id != req.task_id:
-                continue
+        wanted = {
+            "function_id": req.function_id,
+            "task_id": req.task_id,
+            "function_call_id": req.function_call_id,
+            "input_id": req.input_id,
+        }
+        matched = [e for e in entries if all(not v or getattr(e, k) == v for k, v in wanted.items())]
+        for e in matched:
             yield _log_batch(e)
         if entries:
+            if not matched or matched[-1] is not entries[-1]:
+                yield api_pb2.TaskLogsBatch(entry_id=str(entries[-1].seq))  # past the entries left out
             return
         if self.p.logs.is_done(app_id) or (await self.p.apps.get(app_id)).stopped_at:
             yield api_pb2.TaskLogsBatch(app_done=True)
@@ -312,7 +317,15 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
         until = req.until.ToSeconds() if req.HasField("until") else time.time() + 1
         fd = {api_pb2.FILE_DESCRIPTOR_STDOUT: 1, api_pb2.FILE_DESCRIPTOR_STDERR: 2}.get(req.source, 0)
         entries = await self.p.logs.fetch(
-            req.app_id, req.since.ToSeconds(), until, req.limit, req.function_id, req.task_id, fd, req.search_text
+            req.app_id,
+            req.since.ToSeconds(),
+            until,
+            req.limit,
+            req.function_id,
+            req.task_id,
+            fd,
+            req.search_text,
+            req.function_call_id,
         )
         return api_pb2.AppFetchLogsResponse(batches=[_log_batch(e) for e in entries])
 
@@ -770,12 +783,15 @@ def _log_batch(e: LogEntry) -> api_pb2.TaskLogsBatch:
         task_id=e.task_id,
         function_id=e.function_id,
         entry_id=str(e.seq),
+        input_id=e.input_id,
         items=[
             api_pb2.TaskLogs(
                 data=e.data,
                 file_descriptor=api_pb2.FILE_DESCRIPTOR_STDERR if e.fd == 2 else api_pb2.FILE_DESCRIPTOR_STDOUT,
                 timestamp=e.ts,
                 container_id=e.task_id,
+                function_call_id=e.function_call_id,
+                input_id=e.input_id,
             )
         ],
     )

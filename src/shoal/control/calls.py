@@ -343,6 +343,16 @@ class Calls:
             return
         await self._finish(running, result, data_format)
 
+    def input_running_on(self, task_id: str) -> Input | None:
+        """The input a container runs now, if it runs exactly one (what its output belongs to)."""
+        found = None
+        for running in self.running.values():
+            if running.task_id == task_id:
+                if found:
+                    return None
+                found = running.input
+        return found
+
     async def fail_running(self, task_id: str, result: api_pb2.GenericResult) -> None:
         """A container ended with inputs in flight: each fails (and may be retried)."""
         for input_id, running in list(self.running.items()):

@@ -14,7 +14,7 @@ from modal_proto import api_pb2
 
 from ..images.store import LayerStore, Lease
 from ..worker.agent import ContainerPlan
-from .calls import Calls
+from .calls import Calls, Input
 from .container_plans import ContainerPlans
 from .containers import Containers
 from .errors import NotFound
@@ -74,7 +74,7 @@ class Lifecycle:
             if link is None:
                 raise NotFound(f"Worker {task.allocation.worker_id} is gone")
             plan = await self._plan(task)
-            output = _OrderedOutput(self.logs, task)
+            output = _OrderedOutput(self.logs, task, self.calls)
             await link.start(
                 plan,
                 output.put,
@@ -174,16 +174,18 @@ class Lifecycle:
 
 
 class _OrderedOutput:
-    """Container output, written to the app log in the order it was produced."""
+    """Container output, written to the app log in the order it was produced, with the input
+    the container was running then (when it ran exactly one)."""
 
-    def __init__(self, logs: Logs, task: Task):
+    def __init__(self, logs: Logs, task: Task, calls: Calls):
         self.logs = logs
         self.task = task
-        self.queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self.calls = calls
+        self.queue: asyncio.Queue[tuple[int, bytes, float, Input | None] | None] = asyncio.Queue()
         self.pump = asyncio.create_task(self._pump())
 
     def put(self, fd: int, data: bytes) -> None:
-        self.queue.put_nowait((fd, data))
+        self.queue.put_nowait((fd, data, time.time(), self.calls.input_running_on(self.task.task_id)))
 
     async def flush(self) -> None:
         self.queue.put_nowait(None)
@@ -191,7 +193,14 @@ class _OrderedOutput:
 
     async def _pump(self) -> None:
         while (item := await self.queue.get()) is not None:
-            fd, data = item
+            fd, data, at, running = item
             await self.logs.append(
-                self.task.app_id, self.task.task_id, self.task.function_id, fd, data.decode(errors="replace")
+                self.task.app_id,
+                self.task.task_id,
+                self.task.function_id,
+                fd,
+                data.decode(errors="replace"),
+                at,
+                running.call_id if running else "",
+                running.input_id if running else "",
             )

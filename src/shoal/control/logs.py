@@ -19,6 +19,8 @@ class LogEntry:
     fd: int
     data: str
     ts: float
+    function_call_id: str = ""
+    input_id: str = ""
 
 
 class Logs:
@@ -29,11 +31,29 @@ class Logs:
         self._pulse: dict[str, Pulse] = defaultdict(Pulse)
         self._done: set[str] = set()
 
-    async def append(self, app_id: str, task_id: str, function_id: str, fd: int, data: str) -> None:
+    async def append(
+        self,
+        app_id: str,
+        task_id: str,
+        function_id: str,
+        fd: int,
+        data: str,
+        at: float = 0.0,
+        function_call_id: str = "",
+        input_id: str = "",
+    ) -> None:
+        """`at`: when the container printed it (default now)."""
         async with self.db.tx() as conn:
             await conn.execute(
                 insert(t.app_logs).values(
-                    app_id=app_id, task_id=task_id, function_id=function_id, fd=fd, data=data, ts=time.time()
+                    app_id=app_id,
+                    task_id=task_id,
+                    function_id=function_id,
+                    function_call_id=function_call_id,
+                    input_id=input_id,
+                    fd=fd,
+                    data=data,
+                    ts=at or time.time(),
                 )
             )
         self._pulse[app_id].notify()
@@ -62,12 +82,15 @@ class Logs:
         task_id: str = "",
         fd: int = 0,
         search: str = "",
+        function_call_id: str = "",
     ) -> list[LogEntry]:
         """The newest `limit` entries in [since, until), oldest first."""
         c = t.app_logs.c
         query = select(t.app_logs).where(c.app_id == app_id, c.ts >= since, c.ts < until, c.data != "")
         if function_id:
             query = query.where(c.function_id == function_id)
+        if function_call_id:
+            query = query.where(c.function_call_id == function_call_id)
         if task_id:
             query = query.where(c.task_id == task_id)
         if fd:
@@ -76,7 +99,7 @@ class Logs:
             query = query.where(c.data.contains(search, autoescape=True))
         async with self.db.tx() as conn:
             rows = list(await conn.execute(query.order_by(c.seq.desc()).limit(limit or 100)))
-        return [LogEntry(r.seq, r.task_id, r.function_id, r.fd, r.data, r.ts) for r in reversed(rows)]
+        return [_entry(r) for r in reversed(rows)]
 
     async def _since(self, app_id: str, after_seq: int) -> list[LogEntry]:
         async with self.db.tx() as conn:
@@ -85,4 +108,8 @@ class Logs:
                 .where(t.app_logs.c.app_id == app_id, t.app_logs.c.seq > after_seq)
                 .order_by(t.app_logs.c.seq)
             )
-            return [LogEntry(r.seq, r.task_id, r.function_id, r.fd, r.data, r.ts) for r in rows]
+            return [_entry(r) for r in rows]
+
+
+def _entry(row) -> LogEntry:
+    return LogEntry(row.seq, row.task_id, row.function_id, row.fd, row.data, row.ts, row.function_call_id, row.input_id)

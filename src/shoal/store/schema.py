@@ -226,6 +226,9 @@ app_logs = Table(
     Column("app_id", String(64), nullable=False, index=True),
     Column("task_id", String(64), nullable=False, default=""),
     Column("function_id", String(64), nullable=False, default=""),
+    # the input the container was running when it printed this, if it ran exactly one
+    Column("function_call_id", String(64), nullable=False, server_default=""),
+    Column("input_id", String(64), nullable=False, server_default=""),
     Column("fd", Integer, nullable=False),
     Column("data", Text, nullable=False),
     Column("ts", Float, nullable=False),

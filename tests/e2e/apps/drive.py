@@ -94,6 +94,18 @@ def scenario(name: str) -> dict:
             return {"function": node.function_name, "status": node.status.name, "children": children}
 
         return {"value": value, "graph": [shape(node) for node in call.get_call_graph()]}
+    if name == "call_logs":
+        calls = [square.spawn(5), square.spawn(6)]
+        for call in calls:
+            call.get()
+
+        def printed(call) -> list[str]:
+            deadline = time.monotonic() + 30  # the log is written just after the output
+            while not (lines := [e.message for e in call.logs.tail(10)]) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            return lines
+
+        return {"logs": [printed(call) for call in calls]}
     raise SystemExit(f"unknown scenario {name}")
 
 
