@@ -57,7 +57,7 @@ def test_call_graph_holds_the_calls_a_function_made(shoal):
 
 
 def test_each_calls_logs_hold_what_its_input_printed(shoal):
-    assert run(shoal, "call_logs") == {"logs": [["squaring 5\n"], ["squaring 6\n"]]}
+    assert run(shoal, "call_logs") == {"logs": ["squaring 5\n", "squaring 6\n"]}
 
 
 def test_restrict_modal_access_leaves_a_container_its_own_inputs_and_outputs(shoal):

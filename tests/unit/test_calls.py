@@ -110,14 +110,18 @@ async def test_the_call_graph_runs_from_the_root_call_through_the_calls_its_inpu
     ]
 
 
-async def test_a_containers_output_belongs_to_its_input_while_it_runs_just_one(tmp_path):
+async def test_a_containers_output_belongs_to_its_input_while_it_runs_just_one(tmp_path, monkeypatch):
     calls = await make_calls(tmp_path)
     ok = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
     await calls.create("rv-1", 0, [(i, api_pb2.FunctionInput()) for i in range(3)])
     [first] = await calls.next_inputs("rv-1", "ta-1", 1, 0, asyncio.Event())
     assert calls.input_running_on("ta-1") == first and calls.input_running_on("ta-2") is None
+    await calls.put_output(first.input_id, ok, 0)
+    assert calls.input_running_on("ta-1") == first  # output trailing the input's own
+    [second] = await calls.next_inputs("rv-1", "ta-1", 1, 0, asyncio.Event())
+    assert calls.input_running_on("ta-1") is None  # the first's or the second's: neither is named
+    monkeypatch.setattr("shoal.control.calls.LATE_OUTPUT", 0)
+    assert calls.input_running_on("ta-1") == second
     await calls.next_inputs("rv-1", "ta-1", 1, 0, asyncio.Event())  # a concurrent container: two at once
     assert calls.input_running_on("ta-1") is None
-    await calls.put_output(first.input_id, ok, 0)
-    assert calls.input_running_on("ta-1") is not None
     await calls.flush()

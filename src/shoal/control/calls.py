@@ -29,6 +29,7 @@ OUTPUT_BATCH = 100
 OUTPUT_BATCH_WINDOW = 0.05  # longest a map's output waits for others to share its request
 OUTPUT_WRITE_DELAY = 0.05  # outputs gathered into one store transaction (each has a fixed cost)
 CALL_GRAPH_LIMIT = 10_000  # inputs in one FunctionCall.get_call_graph answer
+LATE_OUTPUT = 0.5  # seconds a container's output may trail the output of the input that printed it
 
 GenericResult = api_pb2.GenericResult
 # The call path's statements, built once: building one per call costs SQLAlchemy more
@@ -121,6 +122,7 @@ class Calls:
         self.calls: dict[str, Call] = {}
         self.queues: dict[str, FunctionQueue] = {}
         self.running: dict[str, Running] = {}
+        self._ended: dict[str, tuple[Input, float]] = {}  # each container's last input to end, and when
         self.on_backlog: Callable[[str], None] = lambda revision_id: None
         self._unwritten: list[dict] = []
         self._writer: asyncio.Task | None = None
@@ -344,14 +346,16 @@ class Calls:
         await self._finish(running, result, data_format)
 
     def input_running_on(self, task_id: str) -> Input | None:
-        """The input a container runs now, if it runs exactly one (what its output belongs to)."""
-        found = None
-        for running in self.running.values():
-            if running.task_id == task_id:
-                if found:
-                    return None
-                found = running.input
-        return found
+        """The input a container's output belongs to: the one it runs, if it runs exactly one.
+
+        Output can reach the server after the output of the input that printed it. So for
+        LATE_OUTPUT after an input ends, output with no input running is that input's, and
+        output beside a new input is no input's, rather than perhaps the wrong one's."""
+        running = [r.input for r in self.running.values() if r.task_id == task_id]
+        ended = self._ended.get(task_id)
+        if ended and time.monotonic() - ended[1] < LATE_OUTPUT:
+            return None if running else ended[0]
+        return running[0] if len(running) == 1 else None
 
     async def fail_running(self, task_id: str, result: api_pb2.GenericResult) -> None:
         """A container ended with inputs in flight: each fails (and may be retried)."""
@@ -359,6 +363,7 @@ class Calls:
             if running.task_id == task_id:
                 del self.running[input_id]
                 await self._finish(running, result, 0)
+        self._ended.pop(task_id, None)
 
     def requeue_running(self, task_id: str) -> None:
         """A container was stopped under its inputs: they go back to the queue, their retries untouched."""
@@ -380,6 +385,7 @@ class Calls:
 
     async def _finish(self, running: Running, result: api_pb2.GenericResult, data_format: int) -> None:
         inp = running.input
+        self._ended[running.task_id] = (inp, time.monotonic())
         call = self.calls.get(inp.call_id)
         if call is None:
             return
