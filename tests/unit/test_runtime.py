@@ -359,3 +359,21 @@ async def test_without_network_a_container_has_loopback_alone(runtime, base):
         code, out, err = await run(runtime, base, script + " < /dev/null", network=False)
     assert out.split() == ["lo", "unknown", "0x9"], (out, err)  # loopback alone, and up
     assert code != 0 and "refused" in err  # the host's loopback service is out of reach
+
+
+async def test_start_cancelled_while_runc_sets_up_leaves_nothing(runtime, base):
+    # Cancelled while runc's init process sets up the rootfs (its first mount point shows in the
+    # upper dir): runc killed there would leave that process behind, writing into the bundle.
+    for _ in range(10):
+        spec = ContainerSpec(id=new_id(), lower_dirs=[base], args=["sleep", "100"], env=PATH_ENV)
+        upper = os.path.join(runtime.bundles_dir, spec.id, "upper")
+        task = asyncio.create_task(runtime.start(spec))
+        while not (os.path.isdir(upper) and os.listdir(upper)) and not task.done():
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runtime.remove(await task)
+        await asyncio.sleep(0.2)  # what a left-behind init process would do, it has done by now
+        assert await runtime.list_ids() == []
+        assert mounts_under(runtime.state_dir) == []
+        assert not os.path.exists(os.path.join(runtime.bundles_dir, spec.id))

@@ -1,13 +1,14 @@
 """Running containers with runc: one foreground `runc run` subprocess per container."""
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from . import overlay
 from .cgroups import MemoryHierarchy, memory_hierarchy
@@ -94,6 +95,15 @@ class Container:
         return rc
 
 
+async def _despite_cancellation(coro: Awaitable[None]) -> None:
+    """Run coro to its end even if the caller is cancelled again meanwhile (it is being cancelled already)."""
+    task = asyncio.ensure_future(coro)
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({task})
+    task.result()
+
+
 class Runtime:
     def __init__(self, state_dir: str):
         self.state_dir = os.path.abspath(state_dir)
@@ -119,7 +129,27 @@ class Runtime:
         """Run spec.args in a new container; return once the process runs.
 
         Raises ContainerError, after undoing everything, when it cannot start (runc's message included).
+        A cancelled start is undone once runc is done starting: `runc run` killed part way leaves its
+        init process behind, still setting up the container in the bundle that is being deleted.
         """
+        starting = asyncio.create_task(self._start(spec, on_output))
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            await _despite_cancellation(self._undo_start(starting))
+            raise
+
+    async def _undo_start(self, starting: "asyncio.Task[Container]") -> None:
+        try:
+            container = await starting
+        except Exception:
+            return  # a failed start undid itself
+        try:
+            await self.remove(container)
+        except ContainerError:
+            log.exception("could not remove container %s after its start was cancelled", container.id)
+
+    async def _start(self, spec: ContainerSpec, on_output: OutputCallback | None) -> Container:
         # runc's own rule for ids; it also keeps the bundle path (deleted recursively later) inside bundles_dir.
         if not re.fullmatch(r"[\w+.-]+", spec.id) or spec.id in (".", ".."):
             raise ContainerError(f"invalid container id {spec.id!r}")

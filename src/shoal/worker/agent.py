@@ -149,7 +149,7 @@ class LocalWorker:
         )
         try:
             container = await self.runtime.start(spec, on_output)
-        except Exception:
+        except BaseException:  # a cancelled start too: its socket and directory go with it
             await stop_serving()
             shutil.rmtree(task_dir, ignore_errors=True)
             raise
