@@ -179,9 +179,10 @@ async def simulate(
     delays: list[list[float]] = [[] for _ in range(APPS)]
     counts: Counter[str] = Counter()
 
-    def place(revision: Revision, task_id: str):
-        # as Lifecycle.place
-        return pool.place(request_of(revision.definition, revision.gpu_choices), task_id, revision.definition.image_id)
+    def place(revision: Revision, task_id: str, avoid):
+        # as Lifecycle.place (the simulation reports no CPU load, so avoid is always empty)
+        request = request_of(revision.definition, revision.gpu_choices)
+        return pool.place(request, task_id, revision.definition.image_id, avoid)
 
     async def launch(task: Task) -> None:
         task.idle_since = clock()  # Task's default reads the wall clock

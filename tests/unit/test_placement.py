@@ -70,3 +70,19 @@ def test_ranking_prefers_a_worker_that_ran_the_image():
     p.workers["b"].images.add("im-1")
     assert p.place(Request(), "ta-1", image_id="im-1").worker_id == "b"
     assert p.place(Request(), "ta-2", image_id="im-2").worker_id == "a"  # no worker has it: a tie, broken by name
+
+
+def test_cpu_bound_workers_and_placing_around_them():
+    p = pool(Worker("a", 2000, 8000), Worker("b", 8000, 8000))
+    a, b = p.workers["a"], p.workers["b"]
+    a.cpu_busy, a.task_cores = 0.95, {"ta-1": 0.4, "ta-2": 0.5, "ta-other": 1.0}
+    b.cpu_busy, b.task_cores = 0.95, {"ta-3": 1.0}
+    # On a, ta-1 and ta-2 use 0.9 of its 2 cores, ta-1 alone 0.4; on b, ta-3 uses 1 of 8.
+    assert p.cpu_bound(["ta-1", "ta-2", "ta-3"]) == {"a"}
+    assert p.cpu_bound(["ta-1"]) == set()
+    a.cpu_busy = 0.5  # cores to spare
+    assert p.cpu_bound(["ta-1", "ta-2"]) == set()
+
+    request = request_of(api_pb2.Function())
+    assert p.place(request, "ta-4", avoid={"a"}).worker_id == "b"
+    assert p.place(request, "ta-5", avoid={"a", "b"}) is None

@@ -24,8 +24,8 @@ async def make_scheduler(tmp_path) -> tuple[Scheduler, Calls, Pool]:
     pool = Pool()
     pool.add(Worker("w", 4000, 8000, (Gpu(0, "H100", "GPU-0"),)))
 
-    def place(revision, task_id):
-        return pool.place(request_of(revision.definition), task_id)
+    def place(revision, task_id, avoid):
+        return pool.place(request_of(revision.definition), task_id, avoid=avoid)
 
     async def launch(task):
         scheduler.mark_running(task.task_id)
@@ -37,7 +37,7 @@ async def make_scheduler(tmp_path) -> tuple[Scheduler, Calls, Pool]:
     async def load(revision_id):
         raise AssertionError("not used")
 
-    scheduler = Scheduler(calls, load, place, launch, terminate)
+    scheduler = Scheduler(calls, load, place, launch, terminate, pool.cpu_bound)
     return scheduler, calls, pool
 
 
@@ -142,3 +142,44 @@ async def test_containers_are_provisioned_for_target_inputs_and_take_up_to_max_i
     assert (stats.backlog, stats.num_total_tasks, stats.num_running_inputs) == (6, 4, 1)
     assert stats.input_headroom == 3 + 3 * 4  # the first runs one of its four inputs, the others none
     await calls.flush()
+
+
+async def test_a_backlog_adds_no_containers_where_the_functions_own_keep_the_cpus_busy(tmp_path, monkeypatch):
+    monkeypatch.setattr("shoal.control.scheduler.MAX_STARTING", 8)
+    scheduler, calls, pool = await make_scheduler(tmp_path)
+    (worker,) = pool.workers.values()  # 4 cores
+    scheduler.add(Revision("rv-cpu", "fu-cpu", "ap-1", api_pb2.Function()))
+    await calls.create("rv-cpu", 0, [(i, api_pb2.FunctionInput()) for i in range(100)])
+    await scheduler.reconcile("rv-cpu", [])
+    (first,) = scheduler.live_tasks("rv-cpu")
+    first.ready = True
+
+    # Its one container uses 2 of the 4 cores and the machine is busy: the backlog waits for it.
+    worker.cpu_busy, worker.task_cores = 0.97, {first.task_id: 2.0}
+    await scheduler.reconcile("rv-cpu", [])
+    assert scheduler.live_tasks("rv-cpu") == [first]
+
+    # The cores are busy with something else (a sleeping function's containers use none): it grows.
+    worker.task_cores = {first.task_id: 0.2}
+    await scheduler.reconcile("rv-cpu", [])
+    assert len(scheduler.live_tasks("rv-cpu")) == 9
+    # Idle cores: it grows too.
+    worker.cpu_busy, worker.task_cores = 0.5, {t.task_id: 0.4 for t in scheduler.live_tasks("rv-cpu")}
+    await scheduler.reconcile("rv-cpu", [])
+    assert len(scheduler.live_tasks("rv-cpu")) == 17
+    await calls.flush()
+
+
+async def test_min_containers_start_however_busy_the_cpus(tmp_path, monkeypatch):
+    monkeypatch.setattr("shoal.control.scheduler.MAX_STARTING", 8)
+    scheduler, calls, pool = await make_scheduler(tmp_path)
+    (worker,) = pool.workers.values()
+    fdef = api_pb2.Function(autoscaler_settings=api_pb2.AutoscalerSettings(min_containers=3))
+    scheduler.add(Revision("rv-min", "fu-min", "ap-1", fdef))
+    await scheduler.reconcile("rv-min", [])
+    (first, *_) = tasks = scheduler.live_tasks("rv-min")
+    assert len(tasks) == 1  # from zero, one starts alone
+    first.ready = True
+    worker.cpu_busy, worker.task_cores = 1.0, {first.task_id: 4.0}
+    await scheduler.reconcile("rv-min", [])
+    assert len(scheduler.live_tasks("rv-min")) == 3

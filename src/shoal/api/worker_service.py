@@ -101,8 +101,8 @@ class RemoteLink:
                 self._not_started(task_id, message["error"])
             elif kind == "exit" and task_id in self.running:
                 await self._exited(task_id, message["code"], message["oom"])
-            elif kind == "heartbeat" and "cache_limit" in message:
-                self.platform.workers.note_cache(self.worker_id, message["cache_bytes"], message["cache_limit"])
+            elif kind == "heartbeat":
+                self.platform.workers.note_heartbeat(self.worker_id, message)
 
     def _not_started(self, task_id: str, error: str) -> None:
         self.running.pop(task_id, None)

@@ -9,6 +9,7 @@ it was running.
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 
 from modal_proto import api_pb2
 
@@ -56,9 +57,9 @@ class Lifecycle:
         self._starting: set[asyncio.Task] = set()
         self._leases: dict[str, Lease] = {}  # task id -> the image layers its container uses
 
-    def place(self, revision: Revision, task_id: str) -> Allocation | None:
+    def place(self, revision: Revision, task_id: str, avoid: Collection[str] = ()) -> Allocation | None:
         request = request_of(revision.definition, revision.gpu_choices)
-        return self.pool.place(request, task_id, revision.definition.image_id)
+        return self.pool.place(request, task_id, revision.definition.image_id, avoid)
 
     async def launch(self, task: Task) -> None:
         await self.containers.placed(task)

@@ -7,12 +7,17 @@ no worker could take even when idle is unsatisfiable, and says why.
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from modal_proto import api_pb2
 
 from .errors import FailedPrecondition
+
+# A worker counts as CPU-bound for a function when its CPUs are this busy and the function's
+# containers use this share of its cores.
+CPU_BUSY = 0.9
+CPU_BOUND_SHARE = 0.3
 
 # What `gpu="A100"` accepts: the client sends the name as written, upper-cased.
 GPU_ALIASES = {"A100": ("A100-40GB", "A100-80GB"), "H100!": ("H100",)}
@@ -90,6 +95,9 @@ class Worker:
     memory_mb: int
     gpus: tuple[Gpu, ...] = ()
     images: set[str] = field(default_factory=set)  # images it has run, so it holds their layers
+    # what it last reported: its CPUs' busy fraction and the cores each of its containers used
+    cpu_busy: float = 0.0
+    task_cores: dict[str, float] = field(default_factory=dict)
     allocations: dict[str, Allocation] = field(default_factory=dict)  # task id -> what it holds
     # kept as allocations come and go, so a placement reads them instead of summing
     free_cpu: int = field(init=False)
@@ -220,8 +228,20 @@ class Pool:
             types.update(choice.types() or self._with_gpu)
         return list({w.worker_id: w for t in types for w in self._with_gpu.get(t, ())}.values())
 
-    def place(self, request: Request, task_id: str, image_id: str = "") -> Allocation | None:
-        """Reserve what the request needs on the best worker; None when none has room now."""
+    def cpu_bound(self, task_ids: Collection[str]) -> set[str]:
+        """The workers whose CPUs are busy, half or more of them with these containers (a function's
+        ready ones): another container of theirs there would only share the same cores."""
+        return {
+            w.worker_id
+            for w in self.workers.values()
+            if w.cpu_busy >= CPU_BUSY
+            and sum(w.task_cores.get(t, 0.0) for t in task_ids) >= CPU_BOUND_SHARE * w.milli_cpu / 1000
+        }
+
+    def place(
+        self, request: Request, task_id: str, image_id: str = "", avoid: Collection[str] = ()
+    ) -> Allocation | None:
+        """Reserve what the request needs on the best worker but those in avoid; None when none has room now."""
         feasible = []
         for worker in self._candidates(request):
             gpus = _fits(request, worker, idle=False)
@@ -230,6 +250,9 @@ class Pool:
         if not feasible:
             if time.monotonic() >= self.rejoin_deadline:
                 self.check_satisfiable(request)
+            return None
+        feasible = [f for f in feasible if f[0].worker_id not in avoid]
+        if not feasible:
             return None
         # Each ranker keeps the workers it scores best; the next one only breaks their tie.
         for ranker in RANKERS:

@@ -20,6 +20,7 @@ from ..store.blobs import BlobStore
 from ..store.database import Database
 from ..worker.agent import LocalWorker, SocketServer, default_ca_bundle
 from ..worker.inventory import this_machine
+from ..worker.protocol import HEARTBEAT_INTERVAL
 from .apps import Apps
 from .build_functions import BuildFunctions
 from .call_history import CallHistory
@@ -45,6 +46,7 @@ from .workers import Workers
 log = logging.getLogger(__name__)
 
 IMAGE_BUILDER_VERSION = "2025.06"
+LOCAL = "local"  # the embedded worker's name in the pool
 # An ephemeral app whose client stopped sending heartbeats is stopped after this long.
 APP_HEARTBEAT_TIMEOUT = 120.0
 DETACHED_POLL = 0.5  # how often a finishing detached app looks for calls still running
@@ -100,11 +102,16 @@ class Platform:
         )
         self.workers = Workers(self.pool, self.lifecycle.worker_lost)
         if inventory:
-            self.workers.join(Worker("local", inventory.milli_cpu, inventory.memory_mb, inventory.gpus), self.worker)
+            self.workers.join(Worker(LOCAL, inventory.milli_cpu, inventory.memory_mb, inventory.gpus), self.worker)
         else:
             self.pool.expect_workers()  # recovered work waits for the workers to join again
         self.scheduler = Scheduler(
-            self.calls, self.functions.revision, self.lifecycle.place, self.lifecycle.launch, self.lifecycle.terminate
+            self.calls,
+            self.functions.revision,
+            self.lifecycle.place,
+            self.lifecycle.launch,
+            self.lifecycle.terminate,
+            self.pool.cpu_bound,
         )
         self.lifecycle.scheduler, self.lifecycle.workers = self.scheduler, self.workers
         self.call_history = CallHistory(self.db, self.calls, self.scheduler.tasks)
@@ -116,6 +123,7 @@ class Platform:
         self.deployments.on_switch = self.releases.switched
         self.last_heartbeat: dict[str, float] = {}
         self._tick: asyncio.Task | None = None
+        self._local_load: asyncio.Task | None = None
         self._finishing: set[asyncio.Task] = set()  # detached apps waiting for their calls to finish
 
     async def start(self) -> None:
@@ -126,10 +134,13 @@ class Platform:
         await self._recover()
         self.scheduler.start()
         self._tick = asyncio.create_task(self._watch_heartbeats())
+        if LOCAL in self.pool.workers:
+            self._local_load = asyncio.create_task(self._note_local_load())
 
     async def close(self) -> None:
-        if self._tick:
-            self._tick.cancel()
+        for loop in (self._tick, self._local_load):
+            if loop:
+                loop.cancel()
         for task in self._finishing:
             task.cancel()
         self.releases.close()
@@ -192,6 +203,12 @@ class Platform:
             await asyncio.sleep(DETACHED_POLL)
         if (await self.apps.get(app_id)).state == api_pb2.APP_STATE_DETACHED:
             await self.stop_app(app_id)
+
+    async def _note_local_load(self) -> None:
+        """The embedded worker's CPU load, as often as a joined worker sends its own."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            self.workers.note_load(LOCAL, *self.worker.cpu_load())
 
     async def _watch_heartbeats(self) -> None:
         while True:

@@ -96,13 +96,16 @@ class Scheduler:
         self,
         calls: Calls,
         load: Callable[[str], Awaitable[Revision]],
-        place: Callable[[Revision, str], Allocation | None],
+        place: Callable[[Revision, str, Collection[str]], Allocation | None],
         launch: Callable[[Task], Awaitable[None]],
         terminate: Callable[[Task], Awaitable[None]],
+        cpu_bound: Callable[[Collection[str]], set[str]] = lambda task_ids: set(),
     ):
         self.calls = calls
         self.load = load
-        self.place = place  # reserves room for a new container, None when the pool has none now
+        # reserves room for a new container on a worker but the ones named, None when the pool has none now
+        self.place = place
+        self.cpu_bound = cpu_bound  # the workers whose CPUs these containers keep busy
         self.launch = launch
         self.terminate = terminate
         self.tasks: dict[str, Task] = {}
@@ -217,25 +220,30 @@ class Scheduler:
         if backlog > idle_slots:
             wanted += math.ceil((backlog - idle_slots) / per_task)
         warm = 0 if retired else max(settings.min_containers, self._floor.get(revision_id, 0))
+        floor = warm
         if (running or backlog) and not retired:
             busy = math.ceil((len(running) + backlog) / per_task)
             warm = max(warm, busy + settings.buffer_containers)
         wanted = max(wanted, warm)
         wanted = min(wanted, settings.max_containers)
         starting = sum(1 for t in live if t.state == "starting")
+        # Past its floor, a function gets no more containers where its ready ones keep the CPUs
+        # busy: they would share the same cores, and spend them on cold starts first.
+        avoid = self.cpu_bound([t.task_id for t in live if t.ready]) if len(live) >= floor else set()
         # From zero, the first container starts alone: a caller waits on it, and it starts
         # faster with the machine to itself; the rest follow once it runs.
         limit = MAX_STARTING if len(live) > starting else 1
         for _ in range(min(wanted - len(live), limit - starting)):
             task_id = new_id("ta")
             try:
-                allocation = self.place(revision, task_id)
+                allocation = self.place(revision, task_id, avoid)
             except Unsatisfiable as e:
                 failed = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception=str(e))
                 await self.calls.fail_queued(revision_id, failed)
                 break
             if allocation is None:
-                await self._reclaim_idle(revision)
+                if not avoid:
+                    await self._reclaim_idle(revision)
                 break  # no room in the pool now: the inputs wait in the queue
             task = Task(task_id, revision_id, revision.function_id, revision.app_id, time.time(), allocation)
             self.tasks[task.task_id] = task

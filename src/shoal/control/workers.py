@@ -66,9 +66,15 @@ class Workers:
             for w in sorted(self.pool.workers.values(), key=lambda w: w.worker_id)
         ]
 
-    def note_cache(self, worker_id: str, held: int | None, limit: int) -> None:
+    def note_heartbeat(self, worker_id: str, beat: dict) -> None:
+        """What a joined worker's heartbeat says of its cache and CPU load."""
         if worker_id in self.links:
-            self._caches[worker_id] = {"cache_bytes": held, "cache_limit_bytes": limit}
+            self._caches[worker_id] = {"cache_bytes": beat["cache_bytes"], "cache_limit_bytes": beat["cache_limit"]}
+            self.note_load(worker_id, beat["cpu_busy"], beat["task_cores"])
+
+    def note_load(self, worker_id: str, busy: float, task_cores: dict[str, float]) -> None:
+        if worker := self.pool.workers.get(worker_id):
+            worker.cpu_busy, worker.task_cores = busy, task_cores
 
     def link(self, worker_id: str) -> Link | None:
         return self.links.get(worker_id)

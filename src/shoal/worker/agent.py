@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..runtime import BindMount, Container, ContainerSpec, Runtime
 from . import nvidia
+from .cpu_load import CpuMeter
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class LocalWorker:
         self.run_dir = f"/run/shoal/{hashlib.sha256(home.encode()).hexdigest()[:10]}"
         self.containers: dict[str, Container] = {}
         self._watchers: set[asyncio.Task] = set()
+        self._cpu = CpuMeter()
 
     async def start(
         self,
@@ -185,6 +187,10 @@ class LocalWorker:
         for name in CA_ENV:
             env.setdefault(name, CA_MOUNT)
         return [BindMount(self.ca_bundle, CA_MOUNT)]
+
+    def cpu_load(self) -> tuple[float, dict[str, float]]:
+        """The machine's busy fraction and each container's cores since the last call."""
+        return self._cpu.read({task_id: c.pid for task_id, c in self.containers.items() if c.pid})
 
     async def stop(self, task_id: str) -> None:
         container = self.containers.get(task_id)

@@ -126,6 +126,7 @@ class JoinedWorker:
             log.info("joined the control plane as %s", self.name)
             outbox: asyncio.Queue[dict] = asyncio.Queue()
             sender = asyncio.create_task(self._send(stream, outbox))
+            beat = asyncio.create_task(self._beat(outbox))
             tunnel = asyncio.create_task(self.tunnel.run(self.channel, self.metadata))
             tunnel.add_done_callback(_tunnel_closed)
             try:
@@ -140,17 +141,29 @@ class JoinedWorker:
                         await self.local.stop(message["task_id"])
             finally:
                 sender.cancel()
+                beat.cancel()
                 tunnel.cancel()
                 await asyncio.wait([tunnel])  # closed, and its calls failed, before a next session opens one
 
     async def _send(self, stream, outbox: asyncio.Queue[dict]) -> None:
-        """Everything the worker says, in order, with a heartbeat whenever it has been quiet."""
+        """Everything the worker says, in order."""
         while True:
-            try:
-                message = await asyncio.wait_for(outbox.get(), HEARTBEAT_INTERVAL)
-            except TimeoutError:
-                message = {"type": "heartbeat", "cache_bytes": self.fetched.held, "cache_limit": self.fetched.limit}
-            await stream.send_message(pack(message))
+            await stream.send_message(pack(await outbox.get()))
+
+    async def _beat(self, outbox: asyncio.Queue[dict]) -> None:
+        """A heartbeat now and then, with the CPU load and the cache."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            busy, cores = self.local.cpu_load()
+            outbox.put_nowait(
+                {
+                    "type": "heartbeat",
+                    "cache_bytes": self.fetched.held,
+                    "cache_limit": self.fetched.limit,
+                    "cpu_busy": busy,
+                    "task_cores": cores,
+                }
+            )
 
     async def _start(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
         plan: ContainerPlan = plan_from_json(message["plan"])
