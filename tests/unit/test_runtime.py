@@ -377,3 +377,22 @@ async def test_start_cancelled_while_runc_sets_up_leaves_nothing(runtime, base):
         assert await runtime.list_ids() == []
         assert mounts_under(runtime.state_dir) == []
         assert not os.path.exists(os.path.join(runtime.bundles_dir, spec.id))
+
+
+async def test_cpu_seconds_count_every_process_of_the_container(runtime, base):
+    # The spinning process is a child of the container's first one, which only sleeps.
+    spin = ContainerSpec(
+        id=new_id(), lower_dirs=[base], args=["sh", "-c", "sh -c 'while :; do :; done' & sleep 100"], env=PATH_ENV
+    )
+    idle = ContainerSpec(id=new_id(), lower_dirs=[base], args=["sleep", "100"], env=PATH_ENV)
+    spinning, sleeping = await runtime.start(spin), await runtime.start(idle)
+    try:
+        before = runtime.cpu_seconds(spin.id), runtime.cpu_seconds(idle.id)
+        await asyncio.sleep(0.5)
+        after = runtime.cpu_seconds(spin.id), runtime.cpu_seconds(idle.id)
+        assert after[0] - before[0] > 0.1
+        assert after[1] - before[1] < 0.05
+    finally:
+        await runtime.remove(spinning)
+        await runtime.remove(sleeping)
+    assert runtime.cpu_seconds(spin.id) is None

@@ -229,7 +229,7 @@ class Pool:
         return list({w.worker_id: w for t in types for w in self._with_gpu.get(t, ())}.values())
 
     def cpu_bound(self, task_ids: Collection[str]) -> set[str]:
-        """The workers whose CPUs are busy, half or more of them with these containers (a function's
+        """The workers whose CPUs are busy, a good share of them with these containers (a function's
         ready ones): another container of theirs there would only share the same cores."""
         return {
             w.worker_id

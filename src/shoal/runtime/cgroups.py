@@ -1,4 +1,5 @@
-"""Finding the memory cgroup runc creates, to read OOM kills after the container has exited.
+"""Finding the cgroups runc creates: the memory one, to read OOM kills after the container has
+exited, and the CPU accounting one, to read how much CPU time the container has used.
 
 runc resolves a relative cgroupsPath against the cgroup of the process that runs it,
 i.e. ours (runc is our child), so that is where the container's cgroup appears.
@@ -27,6 +28,24 @@ class MemoryHierarchy:
         return int(counters.get("oom_kill", 0)) > 0
 
 
+@dataclass(frozen=True)
+class CpuHierarchy:
+    parent: str
+    v2: bool
+
+    def usage_seconds(self, rel_path: str) -> float | None:
+        """CPU time used by every process of the cgroup so far; None if there is no such cgroup."""
+        try:
+            if self.v2:
+                with open(os.path.join(self.parent, rel_path, "cpu.stat")) as f:
+                    counters = dict(line.split() for line in f if len(line.split()) == 2)
+                return int(counters["usage_usec"]) / 1e6
+            with open(os.path.join(self.parent, rel_path, "cpuacct.usage")) as f:
+                return int(f.read()) / 1e9
+        except (OSError, KeyError, ValueError):
+            return None
+
+
 def _own_cgroup(controller: str) -> str:
     with open("/proc/self/cgroup") as f:
         for line in f:
@@ -36,15 +55,26 @@ def _own_cgroup(controller: str) -> str:
     raise LookupError(controller)
 
 
-def memory_hierarchy() -> MemoryHierarchy | None:
-    """The memory controller's hierarchy (v1 memory mount or v2 unified), None if absent."""
+def _hierarchy(controller: str) -> tuple[str, bool] | None:
+    """Where our own cgroup of a controller lies (its v1 mount, or v2's unified one) and whether
+    that is v2; None if the controller is absent."""
     with open("/proc/self/mountinfo") as f:
         mounts = [line.split() for line in f]
     for fields in mounts:
         sep = fields.index("-")
         root, point, fstype, superopts = fields[3], fields[4], fields[sep + 1], fields[sep + 3]
-        v1 = fstype == "cgroup" and "memory" in superopts.split(",")
+        v1 = fstype == "cgroup" and controller in superopts.split(",")
         if v1 or (fstype == "cgroup2" and point == "/sys/fs/cgroup"):
-            own = _own_cgroup("memory" if v1 else "")
-            return MemoryHierarchy(os.path.normpath(os.path.join(point, os.path.relpath(own, root))), not v1)
+            own = _own_cgroup(controller if v1 else "")
+            return os.path.normpath(os.path.join(point, os.path.relpath(own, root))), not v1
     return None
+
+
+def memory_hierarchy() -> MemoryHierarchy | None:
+    found = _hierarchy("memory")
+    return MemoryHierarchy(*found) if found else None
+
+
+def cpu_hierarchy() -> CpuHierarchy | None:
+    found = _hierarchy("cpuacct")
+    return CpuHierarchy(*found) if found else None

@@ -11,7 +11,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from . import overlay
-from .cgroups import MemoryHierarchy, memory_hierarchy
+from .cgroups import CpuHierarchy, MemoryHierarchy, cpu_hierarchy, memory_hierarchy
 from .oci import build_config, cgroups_path
 from .spec import ContainerError, ContainerSpec
 from .users import resolve_user
@@ -111,6 +111,7 @@ class Runtime:
         self.bundles_dir = os.path.join(self.state_dir, "bundles")
         self._runc_bin = shutil.which("runc") or "/usr/sbin/runc"
         self._memory: MemoryHierarchy | None = memory_hierarchy()
+        self._cpu: CpuHierarchy | None = cpu_hierarchy()
 
     async def _runc(self, *args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
@@ -265,6 +266,10 @@ class Runtime:
             raise ContainerError(f"{bundle} is still mounted; not removing it")
         if os.path.exists(bundle):
             await asyncio.to_thread(shutil.rmtree, bundle)
+
+    def cpu_seconds(self, container_id: str) -> float | None:
+        """CPU time the container's processes have used, None where cgroups do not account it."""
+        return self._cpu.usage_seconds(cgroups_path(container_id)) if self._cpu else None
 
     async def list_ids(self) -> list[str]:
         rc, out, err = await self._runc("list", "--quiet")

@@ -190,7 +190,8 @@ class LocalWorker:
 
     def cpu_load(self) -> tuple[float, dict[str, float]]:
         """The machine's busy fraction and each container's cores since the last call."""
-        return self._cpu.read({task_id: c.pid for task_id, c in self.containers.items() if c.pid})
+        used = {task_id: self.runtime.cpu_seconds(task_id) for task_id in self.containers}
+        return self._cpu.read({task_id: s for task_id, s in used.items() if s is not None})
 
     async def stop(self, task_id: str) -> None:
         container = self.containers.get(task_id)
