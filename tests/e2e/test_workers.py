@@ -81,6 +81,9 @@ def test_gpu_function_runs_on_the_worker_that_has_its_gpu(cluster):
     assert any(total >= 50 and n <= total // 20 for n, total in layers), logs
     assert "No worker can ever run a container with gpu=B200" in lines["impossible"]
     assert "H100:1;" in lines["impossible"] and "A10G:1, H100:1" in lines["impossible"]  # the pool's two shapes
+    # Their heartbeats carry their CPU load, which the scheduler reads before adding containers.
+    pool = json.loads(cluster.shoal.shoal("workers", "--json").stdout)
+    assert all(0.0 < w["cpu_busy"] <= 1.0 for w in pool), pool
 
 
 def test_scale_from_zero_to_max_containers_and_back_on_workers(cluster):

@@ -89,13 +89,13 @@ def worker(server: str, token: str, name: str, home: str, cache: str, cache_limi
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def workers(as_json: bool) -> None:
     """List the workers containers are placed on: what each has, what is free, how many containers it runs,
-    and what a joined worker's cache holds of its limit."""
+    how busy its CPUs were in the last second, and what a joined worker's cache holds of its limit."""
     rows = admin_request("GET", "/admin/workers")
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table()
-    for name in ("Worker", "CPUs free", "Memory free", "GPUs free", "Containers", "Cache"):
+    for name in ("Worker", "CPUs free", "Memory free", "GPUs free", "Containers", "CPUs busy", "Cache"):
         table.add_column(name, no_wrap=True)
 
     def gpus(free: dict[str, int], total: dict[str, int]) -> str:
@@ -113,6 +113,7 @@ def workers(as_json: bool) -> None:
             f"{r['free_memory_mb']}/{r['memory_mb']} MiB",
             gpus(r["free_gpus"], r["gpus"]),
             str(r["containers"]),
+            f"{r['cpu_busy']:.0%}",
             cache(r["cache_bytes"], r["cache_limit_bytes"]),
         )
     console().print(table)

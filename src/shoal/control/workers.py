@@ -61,6 +61,7 @@ class Workers:
                 "free_memory_mb": w.free_memory,
                 "free_gpus": _count(w.free_gpus),
                 "containers": len(w.allocations),
+                "cpu_busy": round(w.cpu_busy, 3),
                 **self._caches.get(w.worker_id, _NO_CACHE),
             }
             for w in sorted(self.pool.workers.values(), key=lambda w: w.worker_id)
