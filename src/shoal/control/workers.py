@@ -68,10 +68,12 @@ class Workers:
         ]
 
     def note_heartbeat(self, worker_id: str, beat: dict) -> None:
-        """What a joined worker's heartbeat says of its cache and CPU load."""
+        """What a joined worker's heartbeat says of its cache and CPU load (a worker of an earlier
+        version sends no load)."""
         if worker_id in self.links:
             self._caches[worker_id] = {"cache_bytes": beat["cache_bytes"], "cache_limit_bytes": beat["cache_limit"]}
-            self.note_load(worker_id, beat["cpu_busy"], beat["task_cores"])
+            if "cpu_busy" in beat:
+                self.note_load(worker_id, beat["cpu_busy"], beat["task_cores"])
 
     def note_load(self, worker_id: str, busy: float, task_cores: dict[str, float]) -> None:
         if worker := self.pool.workers.get(worker_id):
