@@ -82,23 +82,26 @@ def test_deploy_switches_versions_without_failing_a_call(shoal, app_file, webhoo
     assert call_once(shoal) == {"version": "v1", "greet": "v1:x"}
     assert wait_for(lambda: warm_tasks(shoal) >= 1), "min_containers=1 keeps a container after the deploy"
 
-    # v2 goes live while a caller loops on calls and a long call is in flight.
-    loop = subprocess.Popen(
-        [sys.executable, "caller.py", APP, "main", "loop", str(tmp_path / "stop")],
-        env=shoal.client_env(),
-        cwd=APPS,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert "ready" in json.loads(loop.stdout.readline())
+    # v2 goes live while a caller loops on calls and a long call is in flight. Its records go to
+    # a file: a pipe nobody reads while the deploy runs would fill up and stall the caller.
+    records_file = tmp_path / "calls.jsonl"
+    with open(records_file, "w") as out:
+        loop = subprocess.Popen(
+            [sys.executable, "caller.py", APP, "main", "loop", str(tmp_path / "stop")],
+            env=shoal.client_env(),
+            cwd=APPS,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert wait_for(lambda: "ready" in records_file.read_text())
     time.sleep(2)
     shoal.modal("deploy", app_file("v2"))
     deployed_at = time.time()
     time.sleep(3)
     (tmp_path / "stop").touch()
-    out, err = loop.communicate(timeout=120)
-    records = [json.loads(line) for line in out.splitlines()]
+    _, err = loop.communicate(timeout=120)
+    records = [json.loads(line) for line in records_file.read_text().splitlines()]
     calls = [r for r in records if "start" in r]
     assert not [r for r in calls if "error" in r], err
     assert {"long": "v1"} in records, "a call running during the deploy finishes on the version it started on"
