@@ -183,3 +183,19 @@ async def test_min_containers_start_however_busy_the_cpus(tmp_path, monkeypatch)
     worker.cpu_busy, worker.task_cores = 1.0, {first.task_id: 4.0}
     await scheduler.reconcile("rv-min", [])
     assert len(scheduler.live_tasks("rv-min")) == 3
+
+
+async def test_a_gpu_function_grows_onto_free_gpus_however_busy_the_cpus(tmp_path):
+    scheduler, calls, pool = await make_scheduler(tmp_path)
+    pool.remove("w")
+    worker = Worker("w", 4000, 8000, (Gpu(0, "H100", "GPU-0"), Gpu(1, "H100", "GPU-1")))
+    pool.add(worker)
+    scheduler.add(gpu_function("rv-g"))
+    await calls.create("rv-g", 0, [(i, api_pb2.FunctionInput()) for i in range(5)])
+    await scheduler.reconcile("rv-g", [])
+    (first,) = scheduler.live_tasks("rv-g")
+    first.ready = True
+    worker.cpu_busy, worker.task_cores = 1.0, {first.task_id: 4.0}
+    await scheduler.reconcile("rv-g", [])
+    assert len(scheduler.live_tasks("rv-g")) == 2  # both GPUs
+    await calls.flush()

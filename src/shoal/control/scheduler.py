@@ -228,8 +228,11 @@ class Scheduler:
         wanted = min(wanted, settings.max_containers)
         starting = sum(1 for t in live if t.state == "starting")
         # Past its floor, a function gets no more containers where its ready ones keep the CPUs
-        # busy: they would share the same cores, and spend them on cold starts first.
-        avoid = self.cpu_bound([t.task_id for t in live if t.ready]) if len(live) >= floor else set()
+        # busy: they would share the same cores, and spend them on cold starts first. GPUs are
+        # what a GPU function waits for, so a free one is never left idle for the CPUs' sake.
+        avoid: set[str] = set()
+        if len(live) >= floor and not request_of(fdef, revision.gpu_choices).gpus:
+            avoid = self.cpu_bound([t.task_id for t in live if t.ready])
         # From zero, the first container starts alone: a caller waits on it, and it starts
         # faster with the machine to itself; the rest follow once it runs.
         limit = MAX_STARTING if len(live) > starting else 1
