@@ -57,6 +57,30 @@ def test_a_detached_run_finishes_the_calls_it_spawned_then_stops(shoal):
     assert got.stdout.strip() == "done"  # the call finished before the app stopped
 
 
+def test_a_detached_app_whose_entrypoint_returned_still_stops_after_a_restart(shoal):
+    run = shoal.spawn_modal("run", "--detach", "detached.py", "--seconds", "15")
+    out = ""
+    while "spawned:" not in out and run.poll() is None:
+        out += run.stdout.readline()
+    app_id = re.search(r"/apps/(ap-\w+)", out).group(1)
+    call_id = re.search(r"spawned: (fc-\w+)", out).group(1)
+    time.sleep(1)  # the client tells the server its entrypoint returned, then only streams logs
+    run.kill()
+    run.communicate()
+    shoal.down()  # the spawned call's container goes with it; the call runs again after the restart
+    shoal.up()
+
+    def state() -> list[str]:
+        return [a["state"] for a in json.loads(shoal.modal("app", "list", "--json").stdout) if a["app_id"] == app_id]
+
+    got = shoal.python("-c", f"import modal; print(modal.FunctionCall.from_id('{call_id}').get(timeout=120))")
+    assert got.stdout.strip() == "done"
+    deadline = time.monotonic() + 60
+    while state() != ["stopped"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert state() == ["stopped"]
+
+
 def test_out_of_memory_is_reported(shoal):
     proc = shoal.python("lifecycle.py", "oom")
     assert "oom: InternalFailure" in proc.stdout

@@ -129,7 +129,7 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
         elif (
             app.state == api_pb2.APP_STATE_DETACHED and req.reason == api_pb2.APP_DISCONNECT_REASON_ENTRYPOINT_COMPLETED
         ):
-            self.p.entrypoint_completed(req.app_id)
+            await self.p.entrypoint_completed(req.app_id)
         return empty_pb2.Empty()
 
     @unary

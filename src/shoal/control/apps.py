@@ -38,6 +38,7 @@ class App:
     stopped_at: float | None
     last_heartbeat: float = 0.0
     tags: dict[str, str] = field(default_factory=dict)
+    entrypoint_done: bool = False  # a detached app whose local entrypoint returned
 
 
 class Apps:
@@ -155,6 +156,10 @@ class Apps:
                 .values(state=api_pb2.APP_STATE_STOPPED, stopped_at=time.time())
             )
 
+    async def mark_entrypoint_done(self, app_id: str) -> None:
+        async with self.db.tx() as conn:
+            await conn.execute(update(t.apps).where(t.apps.c.app_id == app_id).values(entrypoint_done_at=time.time()))
+
     async def in_state(self, state: int) -> list[App]:
         async with self.db.tx() as conn:
             rows = await conn.execute(select(t.apps).where(t.apps.c.state == state))
@@ -228,4 +233,5 @@ def _app(row) -> App:
         row.created_at,
         row.stopped_at,
         tags=json.loads(row.tags),
+        entrypoint_done=row.entrypoint_done_at is not None,
     )

@@ -146,6 +146,10 @@ class Platform:
         self.releases.close()
         await self.scheduler.close()
         await self.webhooks.close()
+        if LOCAL in self.pool.workers:
+            # Its containers stop with the server: their inputs run again after the restart, as
+            # after a preemption, instead of failing as if the containers had crashed.
+            await self.lifecycle.worker_lost(LOCAL)
         await self.worker.close()
         await self.calls.flush()
         await self.db.close()
@@ -162,6 +166,11 @@ class Platform:
         now = time.time()
         for app in await self.apps.in_state(api_pb2.APP_STATE_EPHEMERAL):
             self.last_heartbeat[app.app_id] = now
+        for app in await self.apps.in_state(api_pb2.APP_STATE_DETACHED):
+            if app.entrypoint_done:
+                self._finish_detached(app.app_id)
+            else:
+                self.last_heartbeat[app.app_id] = now
 
     # -- apps --------------------------------------------------------------
 
@@ -190,9 +199,15 @@ class Platform:
             await self.scheduler.kill(task, stopped.status, stopped.exception)
         self.logs.mark_done(app_id)
 
-    def entrypoint_completed(self, app_id: str) -> None:
+    async def entrypoint_completed(self, app_id: str) -> None:
         """A detached app's local entrypoint returned (`modal run --detach`): the app stops once
         the calls it made are done, and with it the log stream its client still reads."""
+        await self.apps.mark_entrypoint_done(app_id)
+        self._finish_detached(app_id)
+
+    def _finish_detached(self, app_id: str) -> None:
+        """Stop a detached app once its calls are done: its entrypoint returned, or its client is gone
+        (nothing more will come of either)."""
         task = asyncio.create_task(self._stop_when_done(app_id))
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
@@ -217,8 +232,14 @@ class Platform:
             for app_id, seen in list(self.last_heartbeat.items()):
                 if seen >= cutoff:
                     continue
-                if (await self.apps.get(app_id)).state == api_pb2.APP_STATE_DEPLOYED:
+                state = (await self.apps.get(app_id)).state
+                if state == api_pb2.APP_STATE_DEPLOYED:
                     del self.last_heartbeat[app_id]  # deployed apps outlive the client that deployed them
-                    continue
-                log.info("app %s lost its client; stopping it", app_id)
-                await self.stop_app(app_id)
+                elif state == api_pb2.APP_STATE_DETACHED:
+                    # `--detach`: the app outlives its client, until the calls it made are done
+                    del self.last_heartbeat[app_id]
+                    log.info("detached app %s lost its client; it stops once its calls are done", app_id)
+                    self._finish_detached(app_id)
+                else:
+                    log.info("app %s lost its client; stopping it", app_id)
+                    await self.stop_app(app_id)

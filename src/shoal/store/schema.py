@@ -49,6 +49,8 @@ apps = Table(
     # the version every new call runs: switching it is what makes a deploy atomic
     Column("live_version", Integer),
     Column("tags", Text, nullable=False, server_default="{}"),  # JSON: {key: value}, App(tags=) and App.set_tags()
+    # when a detached app's local entrypoint returned: it stops once its calls are done
+    Column("entrypoint_done_at", Float),
 )
 Index("apps_by_name", apps.c.environment, apps.c.name)
 

@@ -15,5 +15,5 @@ def slow(seconds: float) -> str:
 
 
 @app.local_entrypoint()
-def main():
-    print(f"spawned: {slow.spawn(3.0).object_id}")
+def main(seconds: float = 3.0):
+    print(f"spawned: {slow.spawn(seconds).object_id}", flush=True)
