@@ -175,7 +175,8 @@ def test_function_and_app_inspection(shoal, app_file):
     assert stats["container_percentile_stats"]["Startup time (s)"]["percentiles"]["p50"] > 0
     # A class's inputs belong to the variant bound to its parameters: --all-variants gathers them.
     greet = shoal.modal("function", "calls", f"{APP}/Greeter.*", "--all-variants", "-n", "1", "--json").stdout
-    assert [c["status"] for c in json.loads(greet)] == ["success"]
+    assert [(c["status"], c["service_method_name"]) for c in json.loads(greet)] == [("success", "greet")]
+    assert call["service_method_name"] is None  # a plain function's inputs call no method
     variants = json.loads(shoal.modal("function", "variants", f"{APP}/Greeter.*", "--json").stdout)
     assert {"name": "x"} in [v["parameters"] for v in variants]
 

@@ -21,7 +21,10 @@ VARIANTS_PAGE = 1000
 
 def _input_info(r: InputRecord) -> api_pb2.FunctionCallInputInfo:
     info = api_pb2.FunctionCallInputInfo(
-        enqueued_at=timestamp(r.enqueued_at), status=r.status, function_call_id=r.call_id
+        enqueued_at=timestamp(r.enqueued_at),
+        status=r.status,
+        function_call_id=r.call_id,
+        service_method_name=r.method_name,
     )
     if r.started_at:
         info.started_at.CopyFrom(timestamp(r.started_at))

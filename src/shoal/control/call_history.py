@@ -38,6 +38,7 @@ class InputRecord:
     task_id: str = ""
     started_at: float | None = None
     finished_at: float | None = None
+    method_name: str | None = None  # of a class's input
 
 
 @dataclass
@@ -84,7 +85,7 @@ class CallHistory:
         """Inputs queued in [since, until), oldest first (or newest first), at most `limit` of them if given."""
         i = t.inputs.c
         query = (
-            select(i.input_id, i.function_call_id, i.created_at, t.outputs.c.item)
+            select(i.input_id, i.function_call_id, i.created_at, i.method_name, t.outputs.c.item)
             .join(t.revisions, t.revisions.c.revision_id == i.revision_id)
             .outerjoin(t.outputs, t.outputs.c.input_id == i.input_id)
             .where(t.revisions.c.function_id.in_(function_ids), i.created_at >= since)
@@ -117,7 +118,11 @@ class CallHistory:
 
     def _record(self, row, unwritten: dict[str, api_pb2.FunctionGetOutputsItem]) -> InputRecord:
         record = InputRecord(
-            row.input_id, row.function_call_id, row.created_at, Status.FUNCTION_CALL_INPUT_STATUS_PENDING
+            row.input_id,
+            row.function_call_id,
+            row.created_at,
+            Status.FUNCTION_CALL_INPUT_STATUS_PENDING,
+            method_name=row.method_name,
         )
         if running := self.calls.running.get(row.input_id):
             record.status, record.task_id, record.started_at = (

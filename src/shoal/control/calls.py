@@ -211,6 +211,7 @@ class Calls:
                     status="pending",
                     retry_count=0,
                     created_at=now,
+                    method_name=i.input.method_name or None,
                 )
                 for i in new_inputs
             ],

@@ -188,6 +188,7 @@ inputs = Table(
     Column("status", String(16), nullable=False),  # pending | done
     Column("retry_count", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
+    Column("method_name", String(128)),  # a class's method the input calls, for modal function calls
 )
 Index("inputs_pending", inputs.c.status, inputs.c.revision_id)
 Index("inputs_by_revision", inputs.c.revision_id, inputs.c.created_at)  # a function's recent inputs
