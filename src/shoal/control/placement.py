@@ -3,7 +3,8 @@
 A request is CPU and memory (explicit requests are reservations; the defaults
 reserve nothing) and GPU choices in order of preference. Feasibility checks
 drop the workers that cannot take it now; rankers order the rest. A request
-no worker could take even when idle is unsatisfiable, and says why.
+no worker could take even when idle is unsatisfiable, and says why. Workers
+also report how busy their CPUs are, and with which containers (`cpu_bound`).
 """
 
 import time

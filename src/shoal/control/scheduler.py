@@ -4,7 +4,8 @@ The scheduler decides; `launch` and `terminate` (given by the platform) act.
 Each revision's desired container count is recomputed whenever its backlog
 grows and on a steady tick, so scale-to-zero needs no other trigger. A
 revision a deploy replaced is retired: it keeps containers only while it has
-inputs, so old containers finish what they run and stop.
+inputs, so old containers finish what they run and stop. A backlog adds no
+containers on a worker whose CPUs the function's own containers keep busy.
 """
 
 import asyncio
