@@ -57,7 +57,7 @@ class Lifecycle:
         self._starting: set[asyncio.Task] = set()
         self._leases: dict[str, Lease] = {}  # task id -> the image layers its container uses
 
-    def place(self, revision: Revision, task_id: str, avoid: Collection[str] = ()) -> Allocation | None:
+    def place(self, revision: Revision, task_id: str, avoid: Collection[str]) -> Allocation | None:
         request = request_of(revision.definition, revision.gpu_choices)
         return self.pool.place(request, task_id, revision.definition.image_id, avoid)
 

@@ -124,7 +124,7 @@ class Platform:
         self.last_heartbeat: dict[str, float] = {}
         self._tick: asyncio.Task | None = None
         self._local_load: asyncio.Task | None = None
-        self._finishing: set[asyncio.Task] = set()  # detached apps waiting for their calls to finish
+        self._finishing: dict[str, asyncio.Task] = {}  # detached app id -> its wait for its calls to finish
 
     async def start(self) -> None:
         await self.db.create_schema()
@@ -141,7 +141,7 @@ class Platform:
         for loop in (self._tick, self._local_load):
             if loop:
                 loop.cancel()
-        for task in self._finishing:
+        for task in self._finishing.values():
             task.cancel()
         self.releases.close()
         await self.scheduler.close()
@@ -207,10 +207,10 @@ class Platform:
 
     def _finish_detached(self, app_id: str) -> None:
         """Stop a detached app once its calls are done: its entrypoint returned, or its client is gone
-        (nothing more will come of either)."""
-        task = asyncio.create_task(self._stop_when_done(app_id))
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
+        (nothing more will come of either); one wait per app, whichever came first."""
+        if app_id not in self._finishing:
+            task = self._finishing[app_id] = asyncio.create_task(self._stop_when_done(app_id))
+            task.add_done_callback(lambda _: self._finishing.pop(app_id, None))
 
     async def _stop_when_done(self, app_id: str) -> None:
         # `modal app stop` meanwhile ends its calls too, so the wait ends either way.

@@ -228,16 +228,12 @@ class Scheduler:
         wanted = max(wanted, warm)
         wanted = min(wanted, settings.max_containers)
         starting = sum(1 for t in live if t.state == "starting")
-        # Past its floor, a function gets no more containers where its ready ones keep the CPUs
-        # busy: they would share the same cores, and spend them on cold starts first. GPUs are
-        # what a GPU function waits for, so a free one is never left idle for the CPUs' sake.
-        avoid: set[str] = set()
-        if len(live) >= floor and not request_of(fdef, revision.gpu_choices).gpus:
-            avoid = self.cpu_bound([t.task_id for t in live if t.ready])
         # From zero, the first container starts alone: a caller waits on it, and it starts
         # faster with the machine to itself; the rest follow once it runs.
         limit = MAX_STARTING if len(live) > starting else 1
-        for _ in range(min(wanted - len(live), limit - starting)):
+        to_start = min(wanted - len(live), limit - starting)
+        avoid = self._cpu_bound_workers(revision, live) if to_start > 0 and len(live) >= floor else set()
+        for _ in range(to_start):
             task_id = new_id("ta")
             try:
                 allocation = self.place(revision, task_id, avoid)
@@ -270,6 +266,14 @@ class Scheduler:
                 await self.terminate(task)
         if retired and not revision_tasks and not backlog:
             self.remove(revision_id)
+
+    def _cpu_bound_workers(self, revision: Revision, live: list[Task]) -> set[str]:
+        """Past its floor, a function gets no more containers where its ready ones keep the CPUs
+        busy: they would share the same cores, and spend them on cold starts first. GPUs are
+        what a GPU function waits for, so a free one is never left idle for the CPUs' sake."""
+        if request_of(revision.definition, revision.gpu_choices).gpus:
+            return set()
+        return self.cpu_bound([t.task_id for t in live if t.ready])
 
     async def _reclaim_idle(self, waiting: Revision) -> None:
         """The pool is full and `waiting` has inputs: an idle container of another function that
