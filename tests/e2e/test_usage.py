@@ -11,88 +11,16 @@ placed seconds before their processes run: time a container must not be billed f
 """
 
 import json
-import os
-import select
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import running_shoal
+from metering import ContainerWatch, check_billed_above_the_reservation, wait_unlisted
 
 from shoal.control.usage import Prices
 
 # What tests/e2e/apps/usage.py requests: cores, MiB, GPU type.
-REQUESTS = {"cpu_held": (1.0, 768, ""), "gpu_held": (0.25, 2048, "A10G")}
-
-
-def _first_of_its_pid_namespace(pid: int) -> bool:
-    with open(f"/proc/{pid}/status") as f:
-        nspid = next(line.split()[1:] for line in f if line.startswith("NSpid:"))
-    return len(nspid) > 1 and nspid[-1] == "1"
-
-
-def _task_id(pid: int) -> str | None:
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        env = dict(v.partition(b"=")[::2] for v in f.read().split(b"\0"))
-    return env[b"MODAL_TASK_ID"].decode() if b"MODAL_TASK_ID" in env else None
-
-
-def _start_time(pid: int) -> float:
-    """When the process started (wall clock), as the kernel recorded it."""
-    with open(f"/proc/{pid}/stat") as f:
-        ticks = int(f.read().rpartition(")")[2].split()[19])  # field 22: start, in clock ticks since boot
-    age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
-    return time.time() - age
-
-
-class ContainerWatch(threading.Thread):
-    """Start and exit (wall-clock seconds) of every container process on this host, by task id."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.started: dict[str, float] = {}
-        self.exited: dict[str, float] = {}
-        self.changed = threading.Condition()
-        self.closing = threading.Event()
-
-    def run(self) -> None:
-        poller, watched, settled = select.poll(), {}, set()
-        while not self.closing.is_set():
-            for pid in {int(p) for p in os.listdir("/proc") if p.isdigit()} - settled:
-                try:
-                    if not _first_of_its_pid_namespace(pid):
-                        settled.add(pid)  # and it never will be: host processes are left alone from now on
-                    elif task_id := _task_id(pid):  # else not a task, or still `runc init`: looked at again
-                        settled.add(pid)
-                        fd = os.pidfd_open(pid)  # before reading its start: the pid cannot be reused while held
-                        watched[fd] = task_id
-                        poller.register(fd, select.POLLIN)
-                        with self.changed:
-                            self.started[task_id] = _start_time(pid)
-                except (FileNotFoundError, ProcessLookupError):
-                    settled.add(pid)  # gone
-            # A pidfd becomes readable the moment its process exits.
-            for fd, _ in poller.poll(100):
-                ended = time.time()
-                poller.unregister(fd)
-                os.close(fd)
-                with self.changed:
-                    self.exited[watched.pop(fd)] = ended
-                    self.changed.notify_all()
-
-    def lifetime(self, task_id: str, timeout: float = 300) -> float:
-        with self.changed:
-            assert self.changed.wait_for(lambda: task_id in self.exited, timeout), f"{task_id} has not exited"
-            return self.exited[task_id] - self.started[task_id]
-
-    def __enter__(self) -> "ContainerWatch":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.closing.set()
-        self.join()
+REQUESTS = {"cpu_held": (1.0, 768, ""), "gpu_held": (1.0, 2048, "A10G")}
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +36,7 @@ def test_usage_matches_measured_container_lifetimes(cold_shoal):
         assert task_ids.keys() == REQUESTS.keys(), out
         lifetimes = {name: watch.lifetime(task_id) for name, task_id in task_ids.items()}
         started = datetime.fromtimestamp(min(watch.started[t] for t in task_ids.values()), UTC)
-    # The exits are in shoal's records once the containers are no longer listed.
-    deadline = time.monotonic() + 120
-    while any(r["app_name"] == "e2e-usage" for r in json.loads(cold_shoal.modal("container", "list", "--json").stdout)):
-        assert time.monotonic() < deadline, "containers still listed after they exited"
-        time.sleep(0.5)
+    wait_unlisted(cold_shoal, "e2e-usage")
 
     report = json.loads(cold_shoal.shoal("usage", "--by", "function", "--json").stdout)
     rows = {r["key"].removeprefix("e2e-usage."): r for r in report["rows"] if r["key"].startswith("e2e-usage.")}
@@ -150,3 +74,7 @@ def test_usage_matches_measured_container_lifetimes(cold_shoal):
     summary = json.loads(cold_shoal.modal("billing", "summary", "--for", started.strftime("%Y-%m"), "--json").stdout)
     assert float(summary["metered_cost_breakdown"]["gpu_a10g"]) >= billed["GPU A10G"]
     assert "Workspace: shoal" in cold_shoal.modal("token", "info").stdout
+
+
+def test_usage_bills_cpu_and_memory_used_above_the_reservation(cold_shoal):
+    check_billed_above_the_reservation(cold_shoal)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import VENV_BIN, Shoal, running_shoal
+from metering import check_billed_above_the_reservation
 
 WORKERS = {"w-a": "H100:1", "w-b": "H100:1,A10G:1"}
 
@@ -183,3 +184,8 @@ def _wait_for(condition, timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
+
+
+def test_a_worker_meters_what_its_containers_use_above_their_reservations(cluster):
+    # The same figures as on the embedded worker, from the worker's heartbeats and exit messages.
+    check_billed_above_the_reservation(cluster.shoal)

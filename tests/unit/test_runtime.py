@@ -10,6 +10,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -396,3 +397,27 @@ async def test_cpu_seconds_count_every_process_of_the_container(runtime, base):
         await runtime.remove(spinning)
         await runtime.remove(sleeping)
     assert runtime.cpu_seconds(spin.id) is None
+
+
+async def test_memory_counts_what_the_container_holds(runtime, base):
+    # 64 MiB written to a tmpfs stays in memory (it cannot be dropped like a file's cache).
+    spec = ContainerSpec(
+        id=new_id(),
+        lower_dirs=[base],
+        args=["sh", "-c", "dd if=/dev/zero of=/dev/shm/held bs=1M count=64 && echo held && sleep 100"],
+        env=PATH_ENV,
+    )
+    idle = ContainerSpec(id=new_id(), lower_dirs=[base], args=["sleep", "100"], env=PATH_ENV)
+    out = bytearray()
+    holding, sleeping = await runtime.start(spec, lambda fd, data: out.extend(data)), await runtime.start(idle)
+    try:
+        deadline = time.monotonic() + WAIT
+        while b"held" not in out:
+            assert time.monotonic() < deadline, out
+            await asyncio.sleep(0.05)
+        assert runtime.memory_bytes(spec.id) >= 64 * 2**20
+        assert runtime.memory_bytes(idle.id) < 8 * 2**20
+    finally:
+        await runtime.remove(holding)
+        await runtime.remove(sleeping)
+    assert runtime.memory_bytes(spec.id) is None

@@ -17,9 +17,10 @@ from shoal.control.functions import Binding, Functions, refuse_unsupported, retr
 from shoal.control.placement import Allocation, Gpu
 from shoal.control.scheduler import Task, autoscaling
 from shoal.control.tokens import Tokens
-from shoal.control.usage import Prices, report
+from shoal.control.usage import Prices, amounts, metered, report, seconds_within
 from shoal.store import migrations, schema
 from shoal.store.database import Database, database_url
+from shoal.worker.excess import Excess
 
 
 def test_database_url_forms():
@@ -298,6 +299,36 @@ async def test_usage_meters_each_container_for_what_it_held(db):
     assert verdict.utilisation == pytest.approx(1.0) and verdict.dedicated_is_cheaper
     later = await report(db, Prices(), since=until - 1, by="gpu", until=until)
     assert {r.key: r.seconds for r in later.rows} == {"H100": pytest.approx(1.0)}
+
+
+async def test_usage_adds_what_containers_used_above_their_reservations(db):
+    """Modal bills CPU and memory at the greater of the reservation and the actual use."""
+    apps, functions, containers = Apps(db), Functions(db), Containers(db)
+    app = await apps.create("", "metered", api_pb2.APP_STATE_EPHEMERAL)
+    fid = await functions.precreate(app.app_id, "f")
+    for task_id in ("ta-done", "ta-running"):
+        await containers.placed(Task(task_id, "rv-1", fid, app.app_id, 100.0, Allocation("local", 1000, 1024)))
+        await containers.running(task_id, 100.0)
+    # What the workers said while both ran, then ta-done's exit with its final figures.
+    await containers.note_excess({"ta-done": Excess(5.0, 1.0), "ta-running": Excess(2.0, 0.0)})
+    await containers.finished("ta-done", 0, 120.0, excess=Excess(8.0, 3.0))
+    await containers.note_excess({"ta-done": Excess(6.0, 1.0), "ta-running": Excess(4.0, 2.0)})  # ta-done's is late
+
+    async def used(task_id: str, since: float, until: float) -> tuple[float, float]:
+        [row] = [r for r in await metered(db, since, until) if r.task_id == task_id]
+        by_resource = amounts(row, seconds_within(row, since, until))
+        return by_resource["CPU"], by_resource["Memory"]
+
+    assert await used("ta-done", 0, 200.0) == (pytest.approx(20 + 8.0), pytest.approx(20 + 3.0))
+    # A report of part of its life gets that part of the excess.
+    assert await used("ta-done", 115.0, 200.0) == (pytest.approx(5 + 2.0), pytest.approx(5 + 0.75))
+
+    # A lost worker says nothing at the end: what it said last stands.
+    await containers.finished("ta-running", -1, 130.0)
+    assert await used("ta-running", 0, 200.0) == (pytest.approx(30 + 4.0), pytest.approx(30 + 2.0))
+    [row] = (await report(db, Prices(), since=0, by="app", until=200.0)).rows
+    assert (row.cpu_core_seconds, row.memory_gib_seconds) == (pytest.approx(28 + 34), pytest.approx(23 + 32))
+    assert row.cost == pytest.approx((28 + 34) * Prices().cpu_core / 3600 + (23 + 32) * Prices().memory_gib / 3600)
 
 
 async def test_usage_meters_a_container_from_its_process_start_to_its_exit(db):

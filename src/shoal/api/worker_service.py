@@ -19,6 +19,7 @@ from ..control.platform import Platform
 from ..control.workers import ExitCallback
 from ..runtime import ContainerError
 from ..worker.agent import ContainerPlan
+from ..worker.excess import Excess
 from ..worker.protocol import (
     CONNECT,
     DIR,
@@ -100,19 +101,22 @@ class RemoteLink:
             elif kind == "failed" and task_id in self.starting:
                 self._not_started(task_id, message["error"])
             elif kind == "exit" and task_id in self.running:
-                await self._exited(task_id, message["code"], message["oom"])
+                excess = Excess(*message["excess"]) if "excess" in message else None
+                await self._exited(task_id, message["code"], message["oom"], excess)
             elif kind == "heartbeat":
                 self.platform.workers.note_heartbeat(self.worker_id, message)
+                excess = {task: Excess(*e) for task, e in message.get("task_excess", {}).items()}
+                await self.platform.containers.note_excess(excess)
 
     def _not_started(self, task_id: str, error: str) -> None:
         self.running.pop(task_id, None)
         self.platform.workers.revoke_secret(task_id)
         self.starting[task_id].set_exception(ContainerError(error))
 
-    async def _exited(self, task_id: str, code: int, oom: bool) -> None:
+    async def _exited(self, task_id: str, code: int, oom: bool, excess: Excess | None) -> None:
         _, on_exit = self.running.pop(task_id)
         self.platform.workers.revoke_secret(task_id)
-        await on_exit(code, oom)
+        await on_exit(code, oom, excess)
 
     async def lost(self) -> None:
         """The worker is gone: every container it ran has ended, as far as the platform knows."""
@@ -121,7 +125,7 @@ class RemoteLink:
             self._not_started(task_id, f"worker {self.worker_id} was lost before the container started")
         for task_id in list(self.running):
             self.running[task_id][0](2, f"worker {self.worker_id} was lost\n".encode())
-            await self._exited(task_id, -1, False)
+            await self._exited(task_id, -1, False, None)
 
 
 class WorkerService:

@@ -17,12 +17,19 @@ from sqlalchemy import case, insert, select, update
 
 from ..store import schema as t
 from ..store.database import Database
+from ..worker.excess import Excess
 from .errors import NotFound
+from .placement import Allocation
 from .scheduler import Task
 
 # What a container is metered for when it requests no CPU or memory (Modal's defaults).
 DEFAULT_MILLI_CPU = 125
 DEFAULT_MEMORY_MB = 128
+
+
+def reservation(held: Allocation) -> tuple[int, int]:
+    """The CPU (millicores) and memory (MiB) a container is metered for at least."""
+    return held.milli_cpu or DEFAULT_MILLI_CPU, held.memory_mb or DEFAULT_MEMORY_MB
 
 
 @dataclass
@@ -36,9 +43,11 @@ class ContainerRecord:
 class Containers:
     def __init__(self, db: Database):
         self.db = db
+        self._excess: dict[str, Excess] = {}  # running task id -> its excess as last stored
 
     async def placed(self, task: Task) -> None:
         held = task.allocation
+        milli_cpu, memory_mb = reservation(held)
         async with self.db.tx() as conn:
             await conn.execute(
                 insert(t.tasks).values(
@@ -47,8 +56,8 @@ class Containers:
                     function_id=task.function_id,
                     state="starting",
                     started_at=task.started_at,  # until it runs
-                    milli_cpu=held.milli_cpu or DEFAULT_MILLI_CPU,
-                    memory_mb=held.memory_mb or DEFAULT_MEMORY_MB,
+                    milli_cpu=milli_cpu,
+                    memory_mb=memory_mb,
                     gpu_type=held.gpus[0].gpu_type if held.gpus else "",
                     gpu_count=len(held.gpus),
                 )
@@ -62,14 +71,36 @@ class Containers:
                 .values(state="running", started_at=at)
             )
 
-    async def finished(self, task_id: str, exit_code: int, at: float, ready_at: float = 0.0) -> None:
-        """`ready_at`: when it first asked for an input, if it did."""
+    async def finished(
+        self, task_id: str, exit_code: int, at: float, ready_at: float = 0.0, excess: Excess | None = None
+    ) -> None:
+        """`ready_at`: when it first asked for an input, if it did; `excess`: what it used above its
+        reservation in all, if its worker could say (else what it last said stands)."""
+        self._excess.pop(task_id, None)
+        values = _excess_columns(excess) if excess else {}
         async with self.db.tx() as conn:
             await conn.execute(
                 update(t.tasks)
                 .where(t.tasks.c.task_id == task_id)
-                .values(exit_code=exit_code, ready_at=ready_at or None, **_stopped(at))
+                .values(exit_code=exit_code, ready_at=ready_at or None, **values, **_stopped(at))
             )
+
+    async def note_excess(self, excess: dict[str, Excess]) -> None:
+        """What running containers have used above their reservations so far, as their worker says
+        once a second; stored where it changed."""
+        changed = {task_id: e for task_id, e in excess.items() if self._excess.get(task_id, Excess()) != e}
+        if not changed:
+            return
+        c, running = t.tasks.c, {}
+        async with self.db.tx() as conn:
+            for task_id, e in changed.items():
+                # A container that has exited keeps the final figures its exit brought.
+                stored = await conn.execute(
+                    update(t.tasks).where(c.task_id == task_id, c.finished_at.is_(None)).values(**_excess_columns(e))
+                )
+                if stored.rowcount:
+                    running[task_id] = e
+        self._excess.update(running)
 
     async def get(self, task_id: str) -> ContainerRecord:
         async with self.db.tx() as conn:
@@ -82,6 +113,13 @@ class Containers:
         """At start-up: containers of a previous run are gone (shoal removes them)."""
         async with self.db.tx() as conn:
             await conn.execute(update(t.tasks).where(t.tasks.c.finished_at.is_(None)).values(**_stopped(time.time())))
+
+
+def _excess_columns(excess: Excess) -> dict:
+    return {
+        "cpu_excess_core_seconds": excess.cpu_core_seconds,
+        "memory_excess_gib_seconds": excess.memory_gib_seconds,
+    }
 
 
 def _stopped(at: float) -> dict:

@@ -15,9 +15,10 @@ from modal_proto import api_pb2
 
 from ..images.store import LayerStore, Lease
 from ..worker.agent import ContainerPlan
+from ..worker.excess import Excess
 from .calls import Calls, Input
 from .container_plans import ContainerPlans
-from .containers import Containers
+from .containers import Containers, reservation
 from .errors import NotFound
 from .functions import Functions, Revision
 from .images import Images
@@ -79,7 +80,7 @@ class Lifecycle:
             await link.start(
                 plan,
                 output.put,
-                lambda code, oom: self._container_exited(task, code, oom, output=output),
+                lambda code, oom, excess: self._container_exited(task, code, oom, excess=excess, output=output),
             )
         except Exception as e:
             log.exception("cannot start container for %s", task.function_id)
@@ -96,6 +97,8 @@ class Lifecycle:
         lower_dirs = await self.layers.ensure(built.layers)
         plan = await self.plans.plan(task.task_id, revision, built, lower_dirs)
         plan.gpus = [g.uuid for g in task.allocation.gpus]
+        milli_cpu, plan.reserved_memory_mb = reservation(task.allocation)
+        plan.reserved_cores = milli_cpu / 1000
         return plan
 
     async def terminate(self, task: Task) -> None:
@@ -113,14 +116,20 @@ class Lifecycle:
                     task.kill_message = f"Worker {worker_id} was lost"
 
     async def _container_exited(
-        self, task: Task, code: int, oom: bool, startup_error: str = "", output: "_OrderedOutput | None" = None
+        self,
+        task: Task,
+        code: int,
+        oom: bool,
+        startup_error: str = "",
+        output: "_OrderedOutput | None" = None,
+        excess: Excess | None = None,
     ) -> None:
         exited_at = time.time()  # before the log flush and clean-up, which are not the container's time
         if output:
             await output.flush()
         if lease := self._leases.pop(task.task_id, None):
             await self.layers.release(lease)
-        await self.containers.finished(task.task_id, code, exited_at, task.ready_at)
+        await self.containers.finished(task.task_id, code, exited_at, task.ready_at, excess)
         self.pool.release(task.task_id)
         was_draining = task.state == "draining"
         self.scheduler.exited(task.task_id)

@@ -220,10 +220,16 @@ class Platform:
             await self.stop_app(app_id)
 
     async def _note_local_load(self) -> None:
-        """The embedded worker's CPU load, as often as a joined worker sends its own."""
+        """The embedded worker's CPU load and its containers' use above their reservations, as
+        often as a joined worker sends its own."""
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            self.workers.note_load(LOCAL, *self.worker.cpu_load())
+            try:
+                load = self.worker.sample()
+                self.workers.note_load(LOCAL, load.cpu_busy, load.task_cores)
+                await self.containers.note_excess(load.task_excess)
+            except Exception:
+                log.exception("noting the embedded worker's load")
 
     async def _watch_heartbeats(self) -> None:
         while True:

@@ -2,7 +2,10 @@
 
 A container is metered from its process's start to its exit (to now while it
 runs; see containers.py) for the CPU and memory it reserved (its requests, or
-the defaults when it made none) and the GPUs it was given. Costs use
+the defaults when it made none) and the GPUs it was given. As Modal bills them,
+CPU and memory count at the greater of the reservation and the actual use: what
+a container used above its reservation, second by second (worker/excess.py), is
+added, spread evenly over its life for a report that covers only part of it. Costs use
 configurable prices per resource. For GPU functions it also answers the
 owner's question: at the rate this traffic keeps a GPU busy, would a dedicated
 one be cheaper?
@@ -64,6 +67,14 @@ class Prices:
         except (ValueError, TypeError, AttributeError) as e:
             raise ValueError(f"{path}: {e}") from None
         return prices
+
+    def per_hour(self, resource: str) -> float:
+        """The price of one of `amounts`' resources: "CPU" (a core), "Memory" (a GiB), "GPU <type>"."""
+        if resource == "CPU":
+            return self.cpu_core
+        if resource == "Memory":
+            return self.memory_gib
+        return self.gpu.get(resource.removeprefix("GPU "), 0.0)
 
 
 @dataclass
@@ -127,16 +138,23 @@ def seconds_within(container, since: float, until: float) -> float:
     return max(0.0, min(container.finished_at or until, until) - max(container.started_at, since))
 
 
-def resource_costs(container, seconds: float, prices: Prices) -> dict[str, float]:
-    """Dollars for `seconds` of what a metered container held, per resource: CPU, Memory, GPU <type>."""
-    costs = {
-        "CPU": seconds * container.milli_cpu / 1000 * prices.cpu_core / 3600,
-        "Memory": seconds * container.memory_mb / 1024 * prices.memory_gib / 3600,
+def amounts(container, seconds: float) -> dict[str, float]:
+    """What a metered container used in `seconds` of its life, per resource: core-seconds of "CPU",
+    GiB-seconds of "Memory", GPU-seconds of "GPU <type>"."""
+    life = (container.finished_at or time.time()) - container.started_at
+    share = seconds / life if life > 0 else 0.0
+    used = {
+        "CPU": seconds * container.milli_cpu / 1000 + share * container.cpu_excess_core_seconds,
+        "Memory": seconds * container.memory_mb / 1024 + share * container.memory_excess_gib_seconds,
     }
     if container.gpu_count:
-        gpu_type = container.gpu_type
-        costs[f"GPU {gpu_type}"] = seconds * container.gpu_count * prices.gpu.get(gpu_type, 0.0) / 3600
-    return costs
+        used[f"GPU {container.gpu_type}"] = seconds * container.gpu_count
+    return used
+
+
+def resource_costs(container, seconds: float, prices: Prices) -> dict[str, float]:
+    """Dollars for `seconds` of a metered container's life, per resource (see `amounts`)."""
+    return {resource: used * prices.per_hour(resource) / 3600 for resource, used in amounts(container, seconds).items()}
 
 
 async def report(db: Database, prices: Prices, since: float, by: str, until: float | None = None) -> Report:
@@ -154,10 +172,11 @@ async def report(db: Database, prices: Prices, since: float, by: str, until: flo
         function = f"{app}.{row.tag or row.function_id}"
         key = {"app": app, "function": function, "gpu": row.gpu_type or "(none)", "environment": row.environment}[by]
         usage = rows.setdefault(key, UsageRow(key))
+        used = amounts(row, seconds)
         usage.containers += 1
         usage.seconds += seconds
-        usage.cpu_core_seconds += seconds * row.milli_cpu / 1000
-        usage.memory_gib_seconds += seconds * row.memory_mb / 1024
+        usage.cpu_core_seconds += used["CPU"]
+        usage.memory_gib_seconds += used["Memory"]
         usage.cost += sum(resource_costs(row, seconds, prices).values())
         if row.gpu_count:
             gpu_seconds = seconds * row.gpu_count

@@ -10,10 +10,13 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from ..worker.excess import Excess
 from .errors import AlreadyExists
 from .placement import Pool, Worker
 
-ExitCallback = Callable[[int, bool], Awaitable[None]]
+# A container ended: its exit code, whether it was killed for memory, and what it used above
+# its reservation (None when its worker could not say).
+ExitCallback = Callable[[int, bool, Excess | None], Awaitable[None]]
 
 
 class Link(Protocol):

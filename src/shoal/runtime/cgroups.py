@@ -1,5 +1,6 @@
 """Finding the cgroups runc creates: the memory one, to read OOM kills after the container has
-exited, and the CPU accounting one, to read how much CPU time the container has used.
+exited and how much memory it uses, and the CPU accounting one, to read how much CPU time the
+container has used.
 
 runc resolves a relative cgroupsPath against the cgroup of the process that runs it,
 i.e. ours (runc is our child), so that is where the container's cgroup appears.
@@ -26,6 +27,21 @@ class MemoryHierarchy:
         except OSError:
             return False
         return int(counters.get("oom_kill", 0)) > 0
+
+    def working_set_bytes(self, rel_path: str) -> int | None:
+        """Memory the cgroup's processes use: its usage less the file cache the kernel can drop
+        at once (the working set, as Kubernetes meters it); None if there is no such cgroup."""
+        usage_name, inactive_name = (
+            ("memory.current", "inactive_file") if self.v2 else ("memory.usage_in_bytes", "total_inactive_file")
+        )
+        try:
+            with open(os.path.join(self.parent, rel_path, usage_name)) as f:
+                usage = int(f.read())
+            with open(os.path.join(self.parent, rel_path, "memory.stat")) as f:
+                stat = dict(line.split() for line in f if len(line.split()) == 2)
+            return max(0, usage - int(stat.get(inactive_name, 0)))
+        except (OSError, ValueError):
+            return None
 
 
 @dataclass(frozen=True)

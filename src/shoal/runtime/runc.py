@@ -271,6 +271,10 @@ class Runtime:
         """CPU time the container's processes have used, None where cgroups do not account it."""
         return self._cpu.usage_seconds(cgroups_path(container_id)) if self._cpu else None
 
+    def memory_bytes(self, container_id: str) -> int | None:
+        """Memory the container's processes use (file cache aside), None where cgroups do not account it."""
+        return self._memory.working_set_bytes(cgroups_path(container_id)) if self._memory else None
+
     async def list_ids(self) -> list[str]:
         rc, out, err = await self._runc("list", "--quiet")
         if rc != 0:

@@ -219,6 +219,9 @@ tasks = Table(
     Column("memory_mb", Integer, nullable=False, default=0),
     Column("gpu_type", String(32), nullable=False, default=""),
     Column("gpu_count", Integer, nullable=False, default=0),
+    # what it used above its reservation, billed on top of it (see worker/excess.py)
+    Column("cpu_excess_core_seconds", Float, nullable=False, server_default="0"),
+    Column("memory_excess_gib_seconds", Float, nullable=False, server_default="0"),
 )
 Index("tasks_by_time", tasks.c.started_at)
 

@@ -10,12 +10,14 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..runtime import BindMount, Container, ContainerSpec, Runtime
 from . import nvidia
 from .cpu_load import CpuMeter
+from .excess import Excess, ExcessMeter
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,17 @@ class ContainerPlan:
     memory_mb: int | None = None
     upper_dir: str | None = None  # kept after the container ends (a build step's layer); None: thrown away
     gpus: list[str] = field(default_factory=list)  # uuids of the GPUs it was given
+    # What it is metered for at least (see excess.py); cpu and memory_mb above are limits.
+    reserved_cores: float = 0.0
+    reserved_memory_mb: int = 0
     network: bool = True  # False: block_network=True
+
+
+@dataclass
+class Load:
+    cpu_busy: float  # the machine's busy fraction
+    task_cores: dict[str, float]  # task id -> cores it used
+    task_excess: dict[str, Excess]  # task id -> what it used above its reservation so far
 
 
 @dataclass
@@ -84,20 +96,25 @@ class LocalWorker:
         self.containers: dict[str, Container] = {}
         self._watchers: set[asyncio.Task] = set()
         self._cpu = CpuMeter()
+        self._excess = ExcessMeter()
 
     async def start(
         self,
         plan: ContainerPlan,
         on_output: Callable[[int, bytes], None],
-        on_exit: Callable[[int, bool], Awaitable[None]],
+        on_exit: Callable[[int, bool, Excess | None], Awaitable[None]],
     ) -> None:
-        """Start the container, returning once its process runs (raises if it cannot); on_exit follows its end."""
+        """Start the container, returning once its process runs (raises if it cannot); on_exit follows
+        its end, with what it used above its reservation."""
         container, cleanup = await self._launch(plan, on_output)
+        self._excess.begin(plan.task_id, plan.reserved_cores, plan.reserved_memory_mb, time.monotonic())
 
         async def watch() -> None:
             code = await container.wait()
             try:
-                await on_exit(code, container.oom_killed)
+                # Its cgroup outlives it until the cleanup: its CPU time in all is still there.
+                excess = self._excess.end(plan.task_id, self.runtime.cpu_seconds(plan.task_id), time.monotonic())
+                await on_exit(code, container.oom_killed, excess)
             finally:
                 await cleanup()
 
@@ -188,10 +205,17 @@ class LocalWorker:
             env.setdefault(name, CA_MOUNT)
         return [BindMount(self.ca_bundle, CA_MOUNT)]
 
-    def cpu_load(self) -> tuple[float, dict[str, float]]:
-        """The machine's busy fraction and each container's cores since the last call."""
-        used = {task_id: self.runtime.cpu_seconds(task_id) for task_id in self.containers}
-        return self._cpu.read({task_id: s for task_id, s in used.items() if s is not None})
+    def sample(self) -> Load:
+        """The machine's busy fraction, each container's cores since the last sample, and what
+        each has used above its reservation so far; taken once a second."""
+        now, used = time.monotonic(), {}
+        for task_id in self.containers:
+            cpu_seconds = self.runtime.cpu_seconds(task_id)
+            self._excess.read(task_id, cpu_seconds, self.runtime.memory_bytes(task_id), now)
+            if cpu_seconds is not None:
+                used[task_id] = cpu_seconds
+        busy, cores = self._cpu.read(used)
+        return Load(busy, cores, self._excess.totals())
 
     async def stop(self, task_id: str) -> None:
         container = self.containers.get(task_id)

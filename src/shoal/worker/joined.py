@@ -10,6 +10,7 @@ import asyncio
 import base64
 import logging
 import os
+from dataclasses import astuple
 from urllib.parse import urlsplit
 
 from google.protobuf.wrappers_pb2 import BytesValue
@@ -20,6 +21,7 @@ from modal_version import __version__ as CLIENT_VERSION
 
 from ..runtime import Runtime
 from .agent import ContainerPlan, LocalWorker, default_ca_bundle
+from .excess import Excess
 from .fetched import Fetched
 from .inventory import this_machine
 from .protocol import CONNECT, HEARTBEAT_INTERVAL, pack, plan_from_json, unpack
@@ -151,17 +153,19 @@ class JoinedWorker:
             await stream.send_message(pack(await outbox.get()))
 
     async def _beat(self, outbox: asyncio.Queue[dict]) -> None:
-        """A heartbeat now and then, with the CPU load and the cache."""
+        """A heartbeat now and then, with the CPU load, what containers used above their
+        reservations and the cache."""
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            busy, cores = self.local.cpu_load()
+            load = self.local.sample()
             outbox.put_nowait(
                 {
                     "type": "heartbeat",
                     "cache_bytes": self.fetched.held,
                     "cache_limit": self.fetched.limit,
-                    "cpu_busy": busy,
-                    "task_cores": cores,
+                    "cpu_busy": load.cpu_busy,
+                    "task_cores": load.task_cores,
+                    "task_excess": {task_id: astuple(e) for task_id, e in load.task_excess.items()},
                 }
             )
 
@@ -172,10 +176,11 @@ class JoinedWorker:
         def on_output(fd: int, data: bytes) -> None:
             outbox.put_nowait({"type": "output", "task_id": task_id, "fd": fd, "data": base64.b64encode(data).decode()})
 
-        async def on_exit(code: int, oom: bool) -> None:
+        async def on_exit(code: int, oom: bool, excess: Excess | None) -> None:
             self.secrets.pop(task_id, None)
             self._release(task_id)
-            outbox.put_nowait({"type": "exit", "task_id": task_id, "code": code, "oom": oom})
+            message = {"type": "exit", "task_id": task_id, "code": code, "oom": oom}
+            outbox.put_nowait(message | ({"excess": astuple(excess)} if excess else {}))
 
         def failed(error: str) -> None:
             self.secrets.pop(task_id, None)

@@ -40,7 +40,8 @@ TAR_OPTIONS = ("--format=posix", "--xattrs", "--xattrs-include=*", "--numeric-ow
 TASK_ID_HEADER = "x-shoal-task-id"
 TASK_SECRET_HEADER = "x-shoal-task-secret"
 
-# A worker sends a heartbeat this often, with its CPU load (see worker/cpu_load.py) and cache.
+# A worker sends a heartbeat this often, with its CPU load (see worker/cpu_load.py), what its
+# containers used above their reservations (worker/excess.py) and its cache.
 HEARTBEAT_INTERVAL = 1.0
 # A worker silent for this long is gone: its containers are given up and their inputs run elsewhere.
 HEARTBEAT_TIMEOUT = 10.0

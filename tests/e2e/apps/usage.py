@@ -16,7 +16,7 @@ def cpu_held(seconds: float) -> str:
     return os.environ["MODAL_TASK_ID"]
 
 
-@app.function(gpu="A10G", cpu=0.25, memory=2048)
+@app.function(gpu="A10G", cpu=1.0, memory=2048)
 def gpu_held(seconds: float) -> str:
     time.sleep(seconds)
     return os.environ["MODAL_TASK_ID"]
