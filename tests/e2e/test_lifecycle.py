@@ -87,6 +87,13 @@ def test_out_of_memory_is_reported(shoal):
     assert "out of memory" in proc.stdout
 
 
+def test_thread_pool_variables_follow_the_cpu_reservation(shoal):
+    lines = dict(line.split(": ", 1) for line in shoal.python("lifecycle.py", "threads").stdout.splitlines())
+    assert lines["threads_by_default"] == "1 1 1"  # 0.125 cores
+    assert lines["threads_of_a_core_and_a_half"] == "2 2 2"
+    assert lines["threads_the_image_sets"] == "7 2 2"
+
+
 def test_a_container_slower_to_start_than_its_startup_timeout_fails_the_call(shoal):
     proc = shoal.python("lifecycle.py", "slow_start")
     assert "slow_start: FunctionTimeoutError" in proc.stdout, proc.stdout

@@ -6,6 +6,7 @@ reads at start-up. Function containers and image build functions share it.
 """
 
 import asyncio
+import math
 
 from modal_proto import api_pb2
 
@@ -13,10 +14,13 @@ from ..images.client_pkg import ensure_client_pkg
 from ..images.spec import BuiltImage
 from ..worker.agent import ContainerPlan
 from .apps import Apps
+from .containers import reservation
 from .deployments import Deployments
 from .functions import Revision
 from .mounts import CLIENT_MOUNT_ID, Mounts
 from .secrets import Secrets
+
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class ContainerPlans:
@@ -61,6 +65,11 @@ class ContainerPlans:
             serialized_params=revision.params,
         )
         resources = fdef.resources
+        milli_cpu, memory_mb = reservation(resources.milli_cpu, resources.memory_mb)
+        # As in Modal, libraries that size their thread pools by these fit the CPU reservation
+        # (unless the image or a secret sets them).
+        for name in THREAD_ENV:
+            env.setdefault(name, str(max(1, math.ceil(milli_cpu / 1000))))
         return ContainerPlan(
             task_id=task_id,
             lower_dirs=image_dirs + [client_dir] + mount_dirs,
@@ -72,4 +81,6 @@ class ContainerPlans:
             cpu=resources.milli_cpu_max / 1000 if resources.milli_cpu_max else None,
             memory_mb=resources.memory_mb_max or None,
             network=not fdef.block_network,
+            reserved_cores=milli_cpu / 1000,
+            reserved_memory_mb=memory_mb,
         )

@@ -19,7 +19,6 @@ from ..store import schema as t
 from ..store.database import Database
 from ..worker.excess import Excess
 from .errors import NotFound
-from .placement import Allocation
 from .scheduler import Task
 
 # What a container is metered for when it requests no CPU or memory (Modal's defaults).
@@ -27,9 +26,9 @@ DEFAULT_MILLI_CPU = 125
 DEFAULT_MEMORY_MB = 128
 
 
-def reservation(held: Allocation) -> tuple[int, int]:
-    """The CPU (millicores) and memory (MiB) a container is metered for at least."""
-    return held.milli_cpu or DEFAULT_MILLI_CPU, held.memory_mb or DEFAULT_MEMORY_MB
+def reservation(milli_cpu: int, memory_mb: int) -> tuple[int, int]:
+    """The CPU (millicores) and memory (MiB) a container that requested these is metered for at least."""
+    return milli_cpu or DEFAULT_MILLI_CPU, memory_mb or DEFAULT_MEMORY_MB
 
 
 @dataclass
@@ -47,7 +46,7 @@ class Containers:
 
     async def placed(self, task: Task) -> None:
         held = task.allocation
-        milli_cpu, memory_mb = reservation(held)
+        milli_cpu, memory_mb = reservation(held.milli_cpu, held.memory_mb)
         async with self.db.tx() as conn:
             await conn.execute(
                 insert(t.tasks).values(

@@ -18,7 +18,7 @@ from ..worker.agent import ContainerPlan
 from ..worker.excess import Excess
 from .calls import Calls, Input
 from .container_plans import ContainerPlans
-from .containers import Containers, reservation
+from .containers import Containers
 from .errors import NotFound
 from .functions import Functions, Revision
 from .images import Images
@@ -97,8 +97,6 @@ class Lifecycle:
         lower_dirs = await self.layers.ensure(built.layers)
         plan = await self.plans.plan(task.task_id, revision, built, lower_dirs)
         plan.gpus = [g.uuid for g in task.allocation.gpus]
-        milli_cpu, plan.reserved_memory_mb = reservation(task.allocation)
-        plan.reserved_cores = milli_cpu / 1000
         return plan
 
     async def terminate(self, task: Task) -> None:
