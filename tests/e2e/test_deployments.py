@@ -173,6 +173,18 @@ def test_function_and_app_inspection(shoal, app_file):
     assert stats["input_success_count"] >= 1 and stats["container_started_count"] >= 1
     assert set(stats["input_percentile_stats"]) == {"Execution time (s)", "End-to-end latency (s)"}
     assert stats["container_percentile_stats"]["Startup time (s)"]["percentiles"]["p50"] > 0
+
+    # What its containers use, sampled every few seconds while they run (the first after a second).
+    def container_use() -> dict:
+        stats = json.loads(shoal.modal("function", "stats", f"{APP}/version", "--json").stdout)
+        return stats["container_percentile_stats"]
+
+    assert wait_for(lambda: "Memory Usage (GiB)" in container_use())
+    use = container_use()
+    assert use["CPU Usage (cores)"]["unit"] == "cores" and use["CPU Usage (cores)"]["percentiles"]["p50"] >= 0
+    assert use["Memory Usage (GiB)"]["unit"] == "GiB"
+    assert 0.01 < use["Memory Usage (GiB)"]["percentiles"]["p50"] < 1  # a Python process with the modal client
+    assert "CPU Usage (cores)" in shoal.modal("function", "stats", f"{APP}/version").stdout
     # A class's inputs belong to the variant bound to its parameters: --all-variants gathers them.
     greet = shoal.modal("function", "calls", f"{APP}/Greeter.*", "--all-variants", "-n", "1", "--json").stdout
     assert [(c["status"], c["service_method_name"]) for c in json.loads(greet)] == [("success", "greet")]

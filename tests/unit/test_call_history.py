@@ -11,6 +11,8 @@ from shoal.control.functions import Functions
 from shoal.control.placement import Allocation
 from shoal.control.scheduler import Task
 from shoal.store.database import Database
+from shoal.worker.agent import Load
+from shoal.worker.excess import Excess
 
 Status = api_pb2.FunctionCallInputStatus
 GenericResult = api_pb2.GenericResult
@@ -73,4 +75,34 @@ async def test_container_startup_runs_from_process_start_to_the_first_input_requ
     await containers.finished("ta-never", -1, 150.0)  # failed before it ran
     stats = await CallHistory(db, Calls(db, lambda r: api_pb2.FunctionRetryPolicy()), live).stats(["fu-1"], 0, 1000)
     assert (stats.containers, stats.containers_started, stats.containers_failed) == (3, 2, 1)
-    assert stats.startup[5000] == 3.0  # the median of 2 s and 4 s
+    assert stats.container_percentiles["Startup time (s)"][5000] == 3.0  # the median of 2 s and 4 s
+
+
+async def test_container_use_percentiles_come_from_the_samples_taken_in_the_range(tmp_path):
+    db = Database(str(tmp_path / "shoal.db"))
+    await db.create_schema()
+    containers = Containers(db)
+    for task_id, function_id in (("ta-1", "fu-1"), ("ta-2", "fu-1"), ("ta-other", "fu-2")):
+        await containers.placed(Task(task_id, "rv-1", function_id, "ap-1", 99.0, Allocation("local", 0, 0)))
+        await containers.running(task_id, 100.0)
+    every = ("ta-1", "ta-2", "ta-other")
+    for second in range(101, 131):  # a reading a second; one sample in SAMPLE_INTERVAL is kept
+        cores = {"ta-1": 0.5, "ta-2": 1.5 if second < 116 else 2.5, "ta-other": 8.0}
+        load = Load(0.5, cores, dict.fromkeys(every, 2**30), {t: Excess() for t in every})
+        await containers.note_usage(load, float(second))
+    await containers.finished("ta-1", 0, 131.0)
+    await containers.note_usage(Load(0.5, {"ta-1": 9.0}, {"ta-1": 2**30}, {"ta-1": Excess()}), 140.0)  # too late
+
+    history = CallHistory(db, Calls(db, lambda r: api_pb2.FunctionRetryPolicy()), {})
+    stats = await history.stats(["fu-1"], 0, 1000)
+    # 6 samples each (seconds 101, 106, ..., 126): ta-1's six at 0.5, ta-2's three at 1.5 and three at 2.5.
+    assert stats.container_percentiles["CPU Usage (cores)"] == {5000: 1.0, 9000: 2.5, 9900: 2.5}
+    assert stats.container_percentiles["Memory Usage (GiB)"][5000] == 1.0
+    assert (await history.stats(["fu-1"], 0, 1000, task_id="ta-1")).container_percentiles["CPU Usage (cores)"] == {
+        5000: 0.5,
+        9000: 0.5,
+        9900: 0.5,
+    }
+    later = await history.stats(["fu-1"], 116, 1000)  # ta-2's samples at 116, 121 and 126, and ta-1's
+    assert later.container_percentiles["CPU Usage (cores)"][9000] == 2.5
+    assert "CPU Usage (cores)" not in (await history.stats(["fu-1"], 127, 1000)).container_percentiles

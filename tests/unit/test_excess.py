@@ -1,8 +1,11 @@
-"""What a worker meters of each container above its reservation (worker/excess.py)."""
+"""What a worker meters of each container above its reservation (worker/excess.py), and how its
+readings reach the control plane."""
 
 import pytest
 
+from shoal.worker.agent import Load
 from shoal.worker.excess import GIB, Excess, ExcessMeter
+from shoal.worker.protocol import heartbeat, load_of, pack, unpack
 
 
 def test_cpu_counts_only_the_cores_used_above_the_reservation_in_each_interval():
@@ -45,3 +48,12 @@ def test_totals_are_copies():
     meter.read("ta-1", 2.0, None, at=2.0)
     assert before["ta-1"].cpu_core_seconds == pytest.approx(1.0)
     assert meter.totals()["ta-1"].cpu_core_seconds == pytest.approx(2.0)
+
+
+def test_a_heartbeat_carries_the_readings_as_taken():
+    load = Load(0.75, {"ta-1": 1.5}, {"ta-1": 3 * GIB}, {"ta-1": Excess(2.0, 0.5)})
+    beat = unpack(pack(heartbeat(load, cache_bytes=10, cache_limit=20)))
+    assert (beat["cache_bytes"], beat["cache_limit"]) == (10, 20)
+    assert load_of(beat) == load
+    del beat["cpu_busy"], beat["task_cores"], beat["task_memory"], beat["task_excess"]
+    assert load_of(beat) is None  # a worker of a version that sent no readings

@@ -20,7 +20,8 @@ from shoal.control.tokens import Tokens
 from shoal.control.usage import Prices, amounts, metered, report, seconds_within
 from shoal.store import migrations, schema
 from shoal.store.database import Database, database_url
-from shoal.worker.excess import Excess
+from shoal.worker.agent import Load
+from shoal.worker.excess import GIB, Excess
 
 
 def test_database_url_forms():
@@ -301,6 +302,11 @@ async def test_usage_meters_each_container_for_what_it_held(db):
     assert {r.key: r.seconds for r in later.rows} == {"H100": pytest.approx(1.0)}
 
 
+def _load(excess: dict[str, Excess], cores: float = 1.0, memory: int = GIB) -> Load:
+    """A worker's readings of these containers."""
+    return Load(0.5, dict.fromkeys(excess, cores), dict.fromkeys(excess, memory), excess)
+
+
 async def test_usage_adds_what_containers_used_above_their_reservations(db):
     """Modal bills CPU and memory at the greater of the reservation and the actual use."""
     apps, functions, containers = Apps(db), Functions(db), Containers(db)
@@ -310,9 +316,10 @@ async def test_usage_adds_what_containers_used_above_their_reservations(db):
         await containers.placed(Task(task_id, "rv-1", fid, app.app_id, 100.0, Allocation("local", 1000, 1024)))
         await containers.running(task_id, 100.0)
     # What the workers said while both ran, then ta-done's exit with its final figures.
-    await containers.note_excess({"ta-done": Excess(5.0, 1.0), "ta-running": Excess(2.0, 0.0)})
+    await containers.note_usage(_load({"ta-done": Excess(5.0, 1.0), "ta-running": Excess(2.0, 0.0)}), 110.0)
     await containers.finished("ta-done", 0, 120.0, excess=Excess(8.0, 3.0))
-    await containers.note_excess({"ta-done": Excess(6.0, 1.0), "ta-running": Excess(4.0, 2.0)})  # ta-done's is late
+    late = {"ta-done": Excess(6.0, 1.0), "ta-running": Excess(4.0, 2.0)}  # ta-done's comes after its exit
+    await containers.note_usage(_load(late), 121.0)
 
     async def used(task_id: str, since: float, until: float) -> tuple[float, float]:
         [row] = [r for r in await metered(db, since, until) if r.task_id == task_id]

@@ -34,10 +34,15 @@ def _input_info(r: InputRecord) -> api_pb2.FunctionCallInputInfo:
     return info
 
 
-def _distribution(values: dict[int, float]) -> api_pb2.StatsPercentileDistribution:
-    return api_pb2.StatsPercentileDistribution(
-        unit="s", percentiles=[api_pb2.StatsPercentile(percentile_basis_points=bp, value=v) for bp, v in values.items()]
-    )
+def _distributions(metrics: dict[str, dict[int, float]]) -> dict[str, api_pb2.StatsPercentileDistribution]:
+    """Each metric's percentiles, in the unit its name ends with: "Execution time (s)"."""
+    return {
+        name: api_pb2.StatsPercentileDistribution(
+            unit=name.rpartition("(")[2].removesuffix(")"),
+            percentiles=[api_pb2.StatsPercentile(percentile_basis_points=bp, value=v) for bp, v in values.items()],
+        )
+        for name, values in metrics.items()
+    }
 
 
 def _app_counts(stats: Stats) -> api_pb2.AppFunctionCounts:
@@ -102,8 +107,8 @@ class InspectionRpcs:
             input_failure_count=stats.failed,
             input_timeout_count=stats.timed_out,
             input_running_at_end_count=stats.in_flight,
-            input_percentile_stats={name: _distribution(v) for name, v in stats.percentiles.items()},
-            container_percentile_stats={"Startup time (s)": _distribution(stats.startup)} if stats.startup else {},
+            input_percentile_stats=_distributions(stats.percentiles),
+            container_percentile_stats=_distributions(stats.container_percentiles),
             container_started_count=stats.containers_started,
             container_error_count=stats.containers_failed,
             container_creating_at_end_count=stats.containers_starting,

@@ -30,6 +30,7 @@ from ..worker.protocol import (
     LAYER,
     TAR_OPTIONS,
     TUNNEL,
+    load_of,
     pack,
     plan_to_json,
     unpack,
@@ -104,9 +105,9 @@ class RemoteLink:
                 excess = Excess(*message["excess"]) if "excess" in message else None
                 await self._exited(task_id, message["code"], message["oom"], excess)
             elif kind == "heartbeat":
-                self.platform.workers.note_heartbeat(self.worker_id, message)
-                excess = {task: Excess(*e) for task, e in message.get("task_excess", {}).items()}
-                await self.platform.containers.note_excess(excess)
+                self.platform.workers.note_cache(self.worker_id, message["cache_bytes"], message["cache_limit"])
+                if load := load_of(message):
+                    await self.platform.note_load(self.worker_id, load)
 
     def _not_started(self, task_id: str, error: str) -> None:
         self.running.pop(task_id, None)

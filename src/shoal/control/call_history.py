@@ -52,7 +52,9 @@ class Stats:
     containers_started: int = 0  # ran the function
     containers_failed: int = 0  # ended before they ran it
     containers_starting: int = 0
-    startup: dict[int, float] = field(default_factory=dict)  # percentiles of process start to first input request
+    # metric -> basis points -> value: startup time (from the process's start to its first input
+    # request) of the containers started in the range, and their use as sampled in it
+    container_percentiles: dict[str, dict[int, float]] = field(default_factory=dict)
 
 
 def _percentiles(values: Sequence[float]) -> dict[int, float]:
@@ -177,5 +179,23 @@ class CallHistory:
                     live = self.tasks.get(task.task_id)
                     if ready_at := task.ready_at or (live.ready_at if live else 0.0):
                         startup.append(ready_at - task.started_at)
-        stats.startup = _percentiles(startup)
+        cores, memory = await self._usage(function_ids, since, until, task_id)
+        metrics = {"Startup time (s)": startup, "CPU Usage (cores)": cores, "Memory Usage (GiB)": memory}
+        stats.container_percentiles = {name: _percentiles(values) for name, values in metrics.items() if values}
         return stats
+
+    async def _usage(
+        self, function_ids: Sequence[str], since: float, until: float, task_id: str
+    ) -> tuple[list[float], list[float]]:
+        """The cores and the memory (GiB) of every sample taken in the range of the functions' containers."""
+        s, c = t.task_samples.c, t.tasks.c
+        query = (
+            select(s.cores, s.memory_gib)
+            .join(t.tasks, c.task_id == s.task_id)
+            .where(c.function_id.in_(function_ids), s.at >= since, s.at < until)
+        )
+        if task_id:
+            query = query.where(s.task_id == task_id)
+        async with self.db.tx() as conn:
+            samples = (await conn.execute(query)).all()
+        return [row.cores for row in samples], [row.memory_gib for row in samples]

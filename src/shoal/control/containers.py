@@ -11,13 +11,14 @@ that never ran has no life.
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import case, insert, select, update
 
 from ..store import schema as t
 from ..store.database import Database
-from ..worker.excess import Excess
+from ..worker.agent import Load
+from ..worker.excess import GIB, Excess
 from .errors import NotFound
 from .scheduler import Task
 
@@ -39,10 +40,22 @@ class ContainerRecord:
     finished_at: float | None
 
 
+# A running container's use is stored this often (its excess whenever it changes).
+SAMPLE_INTERVAL = 5.0
+
+
+@dataclass
+class _Noted:
+    """What was last stored of a running container's use."""
+
+    excess: Excess = field(default_factory=Excess)
+    sampled_at: float = 0.0
+
+
 class Containers:
     def __init__(self, db: Database):
         self.db = db
-        self._excess: dict[str, Excess] = {}  # running task id -> its excess as last stored
+        self._running: dict[str, _Noted] = {}
 
     async def placed(self, task: Task) -> None:
         held = task.allocation
@@ -64,18 +77,20 @@ class Containers:
 
     async def running(self, task_id: str, at: float) -> None:
         async with self.db.tx() as conn:
-            await conn.execute(
+            started = await conn.execute(
                 update(t.tasks)
                 .where(t.tasks.c.task_id == task_id, t.tasks.c.state == "starting")  # never reopens a stopped one
                 .values(state="running", started_at=at)
             )
+        if started.rowcount:
+            self._running[task_id] = _Noted()
 
     async def finished(
         self, task_id: str, exit_code: int, at: float, ready_at: float = 0.0, excess: Excess | None = None
     ) -> None:
         """`ready_at`: when it first asked for an input, if it did; `excess`: what it used above its
         reservation in all, if its worker could say (else what it last said stands)."""
-        self._excess.pop(task_id, None)
+        self._running.pop(task_id, None)
         values = _excess_columns(excess) if excess else {}
         async with self.db.tx() as conn:
             await conn.execute(
@@ -84,22 +99,38 @@ class Containers:
                 .values(exit_code=exit_code, ready_at=ready_at or None, **values, **_stopped(at))
             )
 
-    async def note_excess(self, excess: dict[str, Excess]) -> None:
-        """What running containers have used above their reservations so far, as their worker says
-        once a second; stored where it changed."""
-        changed = {task_id: e for task_id, e in excess.items() if self._excess.get(task_id, Excess()) != e}
-        if not changed:
+    async def note_usage(self, load: Load, at: float) -> None:
+        """A worker's readings of its containers, once a second: what each has used above its
+        reservation so far, stored where it changed, and every SAMPLE_INTERVAL what each uses now.
+        Readings of a container that has exited meanwhile are too late: its exit's figures stand."""
+        noted = {task_id: self._running[task_id] for task_id in load.task_cores if task_id in self._running}
+        excess = {
+            task_id: e
+            for task_id, e in load.task_excess.items()
+            if task_id in self._running and self._running[task_id].excess != e
+        }
+        due = [task_id for task_id, n in noted.items() if at - n.sampled_at >= SAMPLE_INTERVAL]
+        if not excess and not due:
             return
-        c, running = t.tasks.c, {}
+        c = t.tasks.c
         async with self.db.tx() as conn:
-            for task_id, e in changed.items():
-                # A container that has exited keeps the final figures its exit brought.
-                stored = await conn.execute(
-                    update(t.tasks).where(c.task_id == task_id, c.finished_at.is_(None)).values(**_excess_columns(e))
-                )
-                if stored.rowcount:
-                    running[task_id] = e
-        self._excess.update(running)
+            for task_id, e in excess.items():
+                await conn.execute(update(t.tasks).where(c.task_id == task_id).values(**_excess_columns(e)))
+            if due:
+                samples = [
+                    {
+                        "task_id": task_id,
+                        "at": at,
+                        "cores": load.task_cores[task_id],
+                        "memory_gib": load.task_memory.get(task_id, 0) / GIB,
+                    }
+                    for task_id in due
+                ]
+                await conn.execute(insert(t.task_samples), samples)
+        for task_id, e in excess.items():
+            self._running[task_id].excess = e
+        for task_id in due:
+            self._running[task_id].sampled_at = at
 
     async def get(self, task_id: str) -> ContainerRecord:
         async with self.db.tx() as conn:

@@ -18,7 +18,7 @@ from ..images.store import LayerStore
 from ..runtime import Runtime
 from ..store.blobs import BlobStore
 from ..store.database import Database
-from ..worker.agent import LocalWorker, SocketServer, default_ca_bundle
+from ..worker.agent import Load, LocalWorker, SocketServer, default_ca_bundle
 from ..worker.inventory import this_machine
 from ..worker.protocol import HEARTBEAT_INTERVAL
 from .apps import Apps
@@ -219,15 +219,18 @@ class Platform:
         if (await self.apps.get(app_id)).state == api_pb2.APP_STATE_DETACHED:
             await self.stop_app(app_id)
 
+    async def note_load(self, worker_id: str, load: Load) -> None:
+        """A worker's readings, once a second: its CPU load, which the scheduler reads before adding
+        containers, and what its containers use, for the meter and `modal function stats`."""
+        self.workers.note_load(worker_id, load.cpu_busy, load.task_cores)
+        await self.containers.note_usage(load, time.time())
+
     async def _note_local_load(self) -> None:
-        """The embedded worker's CPU load and its containers' use above their reservations, as
-        often as a joined worker sends its own."""
+        """The embedded worker's readings, as often as a joined worker sends its own."""
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             try:
-                load = self.worker.sample()
-                self.workers.note_load(LOCAL, load.cpu_busy, load.task_cores)
-                await self.containers.note_excess(load.task_excess)
+                await self.note_load(LOCAL, self.worker.sample())
             except Exception:
                 log.exception("noting the embedded worker's load")
 

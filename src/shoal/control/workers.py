@@ -70,13 +70,10 @@ class Workers:
             for w in sorted(self.pool.workers.values(), key=lambda w: w.worker_id)
         ]
 
-    def note_heartbeat(self, worker_id: str, beat: dict) -> None:
-        """What a joined worker's heartbeat says of its cache and CPU load (a worker of an earlier
-        version sends no load)."""
+    def note_cache(self, worker_id: str, held: int, limit: int) -> None:
+        """What a joined worker's heartbeat says of its cache."""
         if worker_id in self.links:
-            self._caches[worker_id] = {"cache_bytes": beat["cache_bytes"], "cache_limit_bytes": beat["cache_limit"]}
-            if "cpu_busy" in beat:
-                self.note_load(worker_id, beat["cpu_busy"], beat["task_cores"])
+            self._caches[worker_id] = {"cache_bytes": held, "cache_limit_bytes": limit}
 
     def note_load(self, worker_id: str, busy: float, task_cores: dict[str, float]) -> None:
         if worker := self.pool.workers.get(worker_id):

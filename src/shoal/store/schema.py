@@ -225,6 +225,18 @@ tasks = Table(
 )
 Index("tasks_by_time", tasks.c.started_at)
 
+# What each running container used, every few seconds: `modal function stats` shows percentiles.
+task_samples = Table(
+    "task_samples",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("cores", Float, nullable=False),  # over the second before
+    Column("memory_gib", Float, nullable=False),  # then, file cache aside
+)
+Index("task_samples_by_time", task_samples.c.at)
+
 app_logs = Table(
     "app_logs",
     metadata,

@@ -58,6 +58,7 @@ class ContainerPlan:
 class Load:
     cpu_busy: float  # the machine's busy fraction
     task_cores: dict[str, float]  # task id -> cores it used
+    task_memory: dict[str, int]  # task id -> bytes it holds (file cache aside)
     task_excess: dict[str, Excess]  # task id -> what it used above its reservation so far
 
 
@@ -206,16 +207,18 @@ class LocalWorker:
         return [BindMount(self.ca_bundle, CA_MOUNT)]
 
     def sample(self) -> Load:
-        """The machine's busy fraction, each container's cores since the last sample, and what
-        each has used above its reservation so far; taken once a second."""
-        now, used = time.monotonic(), {}
+        """The machine's busy fraction, each container's cores since the last sample and memory
+        now, and what each has used above its reservation so far; taken once a second."""
+        now, used, memory = time.monotonic(), {}, {}
         for task_id in self.containers:
-            cpu_seconds = self.runtime.cpu_seconds(task_id)
-            self._excess.read(task_id, cpu_seconds, self.runtime.memory_bytes(task_id), now)
+            cpu_seconds, memory_bytes = self.runtime.cpu_seconds(task_id), self.runtime.memory_bytes(task_id)
+            self._excess.read(task_id, cpu_seconds, memory_bytes, now)
             if cpu_seconds is not None:
                 used[task_id] = cpu_seconds
+            if memory_bytes is not None:
+                memory[task_id] = memory_bytes
         busy, cores = self._cpu.read(used)
-        return Load(busy, cores, self._excess.totals())
+        return Load(busy, cores, memory, self._excess.totals())
 
     async def stop(self, task_id: str) -> None:
         container = self.containers.get(task_id)

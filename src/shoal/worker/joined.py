@@ -24,7 +24,7 @@ from .agent import ContainerPlan, LocalWorker, default_ca_bundle
 from .excess import Excess
 from .fetched import Fetched
 from .inventory import this_machine
-from .protocol import CONNECT, HEARTBEAT_INTERVAL, pack, plan_from_json, unpack
+from .protocol import CONNECT, HEARTBEAT_INTERVAL, heartbeat, pack, plan_from_json, unpack
 from .task_proxy import RAW, Tunnel, serve_task
 
 log = logging.getLogger(__name__)
@@ -157,17 +157,7 @@ class JoinedWorker:
         reservations and the cache."""
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            load = self.local.sample()
-            outbox.put_nowait(
-                {
-                    "type": "heartbeat",
-                    "cache_bytes": self.fetched.held,
-                    "cache_limit": self.fetched.limit,
-                    "cpu_busy": load.cpu_busy,
-                    "task_cores": load.task_cores,
-                    "task_excess": {task_id: astuple(e) for task_id, e in load.task_excess.items()},
-                }
-            )
+            outbox.put_nowait(heartbeat(self.local.sample(), self.fetched.held, self.fetched.limit))
 
     async def _start(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
         plan: ContainerPlan = plan_from_json(message["plan"])

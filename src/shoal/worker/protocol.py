@@ -19,13 +19,14 @@ import asyncio
 import base64
 import json
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, astuple
 from typing import Any
 
 from google.protobuf.wrappers_pb2 import BytesValue
 from grpclib.exceptions import StreamTerminatedError
 
-from .agent import ContainerPlan
+from .agent import ContainerPlan, Load
+from .excess import Excess
 
 CONNECT = "/shoal.Worker/Connect"
 FETCH_DIR = "/shoal.Worker/FetchDir"
@@ -53,6 +54,26 @@ def pack(message: dict[str, Any]) -> BytesValue:
 
 def unpack(message: BytesValue | None) -> dict[str, Any] | None:
     return None if message is None else json.loads(message.value)
+
+
+def heartbeat(load: Load, cache_bytes: int, cache_limit: int) -> dict[str, Any]:
+    return {
+        "type": "heartbeat",
+        "cache_bytes": cache_bytes,
+        "cache_limit": cache_limit,
+        "cpu_busy": load.cpu_busy,
+        "task_cores": load.task_cores,
+        "task_memory": load.task_memory,
+        "task_excess": {task_id: astuple(excess) for task_id, excess in load.task_excess.items()},
+    }
+
+
+def load_of(beat: dict[str, Any]) -> Load | None:
+    """The readings a heartbeat carries; None from a worker of a version that sent none."""
+    if "cpu_busy" not in beat:
+        return None
+    excess = {task_id: Excess(*e) for task_id, e in beat.get("task_excess", {}).items()}
+    return Load(beat["cpu_busy"], beat["task_cores"], beat.get("task_memory", {}), excess)
 
 
 def plan_to_json(plan: ContainerPlan) -> dict[str, Any]:
