@@ -37,9 +37,29 @@ def test_driver_libraries_are_the_64_bit_compute_ones():
     }  # not the CUDA runtime (the image brings its own), not libc, not the 32-bit copies
 
 
+def test_a_driver_outside_the_loaders_cache_is_found_under_its_root(tmp_path):
+    # As GKE installs it: /usr/local/nvidia/{lib64,bin}, which `ldconfig -p` may not list.
+    root = tmp_path / "nvidia"
+    (root / "lib64").mkdir(parents=True)
+    (root / "bin").mkdir()
+    for name in ("libcuda.so.580.159.03", "libnvidia-ml.so.580.159.03", "libcudart.so.13", "libfoo.so.1"):
+        (root / "lib64" / name).write_bytes(b"")
+    (root / "lib64" / "libcuda.so.1").symlink_to("libcuda.so.580.159.03")
+    (root / "lib64" / "libnvidia-ml.so.1").symlink_to("libnvidia-ml.so.580.159.03")
+    (root / "bin" / "nvidia-smi").write_bytes(b"")
+    (root / "bin" / "nvidia-smi").chmod(0o755)
+    assert nvidia.libraries_in(str(root / "lib64")) == {
+        "libcuda.so.1": str(root / "lib64" / "libcuda.so.1"),
+        "libnvidia-ml.so.1": str(root / "lib64" / "libnvidia-ml.so.1"),
+    }  # by soname, as the loader asks for them; not the CUDA runtime, not other libraries
+    mounts = {m.target: m.source for m in nvidia.driver_mounts(driver_roots=(str(root),))}
+    assert mounts[f"{LIB_DIR}/libcuda.so.1"] == str(root / "lib64" / "libcuda.so.580.159.03")
+    assert mounts["/usr/local/nvidia/bin/nvidia-smi"] == str(root / "bin" / "nvidia-smi")
+
+
 def test_a_container_gets_its_real_gpus_device_nodes_and_the_driver(monkeypatch):
     # This host has no NVIDIA driver: its ldconfig cache is the sample above.
-    monkeypatch.setattr(nvidia, "driver_mounts", lambda: nvidia.library_mounts(LDCONFIG))
+    monkeypatch.setattr(nvidia, "driver_mounts", lambda: nvidia.library_mounts(nvidia.driver_libraries(LDCONFIG)))
     worker = LocalWorker(None, "/tmp/home", None, nvidia_gpus=(NvidiaGpu(0, "GPU-real-0", "H100", 3),))
     env = {"PATH": "/usr/bin"}
     devices, mounts = worker._gpus(["GPU-real-0"], env)

@@ -7,6 +7,7 @@ and CUDA_VISIBLE_DEVICES naming them by uuid.
 import logging
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ LIBRARIES = (
     "libnvidia-opencl.so",
     "libnvidia-pkcs11.so",
 )
+# Where a driver installed outside the loader's cache keeps its lib64/ and bin/ (GKE's layout).
+DRIVER_ROOTS = ("/usr/local/nvidia",)
 BINARIES = (
     "nvidia-smi",
     "nvidia-debugdump",
@@ -100,23 +103,37 @@ def driver_libraries(ldconfig_cache: str) -> dict[str, str]:
     return found
 
 
-def library_mounts(ldconfig_cache: str) -> list[BindMount]:
-    return [BindMount(os.path.realpath(p), f"{LIB_DIR}/{so}") for so, p in driver_libraries(ldconfig_cache).items()]
+def libraries_in(directory: str) -> dict[str, str]:
+    """soname -> file, for the driver's libraries in a directory the loader's cache may not cover."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return {}
+    sonames = (n for n in names if any(re.fullmatch(rf"{re.escape(lib)}(\.\d+)?", n) for lib in LIBRARIES))
+    return {name: os.path.join(directory, name) for name in sorted(sonames)}
 
 
-def driver_mounts() -> list[BindMount]:
-    """The driver's libraries and tools on this host, as read-only mounts under /usr/local/nvidia."""
+def library_mounts(libraries: dict[str, str]) -> list[BindMount]:
+    return [BindMount(os.path.realpath(path), f"{LIB_DIR}/{so}") for so, path in libraries.items()]
+
+
+def driver_mounts(driver_roots: tuple[str, ...] = DRIVER_ROOTS) -> list[BindMount]:
+    """The driver's libraries and tools on this host, as read-only mounts under /usr/local/nvidia:
+    those the loader's cache names, then those under a driver root it does not cover."""
     try:
         cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
-        log.warning("ldconfig -p failed: containers get no NVIDIA driver libraries")
+        log.warning("ldconfig -p failed: containers get only the NVIDIA libraries under %s", driver_roots)
         cache = ""
-    mounts = library_mounts(cache)
+    libraries = driver_libraries(cache)
+    for root in driver_roots:
+        for directory in ("lib64", "lib"):
+            libraries = libraries_in(os.path.join(root, directory)) | libraries
+    mounts = library_mounts(libraries)
+    search = os.pathsep.join(["/usr/bin", "/usr/local/bin", "/bin", *(os.path.join(r, "bin") for r in driver_roots)])
     for tool in BINARIES:
-        for directory in ("/usr/bin", "/usr/local/bin", "/bin"):
-            if os.path.exists(path := os.path.join(directory, tool)):
-                mounts.append(BindMount(os.path.realpath(path), f"{BIN_DIR}/{tool}"))
-                break
+        if path := shutil.which(tool, path=search):
+            mounts.append(BindMount(os.path.realpath(path), f"{BIN_DIR}/{tool}"))
     return mounts
 
 
