@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -185,6 +186,16 @@ def test_function_and_app_inspection(shoal, app_file):
     assert use["Memory Usage (GiB)"]["unit"] == "GiB"
     assert 0.01 < use["Memory Usage (GiB)"]["percentiles"]["p50"] < 1  # a Python process with the modal client
     assert "CPU Usage (cores)" in shoal.modal("function", "stats", f"{APP}/version").stdout
+
+    # The same over time, in buckets: up to a minute from now, so that the current one is whole.
+    until = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    window = ("--since", "10m", "--until", until, "--bucket-size", "1m")
+    exported = shoal.modal("function", "metrics", f"{APP}/version", *window, "--json").stdout
+    series = {s["name"]: [p["value"] for p in s["points"]] for s in json.loads(exported)["series"]}
+    assert sum(series["successful_calls_count"]) >= 1 and max(series["running_containers_max"]) >= 1
+    assert any(v is not None for v in series["container_memory_usage_max"])
+    preview = shoal.modal("function", "metrics", f"{APP}/version", "--group", "calls").stdout
+    assert "successful_calls_count" in preview and "cpu_usage_avg" not in preview
     # A class's inputs belong to the variant bound to its parameters: --all-variants gathers them.
     greet = shoal.modal("function", "calls", f"{APP}/Greeter.*", "--all-variants", "-n", "1", "--json").stdout
     assert [(c["status"], c["service_method_name"]) for c in json.loads(greet)] == [("success", "greet")]

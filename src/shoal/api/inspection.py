@@ -1,12 +1,15 @@
-"""What `modal function calls`, `stats` and `variants` and `modal app stats` ask: a function's
-recent inputs, how many came in each time bucket, what happened to them and its containers, its
-bound variants, and the same counts for each function of an app."""
+"""What `modal function calls`, `stats`, `variants` and `metrics` and `modal app stats` ask: a
+function's recent inputs, how many came in each time bucket, what happened to them and its
+containers, its bound variants, its metrics over time, and the same counts for each function of
+an app."""
 
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+from grpclib import GRPCError, Status
 from modal_proto import api_pb2
 
+from ..control import metrics
 from ..control.apps import App
 from ..control.call_history import InputRecord, Stats
 from ..control.errors import InvalidArgument
@@ -43,6 +46,11 @@ def _distributions(metrics: dict[str, dict[int, float]]) -> dict[str, api_pb2.St
         )
         for name, values in metrics.items()
     }
+
+
+def _buckets(req: api_pb2.FunctionGetMetricsRequest | api_pb2.MetricsGetInfoRequest) -> metrics.Buckets:
+    width = req.bucket_secs if req.HasField("bucket_secs") else 0
+    return metrics.buckets(seconds(req.since), seconds(req.until), width)
 
 
 def _app_counts(stats: Stats) -> api_pb2.AppFunctionCounts:
@@ -115,6 +123,41 @@ class InspectionRpcs:
             container_total_count=stats.containers,
             variant_count=len(ids) - 1,
         )
+
+    @unary
+    async def MetricsGetInfo(self, req):
+        if req.target_type == req.METRICS_TARGET_TYPE_SERVER:
+            raise GRPCError(Status.UNIMPLEMENTED, "shoal has no servers yet, so no server metrics")
+        span = _buckets(req)
+        return api_pb2.MetricsGetInfoResponse(
+            groups=[
+                api_pb2.MetricGroupDefinition(
+                    name=g.name,
+                    description=g.description,
+                    metrics=[
+                        api_pb2.MetricDefinition(name=s.name, unit=s.unit, description=s.description) for s in g.series
+                    ],
+                )
+                for g in metrics.groups(req.groups)
+            ],
+            bucket_secs=span.width,
+            bucket_count=span.count,
+        )
+
+    @unary
+    async def FunctionGetMetrics(self, req):
+        ids = await self._function_ids(req.function_id, req.rollup)
+        span = _buckets(req)
+        response = api_pb2.FunctionGetMetricsResponse(
+            since=timestamp(span.start), until=timestamp(span.stop), bucket_secs=span.width
+        )
+        for series, values in await self.p.metrics.export(ids, span, metrics.groups(req.groups)):
+            item = response.series.add(name=series.name, unit=series.unit, description=series.description)
+            for n, value in enumerate(values):
+                point = item.points.add(timestamp=timestamp(span.start + n * span.width))
+                if value is not None:
+                    point.value = value
+        return response
 
     @unary
     async def FunctionListVariants(self, req):

@@ -25,7 +25,7 @@ _FINISHED = {
     if name != "GENERIC_STATUS_UNSPECIFIED"
 }
 _IN_FLIGHT = (Status.FUNCTION_CALL_INPUT_STATUS_PENDING, Status.FUNCTION_CALL_INPUT_STATUS_RUNNING)
-_TIMED_OUT = (Status.FUNCTION_CALL_INPUT_STATUS_TIMEOUT, Status.FUNCTION_CALL_INPUT_STATUS_IDLE_TIMEOUT)
+TIMED_OUT = (Status.FUNCTION_CALL_INPUT_STATUS_TIMEOUT, Status.FUNCTION_CALL_INPUT_STATUS_IDLE_TIMEOUT)
 PERCENTILES = (5000, 9000, 9900)  # basis points: what `modal function stats` shows
 
 
@@ -57,7 +57,7 @@ class Stats:
     container_percentiles: dict[str, dict[int, float]] = field(default_factory=dict)
 
 
-def _percentiles(values: Sequence[float]) -> dict[int, float]:
+def percentiles(values: Sequence[float]) -> dict[int, float]:
     if len(values) < 2:
         return {bp: values[0] for bp in PERCENTILES} if values else {}
     cuts = statistics.quantiles(values, n=10_000, method="inclusive")
@@ -150,7 +150,7 @@ class CallHistory:
                 continue
             if r.status == Status.FUNCTION_CALL_INPUT_STATUS_SUCCESS:
                 stats.succeeded += 1
-            elif r.status in _TIMED_OUT:
+            elif r.status in TIMED_OUT:
                 stats.timed_out += 1
             else:
                 stats.failed += 1
@@ -158,7 +158,7 @@ class CallHistory:
             if r.started_at:
                 execution.append(r.finished_at - r.started_at)
         metrics = {"Execution time (s)": execution, "End-to-end latency (s)": latency}
-        stats.percentiles = {name: _percentiles(values) for name, values in metrics.items() if values}
+        stats.percentiles = {name: percentiles(values) for name, values in metrics.items() if values}
 
         c = t.tasks.c
         query = select(c.task_id, c.state, c.started_at, c.finished_at, c.ready_at).where(
@@ -181,7 +181,7 @@ class CallHistory:
                         startup.append(ready_at - task.started_at)
         cores, memory = await self._usage(function_ids, since, until, task_id)
         metrics = {"Startup time (s)": startup, "CPU Usage (cores)": cores, "Memory Usage (GiB)": memory}
-        stats.container_percentiles = {name: _percentiles(values) for name, values in metrics.items() if values}
+        stats.container_percentiles = {name: percentiles(values) for name, values in metrics.items() if values}
         return stats
 
     async def _usage(

@@ -33,6 +33,7 @@ from .functions import Functions, retry_policy
 from .images import Images
 from .lifecycle import Lifecycle
 from .logs import Logs
+from .metrics import Metrics
 from .mounts import Mounts
 from .placement import Pool, Worker
 from .releases import Releases
@@ -115,6 +116,7 @@ class Platform:
         )
         self.lifecycle.scheduler, self.lifecycle.workers = self.scheduler, self.workers
         self.call_history = CallHistory(self.db, self.calls, self.scheduler.tasks)
+        self.metrics = Metrics(self.db, self.call_history)
         self.calls.on_backlog = self.scheduler.kick
         self.releases = Releases(
             self.apps, self.deployments, self.functions, self.scheduler, self.webhooks, self._forget_client
