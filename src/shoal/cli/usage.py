@@ -1,4 +1,4 @@
-"""`shoal usage`: what containers held and for how long, its cost, and the GPU verdict."""
+"""`shoal usage`: what containers held or used and for how long, its cost, and the GPU verdict."""
 
 import json
 import os
@@ -37,7 +37,9 @@ def _hours(seconds: float) -> str:
 @click.option("--by", type=click.Choice(GROUPINGS), default="app", show_default=True, help="Group by.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def usage(since: str, by: str, as_json: bool) -> None:
-    """Container time, CPU, memory and GPU use, with its cost at the prices in $SHOAL_HOME/prices.json."""
+    """Container time, CPU, memory and GPU use, with its cost at the prices in $SHOAL_HOME/prices.json.
+
+    CPU and memory count each second at the greater of the reservation and the actual use."""
     try:
         prices = Prices.load(os.path.join(shoal_home(), PRICES_FILE))
     except ValueError as e:
