@@ -1,7 +1,8 @@
 """The GPU smoke test, for a machine with an NVIDIA GPU (as root, with runc): the GPUs a worker
 finds through NVML, and containers started the way a worker starts them (runtime/, with the
 device node, driver files and variables of worker/nvidia.py). The one given a GPU must see that
-GPU alone and run CUDA through PyTorch; the one given none must see no GPU.
+GPU alone and run CUDA through PyTorch, and the worker's utilisation readings must see it busy
+while it multiplies; the one given none must see no GPU.
 
 The containers' root is the host's own files, read-only (/usr, /etc, /opt), under a throw-away
 layer: a machine that reaches no registry has no other PyTorch to run. Prints one JSON report
@@ -17,6 +18,7 @@ import os
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 
 from shoal.runtime import BindMount, ContainerSpec, Runtime
 from shoal.worker import nvidia
@@ -29,6 +31,14 @@ if report["cuda_available"]:
     x = torch.ones(1024, 1024, device="cuda")
     report["matmul_sum"] = float((x @ x).sum())  # 1024 * 1024 * 1024
 print(json.dumps(report))
+"""
+BUSY = """
+import time, torch
+x = torch.randn(8192, 8192, device="cuda")
+end = time.monotonic() + 5
+while time.monotonic() < end:
+    x @ x
+    torch.cuda.synchronize()
 """
 HOST_DIRS = ("/etc", "/opt")  # beside /usr's own directories
 USR_MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -53,10 +63,14 @@ def host_root(skeleton: str) -> list[BindMount]:
 
 
 async def run(
-    runtime: Runtime, root: tuple[str, list[BindMount]], args: list[str], gpus: list[nvidia.NvidiaGpu]
+    runtime: Runtime,
+    root: tuple[str, list[BindMount]],
+    args: list[str],
+    gpus: list[nvidia.NvidiaGpu],
+    watch: Callable[[], None] = lambda: None,
 ) -> dict:
     """Run args in a container on `root` (host_root's skeleton and mounts) given these GPUs, as a
-    worker gives them; its exit code and output."""
+    worker gives them, calling `watch` every half second meanwhile; its exit code and output."""
     skeleton, mounts = root[0], list(root[1])
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
     if gpus:
@@ -73,11 +87,20 @@ async def run(
     )
     container = await runtime.start(spec, lambda fd, data: output[fd].extend(data))
     try:
-        code = await asyncio.wait_for(container.wait(), 300)
+        async with asyncio.timeout(300):
+            while (code := await _exit_within(container, 0.5)) is None:
+                watch()
     finally:
         await runtime.remove(container)
     stdout, stderr = output[1].decode(errors="replace"), output[2].decode(errors="replace")
     return {"args": args, "code": code, "stdout": stdout, "stderr": stderr[-2000:]}
+
+
+async def _exit_within(container, seconds: float) -> int | None:
+    try:
+        return await asyncio.wait_for(container.wait(), seconds)
+    except TimeoutError:
+        return None
 
 
 def probe_result(ran: dict) -> dict:
@@ -111,6 +134,15 @@ async def main(python: str) -> dict:
             found = probe_result(with_gpu)
             checks["torch.cuda in the container given the GPU"] = (
                 found.get("cuda_available") is True and found.get("matmul_sum") == 1024.0**3
+            )
+            # The worker's utilisation readings (NVML, as `modal function stats` shows them) while it works.
+            utilization, readings = nvidia.Utilization(), []
+            busy = await run(
+                runtime, root, [python, "-c", BUSY], [given], lambda: readings.append(utilization.percent(given.uuid))
+            )
+            report["utilization_while_busy"] = readings
+            checks["the worker reads its GPU busy"] = (
+                busy["code"] == 0 and max((r or 0.0 for r in readings), default=0.0) > 50
             )
             without = await run(runtime, root, [python, "-c", PROBE], [])
             report["torch_without_gpu"] = without

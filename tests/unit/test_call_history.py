@@ -88,7 +88,7 @@ async def test_container_use_percentiles_come_from_the_samples_taken_in_the_rang
     every = ("ta-1", "ta-2", "ta-other")
     for second in range(101, 131):  # a reading a second; one sample in SAMPLE_INTERVAL is kept
         cores = {"ta-1": 0.5, "ta-2": 1.5 if second < 116 else 2.5, "ta-other": 8.0}
-        load = Load(0.5, cores, dict.fromkeys(every, 2**30), {t: Excess() for t in every})
+        load = Load(0.5, cores, dict.fromkeys(every, 2**30), {t: Excess() for t in every}, {"ta-2": 75.0})
         await containers.note_usage(load, float(second))
     await containers.finished("ta-1", 0, 131.0)
     await containers.note_usage(Load(0.5, {"ta-1": 9.0}, {"ta-1": 2**30}, {"ta-1": Excess()}), 140.0)  # too late
@@ -98,6 +98,7 @@ async def test_container_use_percentiles_come_from_the_samples_taken_in_the_rang
     # 6 samples each (seconds 101, 106, ..., 126): ta-1's six at 0.5, ta-2's three at 1.5 and three at 2.5.
     assert stats.container_percentiles["CPU Usage (cores)"] == {5000: 1.0, 9000: 2.5, 9900: 2.5}
     assert stats.container_percentiles["Memory Usage (GiB)"][5000] == 1.0
+    assert stats.container_percentiles["GPU Utilization (%)"][5000] == 75.0  # ta-2's alone: ta-1 has no GPU
     assert (await history.stats(["fu-1"], 0, 1000, task_id="ta-1")).container_percentiles["CPU Usage (cores)"] == {
         5000: 0.5,
         9000: 0.5,

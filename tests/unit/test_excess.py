@@ -51,9 +51,9 @@ def test_totals_are_copies():
 
 
 def test_a_heartbeat_carries_the_readings_as_taken():
-    load = Load(0.75, {"ta-1": 1.5}, {"ta-1": 3 * GIB}, {"ta-1": Excess(2.0, 0.5)})
+    load = Load(0.75, {"ta-1": 1.5}, {"ta-1": 3 * GIB}, {"ta-1": Excess(2.0, 0.5)}, {"ta-1": 87.5})
     beat = unpack(pack(heartbeat(load, cache_bytes=10, cache_limit=20)))
     assert (beat["cache_bytes"], beat["cache_limit"]) == (10, 20)
     assert load_of(beat) == load
-    del beat["cpu_busy"], beat["task_cores"], beat["task_memory"], beat["task_excess"]
+    del beat["cpu_busy"], beat["task_cores"], beat["task_memory"], beat["task_excess"], beat["task_gpu_utilization"]
     assert load_of(beat) is None  # a worker of a version that sent no readings

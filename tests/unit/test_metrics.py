@@ -34,9 +34,9 @@ def test_a_range_is_cut_at_multiples_of_the_bucket_width_without_its_partial_end
 
 
 def test_groups_are_all_unless_named_and_an_unknown_one_is_refused():
-    assert [g.name for g in metrics.groups([])] == ["calls", "containers", "cpu", "memory"]
+    assert [g.name for g in metrics.groups([])] == ["calls", "containers", "cpu", "memory", "gpu"]
     assert [g.name for g in metrics.groups(["memory", "calls", "memory"])] == ["memory", "calls"]
-    with pytest.raises(InvalidArgument, match="'network'.*calls, containers, cpu, memory"):
+    with pytest.raises(InvalidArgument, match="'network'.*calls, containers, cpu, memory, gpu"):
         metrics.groups(["network"])
 
 
@@ -57,8 +57,9 @@ async def test_each_series_has_a_value_a_bucket(tmp_path):
         if end is not None:
             await containers.finished(task_id, 0, start + end)
     # Samples of C in minute 4: two a second apart (one kept, SAMPLE_INTERVAL) and one 30 s later.
-    for second, cores in ((240, 1.0), (241, 5.0), (270, 3.0)):
-        await containers.note_usage(Load(0.5, {"ta-c": cores}, {"ta-c": 2**30}, {"ta-c": Excess()}), start + second)
+    for second, cores, gpu in ((240, 1.0, 40.0), (241, 5.0, 90.0), (270, 3.0, 60.0)):
+        load = Load(0.5, {"ta-c": cores}, {"ta-c": 2**30}, {"ta-c": Excess()}, {"ta-c": gpu})
+        await containers.note_usage(load, start + second)
     # Calls: two inputs, queued now (the last bucket asked for), one succeeds.
     call, _ = await calls.create(rid, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(0, api_pb2.FunctionInput())] * 2)
     first, second = await calls.next_inputs(rid, "ta-c", 2, 0, asyncio.Event())
@@ -73,6 +74,8 @@ async def test_each_series_has_a_value_a_bucket(tmp_path):
     assert series["container_cpu_usage_max"][:6] == [None, None, None, None, 3.0, None]
     assert series["cpu_usage_avg"][4] == pytest.approx((1.0 + 3.0) * 5 / 60)  # each sample stands for 5 s
     assert series["memory_usage_avg"][4] == pytest.approx(2 * 5 / 60)
+    assert (series["gpu_utilization_avg"][4], series["gpu_utilization_max"][4]) == (50.0, 60.0)
+    assert series["gpu_utilization_avg"][3] is None
     assert series["successful_calls_count"] == [0.0] * 10 + [1.0]
     assert series["failed_calls_count"][-1] == 1.0 and series["timed_out_calls_count"][-1] == 0.0
     assert series["execution_time_p50"][:-1] == [None] * 10 and series["execution_time_p50"][-1] >= 0

@@ -1,5 +1,8 @@
 """NVIDIA GPUs: names to `gpu=` types, the driver's files, what a container given one gets."""
 
+import sys
+import types
+
 from shoal.worker import nvidia
 from shoal.worker.agent import LocalWorker
 from shoal.worker.nvidia import LIB_DIR, NvidiaGpu
@@ -68,6 +71,43 @@ def test_a_container_gets_its_real_gpus_device_nodes_and_the_driver(monkeypatch)
     assert all(m.readonly and m.target.startswith("/usr/local/nvidia/") for m in mounts)
     assert env["CUDA_VISIBLE_DEVICES"] == "GPU-real-0"
     assert env["LD_LIBRARY_PATH"] == LIB_DIR and env["PATH"] == "/usr/bin:/usr/local/nvidia/bin"
+
+
+class _FakeNvml(types.SimpleNamespace):
+    """What pynvml answers on a host with GPU-a busy 80% and GPU-b 20%."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self):
+        super().__init__(started=0)
+
+    def nvmlInit(self):
+        self.started += 1
+
+    def nvmlShutdown(self):
+        self.started -= 1
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        if uuid not in ("GPU-a", "GPU-b"):
+            raise self.NVMLError(uuid)
+        return uuid
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        return types.SimpleNamespace(gpu={"GPU-a": 80, "GPU-b": 20}[handle], memory=0)
+
+
+def test_a_container_with_real_gpus_reports_their_utilisation(monkeypatch):
+    fake = _FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    gpus = (NvidiaGpu(0, "GPU-a", "H100", 0), NvidiaGpu(1, "GPU-b", "H100", 1))
+    worker = LocalWorker(None, "/tmp/home", None, nvidia_gpus=gpus)
+    worker._real_gpus = {"ta-both": ["GPU-a", "GPU-b"], "ta-gone": ["GPU-gone"]}
+    assert worker._gpu_utilization() == {"ta-both": 50.0}  # the mean of its two; none read for the other
+    utilization = nvidia.Utilization()
+    assert utilization.percent("GPU-a") == 80.0 and utilization.percent("GPU-x") is None
+    utilization.close()
+    assert utilization.percent("GPU-a") is None
 
 
 def test_a_fake_gpu_is_only_named():

@@ -179,18 +179,24 @@ class CallHistory:
                     live = self.tasks.get(task.task_id)
                     if ready_at := task.ready_at or (live.ready_at if live else 0.0):
                         startup.append(ready_at - task.started_at)
-        cores, memory = await self._usage(function_ids, since, until, task_id)
-        metrics = {"Startup time (s)": startup, "CPU Usage (cores)": cores, "Memory Usage (GiB)": memory}
+        cores, memory, gpu = await self._usage(function_ids, since, until, task_id)
+        metrics = {
+            "Startup time (s)": startup,
+            "CPU Usage (cores)": cores,
+            "Memory Usage (GiB)": memory,
+            "GPU Utilization (%)": gpu,
+        }
         stats.container_percentiles = {name: percentiles(values) for name, values in metrics.items() if values}
         return stats
 
     async def _usage(
         self, function_ids: Sequence[str], since: float, until: float, task_id: str
-    ) -> tuple[list[float], list[float]]:
-        """The cores and the memory (GiB) of every sample taken in the range of the functions' containers."""
+    ) -> tuple[list[float], list[float], list[float]]:
+        """The cores, memory (GiB) and GPU utilisation (%, of those given real GPUs) of every sample
+        taken in the range of the functions' containers."""
         s, c = t.task_samples.c, t.tasks.c
         query = (
-            select(s.cores, s.memory_gib)
+            select(s.cores, s.memory_gib, s.gpu_utilization)
             .join(t.tasks, c.task_id == s.task_id)
             .where(c.function_id.in_(function_ids), s.at >= since, s.at < until)
         )
@@ -198,4 +204,5 @@ class CallHistory:
             query = query.where(s.task_id == task_id)
         async with self.db.tx() as conn:
             samples = (await conn.execute(query)).all()
-        return [row.cores for row in samples], [row.memory_gib for row in samples]
+        gpu = [row.gpu_utilization for row in samples if row.gpu_utilization is not None]
+        return [row.cores for row in samples], [row.memory_gib for row in samples], gpu

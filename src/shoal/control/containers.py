@@ -123,6 +123,7 @@ class Containers:
                         "at": at,
                         "cores": load.task_cores[task_id],
                         "memory_gib": load.task_memory.get(task_id, 0) / GIB,
+                        "gpu_utilization": load.task_gpu_utilization.get(task_id),
                     }
                     for task_id in due
                 ]

@@ -77,6 +77,14 @@ GROUPS = (
             Series("container_memory_usage_max", "GiB", "The most memory one container held"),
         ),
     ),
+    Group(
+        "gpu",
+        "How busy the NVIDIA GPUs given to the function's containers were, sampled every few seconds",
+        (
+            Series("gpu_utilization_avg", "%", "Utilisation of its containers' GPUs, on average"),
+            Series("gpu_utilization_max", "%", "The highest utilisation one container's GPUs had"),
+        ),
+    ),
 )
 _BY_NAME = {g.name: g for g in GROUPS}
 
@@ -138,7 +146,7 @@ class Metrics:
             values |= await self._calls(function_ids, span)
         if "containers" in names:
             values |= await self._containers(function_ids, span)
-        if names & {"cpu", "memory"}:
+        if names & {"cpu", "memory", "gpu"}:
             values |= await self._usage(function_ids, span)
         return [(series, values[series.name]) for g in chosen for series in g.series]
 
@@ -204,17 +212,20 @@ class Metrics:
     async def _usage(self, function_ids: Sequence[str], span: Buckets) -> dict[str, list[float | None]]:
         s, c = t.task_samples.c, t.tasks.c
         query = (
-            select(s.at, s.cores, s.memory_gib)
+            select(s.at, s.cores, s.memory_gib, s.gpu_utilization)
             .join(t.tasks, c.task_id == s.task_id)
             .where(c.function_id.in_(function_ids), s.at >= span.start, s.at < span.stop)
         )
         cores: list[list[float]] = [[] for _ in range(span.count)]
         memory: list[list[float]] = [[] for _ in range(span.count)]
+        gpu: list[list[float]] = [[] for _ in range(span.count)]
         async with self.db.tx() as conn:
             for row in await conn.execute(query):
                 if (n := span.index(row.at)) is not None:
                     cores[n].append(row.cores)
                     memory[n].append(row.memory_gib)
+                    if row.gpu_utilization is not None:
+                        gpu[n].append(row.gpu_utilization)
         # Each sample stands for SAMPLE_INTERVAL of its container: their sum over the bucket's
         # width is what the containers held together on average.
         return {
@@ -222,4 +233,6 @@ class Metrics:
             "container_cpu_usage_max": [max(v, default=None) for v in cores],
             "memory_usage_avg": [sum(v) * SAMPLE_INTERVAL / span.width if v else None for v in memory],
             "container_memory_usage_max": [max(v, default=None) for v in memory],
+            "gpu_utilization_avg": [sum(v) / len(v) if v else None for v in gpu],
+            "gpu_utilization_max": [max(v, default=None) for v in gpu],
         }

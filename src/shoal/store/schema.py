@@ -234,6 +234,7 @@ task_samples = Table(
     Column("at", Float, nullable=False),
     Column("cores", Float, nullable=False),  # over the second before
     Column("memory_gib", Float, nullable=False),  # then, file cache aside
+    Column("gpu_utilization", Float),  # percent, of a container given real GPUs
 )
 Index("task_samples_by_time", task_samples.c.at)
 

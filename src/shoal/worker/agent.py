@@ -60,6 +60,7 @@ class Load:
     task_cores: dict[str, float]  # task id -> cores it used
     task_memory: dict[str, int]  # task id -> bytes it holds (file cache aside)
     task_excess: dict[str, Excess]  # task id -> what it used above its reservation so far
+    task_gpu_utilization: dict[str, float] = field(default_factory=dict)  # task id -> % of its real GPUs
 
 
 @dataclass
@@ -98,6 +99,8 @@ class LocalWorker:
         self._watchers: set[asyncio.Task] = set()
         self._cpu = CpuMeter()
         self._excess = ExcessMeter()
+        self._real_gpus: dict[str, list[str]] = {}  # task id -> uuids of the NVIDIA GPUs it was given
+        self._utilization: nvidia.Utilization | None = None  # NVML, once a container has a real GPU
 
     async def start(
         self,
@@ -109,9 +112,12 @@ class LocalWorker:
         its end, with what it used above its reservation."""
         container, cleanup = await self._launch(plan, on_output)
         self._excess.begin(plan.task_id, plan.reserved_cores, plan.reserved_memory_mb, time.monotonic())
+        if real := [uuid for uuid in plan.gpus if uuid in self.nvidia]:
+            self._real_gpus[plan.task_id] = real
 
         async def watch() -> None:
             code = await container.wait()
+            self._real_gpus.pop(plan.task_id, None)
             try:
                 # Its cgroup outlives it until the cleanup: its CPU time in all is still there.
                 excess = self._excess.end(plan.task_id, self.runtime.cpu_seconds(plan.task_id), time.monotonic())
@@ -218,7 +224,18 @@ class LocalWorker:
             if memory_bytes is not None:
                 memory[task_id] = memory_bytes
         busy, cores = self._cpu.read(used)
-        return Load(busy, cores, memory, self._excess.totals())
+        return Load(busy, cores, memory, self._excess.totals(), self._gpu_utilization())
+
+    def _gpu_utilization(self) -> dict[str, float]:
+        """Each container's real GPUs' utilisation, on average over them."""
+        if self._real_gpus and self._utilization is None:
+            self._utilization = nvidia.Utilization()
+        found = {}
+        for task_id, uuids in self._real_gpus.items():
+            readings = [p for uuid in uuids if (p := self._utilization.percent(uuid)) is not None]
+            if readings:
+                found[task_id] = sum(readings) / len(readings)
+        return found
 
     async def stop(self, task_id: str) -> None:
         container = self.containers.get(task_id)
@@ -263,3 +280,5 @@ class LocalWorker:
                 pass
         await self.runtime.cleanup_all()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self._utilization:
+            self._utilization.close()

@@ -93,6 +93,37 @@ def discover() -> list[NvidiaGpu]:
         pynvml.nvmlShutdown()
 
 
+class Utilization:
+    """How busy each GPU was over the driver's last sample period, in percent (NVML), by uuid."""
+
+    def __init__(self) -> None:
+        import pynvml
+
+        self._nvml = pynvml
+        self._handles: dict[str, object] = {}
+        try:
+            pynvml.nvmlInit()
+            self._ready = True
+        except pynvml.NVMLError:
+            log.warning("NVML did not start: no GPU utilisation readings")
+            self._ready = False
+
+    def percent(self, uuid: str) -> float | None:
+        if not self._ready:
+            return None
+        try:
+            if uuid not in self._handles:
+                self._handles[uuid] = self._nvml.nvmlDeviceGetHandleByUUID(uuid)
+            return float(self._nvml.nvmlDeviceGetUtilizationRates(self._handles[uuid]).gpu)
+        except self._nvml.NVMLError:
+            return None
+
+    def close(self) -> None:
+        if self._ready:
+            self._nvml.nvmlShutdown()
+            self._ready = False
+
+
 def driver_libraries(ldconfig_cache: str) -> dict[str, str]:
     """soname -> host file, for the driver's libraries in `ldconfig -p` output (64-bit only)."""
     found: dict[str, str] = {}

@@ -65,6 +65,7 @@ def heartbeat(load: Load, cache_bytes: int, cache_limit: int) -> dict[str, Any]:
         "task_cores": load.task_cores,
         "task_memory": load.task_memory,
         "task_excess": {task_id: astuple(excess) for task_id, excess in load.task_excess.items()},
+        "task_gpu_utilization": load.task_gpu_utilization,
     }
 
 
@@ -73,7 +74,9 @@ def load_of(beat: dict[str, Any]) -> Load | None:
     if "cpu_busy" not in beat:
         return None
     excess = {task_id: Excess(*e) for task_id, e in beat.get("task_excess", {}).items()}
-    return Load(beat["cpu_busy"], beat["task_cores"], beat.get("task_memory", {}), excess)
+    return Load(
+        beat["cpu_busy"], beat["task_cores"], beat.get("task_memory", {}), excess, beat.get("task_gpu_utilization", {})
+    )
 
 
 def plan_to_json(plan: ContainerPlan) -> dict[str, Any]:

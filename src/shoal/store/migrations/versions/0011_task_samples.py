@@ -20,6 +20,7 @@ def upgrade() -> None:
         sa.Column("at", sa.Float(), nullable=False),
         sa.Column("cores", sa.Float(), nullable=False),
         sa.Column("memory_gib", sa.Float(), nullable=False),
+        sa.Column("gpu_utilization", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("seq"),
     )
     with op.batch_alter_table("task_samples", schema=None) as batch_op:
