@@ -2,11 +2,12 @@
 
 import asyncio
 
+import pytest
 from modal_proto import api_pb2
 
 from shoal.control.call_history import CallHistory
 from shoal.control.calls import Calls
-from shoal.control.containers import Containers
+from shoal.control.containers import SAMPLES_KEPT, Containers
 from shoal.control.functions import Functions
 from shoal.control.placement import Allocation
 from shoal.control.scheduler import Task
@@ -107,3 +108,10 @@ async def test_container_use_percentiles_come_from_the_samples_taken_in_the_rang
     later = await history.stats(["fu-1"], 116, 1000)  # ta-2's samples at 116, 121 and 126, and ta-1's
     assert later.container_percentiles["CPU Usage (cores)"][9000] == 2.5
     assert "CPU Usage (cores)" not in (await history.stats(["fu-1"], 127, 1000)).container_percentiles
+
+    # Samples are kept for the longest range metrics cover, then forgotten.
+    await containers.forget_samples(126.0 + SAMPLES_KEPT)  # those of second 126 are that old, not older
+    kept = (await history.stats(["fu-1"], 0, 1000)).container_percentiles["CPU Usage (cores)"]
+    assert (kept[5000], kept[9900]) == (1.5, pytest.approx(2.48))  # ta-1's 0.5 and ta-2's 2.5 alone
+    await containers.forget_samples(126.5 + SAMPLES_KEPT)
+    assert "CPU Usage (cores)" not in (await history.stats(["fu-1"], 0, 1000)).container_percentiles

@@ -13,7 +13,7 @@ that never ran has no life.
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import case, delete, insert, select, update
 
 from ..store import schema as t
 from ..store.database import Database
@@ -40,8 +40,10 @@ class ContainerRecord:
     finished_at: float | None
 
 
-# A running container's use is stored this often (its excess whenever it changes).
+# A running container's use is stored this often (its excess whenever it changes), and kept
+# this long: the longest range `modal function metrics` asks for.
 SAMPLE_INTERVAL = 5.0
+SAMPLES_KEPT = 31 * 86400
 
 
 @dataclass
@@ -132,6 +134,11 @@ class Containers:
             self._running[task_id].excess = e
         for task_id in due:
             self._running[task_id].sampled_at = at
+
+    async def forget_samples(self, now: float) -> None:
+        """Samples older than SAMPLES_KEPT go."""
+        async with self.db.tx() as conn:
+            await conn.execute(delete(t.task_samples).where(t.task_samples.c.at < now - SAMPLES_KEPT))
 
     async def get(self, task_id: str) -> ContainerRecord:
         async with self.db.tx() as conn:

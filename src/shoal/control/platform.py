@@ -126,6 +126,7 @@ class Platform:
         self.last_heartbeat: dict[str, float] = {}
         self._tick: asyncio.Task | None = None
         self._local_load: asyncio.Task | None = None
+        self._forget: asyncio.Task | None = None
         self._finishing: dict[str, asyncio.Task] = {}  # detached app id -> its wait for its calls to finish
 
     async def start(self) -> None:
@@ -136,11 +137,12 @@ class Platform:
         await self._recover()
         self.scheduler.start()
         self._tick = asyncio.create_task(self._watch_heartbeats())
+        self._forget = asyncio.create_task(self._forget_samples())
         if LOCAL in self.pool.workers:
             self._local_load = asyncio.create_task(self._note_local_load())
 
     async def close(self) -> None:
-        for loop in (self._tick, self._local_load):
+        for loop in (self._tick, self._local_load, self._forget):
             if loop:
                 loop.cancel()
         for task in self._finishing.values():
@@ -235,6 +237,15 @@ class Platform:
                 await self.note_load(LOCAL, self.worker.sample())
             except Exception:
                 log.exception("noting the embedded worker's load")
+
+    async def _forget_samples(self) -> None:
+        """Containers' old usage samples go, hourly."""
+        while True:
+            try:
+                await self.containers.forget_samples(time.time())
+            except Exception:
+                log.exception("forgetting old usage samples")
+            await asyncio.sleep(3600)
 
     async def _watch_heartbeats(self) -> None:
         while True:
