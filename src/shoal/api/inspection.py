@@ -37,14 +37,14 @@ def _input_info(r: InputRecord) -> api_pb2.FunctionCallInputInfo:
     return info
 
 
-def _distributions(metrics: dict[str, dict[int, float]]) -> dict[str, api_pb2.StatsPercentileDistribution]:
+def _distributions(by_name: dict[str, dict[int, float]]) -> dict[str, api_pb2.StatsPercentileDistribution]:
     """Each metric's percentiles, in the unit its name ends with: "Execution time (s)"."""
     return {
         name: api_pb2.StatsPercentileDistribution(
             unit=name.rpartition("(")[2].removesuffix(")"),
             percentiles=[api_pb2.StatsPercentile(percentile_basis_points=bp, value=v) for bp, v in values.items()],
         )
-        for name, values in metrics.items()
+        for name, values in by_name.items()
     }
 
 

@@ -3,8 +3,8 @@
 The range is cut into buckets of one width, their bounds rounded down to multiples of it (UTC),
 the partial bucket at the end left out. Each series has a value per bucket, None where nothing
 was observed. Calls count by the bucket they were queued in, as `modal function stats` counts
-them; containers by when they ran; their CPU and memory from the samples taken every
-SAMPLE_INTERVAL while they run (containers.py).
+them; containers by when they ran; their CPU, memory and GPU utilisation from the samples taken
+every SAMPLE_INTERVAL while they run (containers.py).
 """
 
 import math
@@ -47,7 +47,7 @@ GROUPS = (
         "The inputs queued in each bucket, by how they ended, and how long they ran",
         (
             Series("successful_calls_count", "count", "Inputs that succeeded"),
-            Series("failed_calls_count", "count", "Inputs that failed, their retries spent"),
+            Series("failed_calls_count", "count", "Inputs that failed"),
             Series("timed_out_calls_count", "count", "Inputs that ran out of time"),
             Series("execution_time_p50", "s", "Median time from an input's start to its output"),
             Series("execution_time_p99", "s", "99th percentile of that time"),
