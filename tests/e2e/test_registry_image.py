@@ -88,3 +88,38 @@ def test_private_registry_with_a_secret(shoal, private_ref):
     assert "refused user 'shoal'" in refused.stdout + refused.stderr
     path.write_text(APP.format(ref=private_ref, secret=login.format(password="s3cret")))
     assert "where: 3.11 yes" in shoal.modal("run", str(path)).stdout
+
+
+IMPORTED_APP = """
+import modal
+
+app = modal.App("e2e-imported")
+
+
+@app.function(image=modal.Image.from_registry("site/python:3.11"))
+def where() -> str:
+    import sys
+    return f"{sys.version_info.major}.{sys.version_info.minor} " + open("/etc/imported-marker").read().strip()
+
+
+@app.local_entrypoint()
+def main():
+    print("where:", where.remote())
+"""
+
+
+def test_a_root_file_system_imported_from_this_machine_is_a_base_without_a_registry(shoal, tmp_path):
+    base = asyncio.run(bootstrap_python_base(LayerStore(str(CACHE["images"])), "python:3.11-slim-bookworm", print))
+    rootfs = tmp_path / "rootfs"
+    layer_dir = os.path.join(str(CACHE["images"]), "layers", base.layers[0])
+    subprocess.run(["cp", "-a", layer_dir, str(rootfs)], check=True)
+    (rootfs / "etc" / "imported-marker").write_text("from this machine\n")
+    imported = shoal.shoal("images", "import", "site/python:3.11", str(rootfs)).stdout
+    assert "site/python:3.11: imported" in imported and "Python 3.11" in imported
+    again = shoal.shoal("images", "import", "site/python:3.11", str(rootfs)).stdout
+    assert "already imported" in again
+    path = shoal.home / "imported_app.py"
+    path.write_text(IMPORTED_APP)
+    assert "where: 3.11 from this machine" in shoal.modal("run", str(path)).stdout
+    refused = shoal.shoal("images", "import", "Bad Name", str(rootfs), check=False)
+    assert refused.returncode != 0 and "is not an image name" in refused.stdout + refused.stderr

@@ -5,6 +5,7 @@ import pytest
 from shoal.images import base
 from shoal.images.registry import RegistryError
 from shoal.images.spec import BuiltImage, ImageConfig
+from shoal.images.store import LayerStore
 
 
 @pytest.fixture
@@ -28,39 +29,44 @@ def calls(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def resolver(tmp_path):
+    return base.BaseResolver(LayerStore(str(tmp_path)))
+
+
 def test_mirrors_from_environment(monkeypatch):
     monkeypatch.setenv("SHOAL_REGISTRY_MIRRORS", "ghcr.io=mirror:5000, quay.io=other:5000")
     monkeypatch.setenv("SHOAL_REGISTRY", "localhost:5000")
     assert base.registry_mirrors() == {"ghcr.io": "mirror:5000", "quay.io": "other:5000", "docker.io": "localhost:5000"}
 
 
-async def test_python_base_is_bootstrapped_without_a_registry(calls):
-    built = await base.BaseResolver(None)("python:3.11.12-slim-bookworm", print)
+async def test_python_base_is_bootstrapped_without_a_registry(resolver, calls):
+    built = await resolver("python:3.11.12-slim-bookworm", print)
     assert built.layers == ["bootstrapped"] and calls == [("bootstrap", "python:3.11.12-slim-bookworm")]
 
 
-async def test_other_images_are_pulled(calls):
-    built = await base.BaseResolver(None)("ghcr.io/org/tool:1", print)
+async def test_other_images_are_pulled(resolver, calls):
+    built = await resolver("ghcr.io/org/tool:1", print)
     assert built.layers == ["pulled"] and calls[0][:2] == ("pull", "ghcr.io/org/tool:1")
 
 
-async def test_configured_registry_is_used_for_the_python_base(calls, monkeypatch):
+async def test_configured_registry_is_used_for_the_python_base(resolver, calls, monkeypatch):
     monkeypatch.setenv("SHOAL_REGISTRY", "localhost:5000")
-    built = await base.BaseResolver(None)("python:3.11-slim-bookworm", print)
+    built = await resolver("python:3.11-slim-bookworm", print)
     assert built.layers == ["pulled"] and calls == [
         ("pull", "python:3.11-slim-bookworm", {"docker.io": "localhost:5000"})
     ]
 
 
-async def test_unreachable_registry_falls_back_to_the_bootstrap(calls, monkeypatch):
+async def test_unreachable_registry_falls_back_to_the_bootstrap(resolver, calls, monkeypatch):
     monkeypatch.setenv("SHOAL_REGISTRY", "unreachable:5000")
     logs = []
-    built = await base.BaseResolver(None)("python:3.11-slim-bookworm", logs.append)
+    built = await resolver("python:3.11-slim-bookworm", logs.append)
     assert built.layers == ["bootstrapped"]
     assert "building it from Debian packages instead" in "".join(logs)
 
 
-async def test_unreachable_registry_is_an_error_for_other_images(calls, monkeypatch):
+async def test_unreachable_registry_is_an_error_for_other_images(resolver, calls, monkeypatch):
     monkeypatch.setenv("SHOAL_REGISTRY", "unreachable:5000")
     with pytest.raises(RegistryError, match="cannot reach"):
-        await base.BaseResolver(None)("someone/app:1", print)
+        await resolver("someone/app:1", print)

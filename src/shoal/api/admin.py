@@ -1,5 +1,5 @@
-"""Admin HTTP routes for the `shoal` command line: the worker pool; image listing, usage, bootstrap and
-garbage collection.
+"""Admin HTTP routes for the `shoal` command line: the worker pool; image listing, usage, bootstrap,
+import and garbage collection.
 
 Callers authenticate with an API token (the headers the modal client sends over gRPC).
 """
@@ -12,6 +12,7 @@ from ..control.errors import Unauthenticated
 from ..control.image_report import list_images, usage
 from ..control.platform import Platform
 from ..images.builder import BuildError
+from ..images.imported import ImportFailed
 
 TOKEN_ID_HEADER = "x-modal-token-id"
 TOKEN_SECRET_HEADER = "x-modal-token-secret"
@@ -51,6 +52,17 @@ def admin_routes(platform: Platform) -> list[web.RouteDef]:
             [{"name": ref, "layer_ids": image.layers, "python": image.config.python_version} for ref, image in built]
         )
 
+    async def images_import(request: web.Request) -> web.Response:
+        await authenticated(request)
+        query = request.query
+        try:
+            image = await platform.images.import_rootfs(query["name"], query["source"], query.get("python"))
+        except ImportFailed as e:
+            raise web.HTTPBadRequest(text=str(e)) from None
+        return web.json_response(
+            {"layer_ids": image.layers, "python": image.config.python_version, "copied": image.built}
+        )
+
     async def workers(request: web.Request) -> web.Response:
         await authenticated(request)
         return web.json_response(platform.workers.report())
@@ -59,6 +71,7 @@ def admin_routes(platform: Platform) -> list[web.RouteDef]:
         web.get("/admin/workers", workers),
         web.get("/admin/images", images),
         web.post("/admin/images/bootstrap", images_bootstrap),
+        web.post("/admin/images/import", images_import),
         web.get("/admin/images/usage", images_usage),
         web.post("/admin/images/gc", images_gc),
     ]

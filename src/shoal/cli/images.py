@@ -1,4 +1,4 @@
-"""`shoal images ls|du|gc|bootstrap`: inspect, clean and seed the image store of the running shoal."""
+"""`shoal images ls|du|gc|bootstrap|import`: inspect, clean and seed the image store of the running shoal."""
 
 import json
 import time
@@ -76,3 +76,20 @@ def bootstrap() -> None:
     for image in built:
         table.add_row(image["name"], image["python"], ", ".join(layer[:12] for layer in image["layer_ids"]))
     console().print(table)
+
+
+@images.command("import")
+@click.argument("name")
+@click.argument("source", type=click.Path(exists=True, resolve_path=True))
+@click.option("--python", help="The Python series the image runs (3.12), where its /usr/bin/python3 does not say.")
+def import_(name: str, source: str, python: str | None) -> None:
+    """Make a root file system on this machine the base image NAME, for hosts that reach no registry.
+
+    SOURCE is a directory or a tar archive of one (`docker export` writes one). FROM NAME, that is
+    modal.Image.from_registry("NAME"), then starts from it. Importing an unchanged SOURCE again
+    copies nothing.
+    """
+    query = [("name", name), ("source", source)] + ([("python", python)] if python else [])
+    image = admin_request("POST", "/admin/images/import", query)
+    done = "imported" if image["copied"] else "already imported"
+    click.echo(f"{name}: {done} (layer {image['layer_ids'][0][:12]}, Python {image['python']})")

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..images.bootstrap import bootstrap_layer_ids, bootstrap_python_base, bootstrap_refs
 from ..images.builder import Builder, BuildError, Log
+from ..images.imported import import_rootfs, imported_layer_ids
 from ..images.registry import RegistryAuth
 from ..images.spec import BuiltImage
 from ..images.store import Collected
@@ -261,6 +262,10 @@ class Images:
                 context[filename.lstrip("/")] = self.mounts.blobs.path(sha)
         return context
 
+    async def import_rootfs(self, name: str, source: str, python: str | None) -> BuiltImage:
+        """Make the root file system at `source` on this machine the base image `name` (imported.py)."""
+        return await import_rootfs(self.layers, name, source, python)
+
     async def bootstrap(self, log: Log) -> list[tuple[str, BuiltImage]]:
         """Build the python base images Debian's packages provide, so that `FROM` them works offline."""
         built = []
@@ -289,7 +294,8 @@ class Images:
                 if image_id in self.jobs:
                     del self.jobs[image_id]
             kept = [BuiltImage.from_json(row.built) for row in rows if row.image_id in keep and row.built]
-            return {layer for image in kept for layer in image.layers} | await asyncio.to_thread(bootstrap_layer_ids)
+            local = await asyncio.to_thread(lambda: bootstrap_layer_ids() | imported_layer_ids(self.layers))
+            return {layer for image in kept for layer in image.layers} | local
 
         collected = await self.layers.collect(live_layers)
         log.info("image gc: removed %d layers, %d files (%d bytes)", collected.layers, collected.files, collected.bytes)

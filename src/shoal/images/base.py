@@ -1,14 +1,16 @@
-"""Where `FROM <image>` comes from: an OCI registry when one is configured,
-otherwise shoal's own bootstrap from Debian packages (no Docker Hub needed), and
-uv's image from its PyPI wheel.
+"""Where `FROM <image>` comes from: an image imported from this machine's files under that
+name, else an OCI registry when one is configured, otherwise shoal's own bootstrap from Debian
+packages (no Docker Hub needed), and uv's image from its PyPI wheel.
 """
 
+import asyncio
 import os
 import re
 from collections.abc import Callable
 
 from .bootstrap import bootstrap_python_base, parse_python_ref
 from .builder import BuildError
+from .imported import imported
 from .registry import RegistryAuth, RegistryError, pull
 from .spec import BuiltImage
 from .store import LayerStore
@@ -33,6 +35,9 @@ class BaseResolver:
         self.store = store
 
     async def __call__(self, ref: str, log_text: Callable[[str], None], auth: RegistryAuth | None = None) -> BuiltImage:
+        if image := await asyncio.to_thread(imported, self.store, ref):
+            log_text(f"{ref}: imported on this machine\n")
+            return image
         mirrors = registry_mirrors()
         if uv_version(ref) and "ghcr.io" not in mirrors:
             return await uv_image(self.store, ref, log_text)
