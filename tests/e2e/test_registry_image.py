@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 
 import pytest
-from conftest import CACHE
+from conftest import CACHE, running_shoal
 from registry_fixture import OCI_LAYER_TAR, OciLayout, RegistryServer, push
 
 from shoal.images.bootstrap import bootstrap_python_base
@@ -108,18 +108,20 @@ def main():
 """
 
 
-def test_a_root_file_system_imported_from_this_machine_is_a_base_without_a_registry(shoal, tmp_path):
+def test_a_root_file_system_imported_from_this_machine_is_a_base_without_a_registry(tmp_path):
     base = asyncio.run(bootstrap_python_base(LayerStore(str(CACHE["images"])), "python:3.11-slim-bookworm", print))
     rootfs = tmp_path / "rootfs"
     layer_dir = os.path.join(str(CACHE["images"]), "layers", base.layers[0])
     subprocess.run(["cp", "-a", layer_dir, str(rootfs)], check=True)
     (rootfs / "etc" / "imported-marker").write_text("from this machine\n")
-    imported = shoal.shoal("images", "import", "site/python:3.11", str(rootfs)).stdout
-    assert "site/python:3.11: imported" in imported and "Python 3.11" in imported
-    again = shoal.shoal("images", "import", "site/python:3.11", str(rootfs)).stdout
-    assert "already imported" in again
-    path = shoal.home / "imported_app.py"
-    path.write_text(IMPORTED_APP)
-    assert "where: 3.11 from this machine" in shoal.modal("run", str(path)).stdout
-    refused = shoal.shoal("images", "import", "Bad Name", str(rootfs), check=False)
-    assert refused.returncode != 0 and "is not an image name" in refused.stdout + refused.stderr
+    # A store of its own: the name stays out of the cache other tests share.
+    with running_shoal(clone_images=True) as own:
+        imported = own.shoal("images", "import", "site/python:3.11", str(rootfs)).stdout
+        assert "site/python:3.11: imported" in imported and "Python 3.11" in imported
+        again = own.shoal("images", "import", "site/python:3.11", str(rootfs)).stdout
+        assert "already imported" in again
+        path = own.home / "imported_app.py"
+        path.write_text(IMPORTED_APP)
+        assert "where: 3.11 from this machine" in own.modal("run", str(path)).stdout
+        refused = own.shoal("images", "import", "Bad Name", str(rootfs), check=False)
+        assert refused.returncode != 0 and "is not an image name" in refused.stdout + refused.stderr

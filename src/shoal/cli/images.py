@@ -87,7 +87,8 @@ def import_(name: str, source: str, python: str | None) -> None:
 
     SOURCE is a directory or a tar archive of one (`docker export` writes one). FROM NAME, that is
     modal.Image.from_registry("NAME"), then starts from it. Importing an unchanged SOURCE again
-    copies nothing.
+    copies nothing. As with a registry tag that moves, images already built from NAME keep what
+    they were built on until they are built again (force_build).
     """
     query = [("name", name), ("source", source)] + ([("python", python)] if python else [])
     image = admin_request("POST", "/admin/images/import", query)
