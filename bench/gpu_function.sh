@@ -13,9 +13,9 @@
 set -e
 python=${PYTHON:-python3}
 for deb in .carry/*.deb; do
-    [ -e "$deb" ] && dpkg -x "$deb" /tmp/carried
+    if [ -e "$deb" ]; then dpkg -x "$deb" /tmp/carried; fi
 done
-if [ -d .carry/wheels ]; then
+if ! "$python" -c "import modal, sqlalchemy, alembic" 2>/dev/null; then  # shoal's needs, from the wheels
     "$python" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/wheels/*.whl
 fi
 export PATH="/tmp/carried/usr/sbin:$PATH" PYTHONPATH="$PWD/src:/tmp/site" SHOAL_HOME=${SHOAL_HOME:-/tmp/shoal-gpu}
@@ -32,11 +32,11 @@ for dir in $dirs; do
     mountpoint -q "$root/$dir" || { mount --bind "/$dir" "$root/$dir" && mount -o remount,bind,ro "$root/$dir"; }
 done
 for link in bin sbin lib lib64; do
-    [ -L "/$link" ] && ln -sfn "$(readlink "/$link")" "$root/$link"
+    if [ -L "/$link" ]; then ln -sfn "$(readlink "/$link")" "$root/$link"; fi
 done
 
+trap 'shoal down || true; for dir in $dirs; do umount "$root/$dir" 2>/dev/null || true; done' EXIT
 shoal up --detach --port 7480
-trap 'shoal down; for dir in $dirs; do umount "$root/$dir" 2>/dev/null || true; done' EXIT
 start=$(date +%s)
 shoal images import host-root "$root"
 echo "imported in $(($(date +%s) - start)) s"

@@ -7,7 +7,7 @@
 # There:          sh bench/gpu_smoke.sh     (carrying .carry; the report lands in $OUT)
 set -e
 for deb in .carry/*.deb; do
-    [ -e "$deb" ] && dpkg -x "$deb" /tmp/carried
+    if [ -e "$deb" ]; then dpkg -x "$deb" /tmp/carried; fi
 done
 export PATH="/tmp/carried/usr/sbin:/tmp/carried/usr/bin:$PATH"
 nvidia-smi -L || true
