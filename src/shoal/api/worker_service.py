@@ -30,6 +30,7 @@ from ..worker.protocol import (
     LAYER,
     TAR_OPTIONS,
     TUNNEL,
+    excess_of,
     load_of,
     pack,
     plan_to_json,
@@ -102,8 +103,7 @@ class RemoteLink:
             elif kind == "failed" and task_id in self.starting:
                 self._not_started(task_id, message["error"])
             elif kind == "exit" and task_id in self.running:
-                excess = Excess(*message["excess"]) if "excess" in message else None
-                await self._exited(task_id, message["code"], message["oom"], excess)
+                await self._exited(task_id, message["code"], message["oom"], excess_of(message))
             elif kind == "heartbeat":
                 self.platform.workers.note_cache(self.worker_id, message["cache_bytes"], message["cache_limit"])
                 if load := load_of(message):

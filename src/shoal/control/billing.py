@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from ..store.database import Database
 from .errors import InvalidArgument
-from .usage import Prices, metered, resource_costs, seconds_within
+from .usage import Prices, amounts, metered, resource_costs, seconds_within
 
 RESOLUTIONS = {"h": 3600, "d": 86400}
 MAX_INTERVALS = 24 * 366  # a year of hours: a larger report is asked for in parts
@@ -84,7 +84,7 @@ async def report(
         interval = begin - begin % step
         while interval < min(container.finished_at or stop, stop):
             seconds = seconds_within(container, interval, min(interval + step, stop))
-            for resource, dollars in resource_costs(container, seconds, prices).items():
+            for resource, dollars in resource_costs(amounts(container, seconds), prices).items():
                 costs[(interval, container.app_id)][resource] += dollars
             interval += step
     items = []
@@ -115,9 +115,8 @@ async def summary(db: Database, prices: Prices, month_start: float, environment:
     for container in await metered(db, month_start, stop):
         if environment and container.environment != environment:
             continue
-        for resource, dollars in resource_costs(
-            container, seconds_within(container, month_start, stop), prices
-        ).items():
+        used = amounts(container, seconds_within(container, month_start, stop))
+        for resource, dollars in resource_costs(used, prices).items():
             totals[resource] += dollars
     return Summary(month_start, end, {r: _dollars(d) for r, d in sorted(totals.items())})
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from ..store import schema as t
 from ..store.database import Database
 from .calls import Calls
+from .containers import usage_samples
 from .scheduler import Task
 
 Status = api_pb2.FunctionCallInputStatus
@@ -179,30 +180,12 @@ class CallHistory:
                     live = self.tasks.get(task.task_id)
                     if ready_at := task.ready_at or (live.ready_at if live else 0.0):
                         startup.append(ready_at - task.started_at)
-        cores, memory, gpu = await self._usage(function_ids, since, until, task_id)
+        samples = await usage_samples(self.db, function_ids, since, until, task_id)
         metrics = {
             "Startup time (s)": startup,
-            "CPU Usage (cores)": cores,
-            "Memory Usage (GiB)": memory,
-            "GPU Utilization (%)": gpu,
+            "CPU Usage (cores)": [row.cores for row in samples],
+            "Memory Usage (GiB)": [row.memory_gib for row in samples],
+            "GPU Utilization (%)": [row.gpu_utilization for row in samples if row.gpu_utilization is not None],
         }
         stats.container_percentiles = {name: percentiles(values) for name, values in metrics.items() if values}
         return stats
-
-    async def _usage(
-        self, function_ids: Sequence[str], since: float, until: float, task_id: str
-    ) -> tuple[list[float], list[float], list[float]]:
-        """The cores, memory (GiB) and GPU utilisation (%, of those given real GPUs) of every sample
-        taken in the range of the functions' containers."""
-        s, c = t.task_samples.c, t.tasks.c
-        query = (
-            select(s.cores, s.memory_gib, s.gpu_utilization)
-            .join(t.tasks, c.task_id == s.task_id)
-            .where(c.function_id.in_(function_ids), s.at >= since, s.at < until)
-        )
-        if task_id:
-            query = query.where(s.task_id == task_id)
-        async with self.db.tx() as conn:
-            samples = (await conn.execute(query)).all()
-        gpu = [row.gpu_utilization for row in samples if row.gpu_utilization is not None]
-        return [row.cores for row in samples], [row.memory_gib for row in samples], gpu

@@ -11,6 +11,7 @@ that never ran has no life.
 """
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import case, delete, insert, select, update
@@ -151,6 +152,21 @@ class Containers:
         """At start-up: containers of a previous run are gone (shoal removes them)."""
         async with self.db.tx() as conn:
             await conn.execute(update(t.tasks).where(t.tasks.c.finished_at.is_(None)).values(**_stopped(time.time())))
+
+
+async def usage_samples(db: Database, function_ids: Sequence[str], since: float, until: float, task_id: str = ""):
+    """The samples taken in [since, until) of the functions' containers (of one, if named): each
+    row's at, cores, memory_gib and gpu_utilization (None but for containers given real GPUs)."""
+    s, c = t.task_samples.c, t.tasks.c
+    query = (
+        select(s.at, s.cores, s.memory_gib, s.gpu_utilization)
+        .join(t.tasks, c.task_id == s.task_id)
+        .where(c.function_id.in_(function_ids), s.at >= since, s.at < until)
+    )
+    if task_id:
+        query = query.where(s.task_id == task_id)
+    async with db.tx() as conn:
+        return (await conn.execute(query)).all()
 
 
 def _excess_columns(excess: Excess) -> dict:

@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 from ..store import schema as t
 from ..store.database import Database
 from .call_history import TIMED_OUT, CallHistory, Status, percentiles
-from .containers import SAMPLE_INTERVAL
+from .containers import SAMPLE_INTERVAL, usage_samples
 from .errors import InvalidArgument
 
 # The widths a range is cut into when none is asked for, as Modal offers them (seconds).
@@ -210,22 +210,15 @@ class Metrics:
         return {"running_containers_max": most, "started_containers_count": started}
 
     async def _usage(self, function_ids: Sequence[str], span: Buckets) -> dict[str, list[float | None]]:
-        s, c = t.task_samples.c, t.tasks.c
-        query = (
-            select(s.at, s.cores, s.memory_gib, s.gpu_utilization)
-            .join(t.tasks, c.task_id == s.task_id)
-            .where(c.function_id.in_(function_ids), s.at >= span.start, s.at < span.stop)
-        )
         cores: list[list[float]] = [[] for _ in range(span.count)]
         memory: list[list[float]] = [[] for _ in range(span.count)]
         gpu: list[list[float]] = [[] for _ in range(span.count)]
-        async with self.db.tx() as conn:
-            for row in await conn.execute(query):
-                if (n := span.index(row.at)) is not None:
-                    cores[n].append(row.cores)
-                    memory[n].append(row.memory_gib)
-                    if row.gpu_utilization is not None:
-                        gpu[n].append(row.gpu_utilization)
+        for row in await usage_samples(self.db, function_ids, span.start, span.stop):
+            if (n := span.index(row.at)) is not None:
+                cores[n].append(row.cores)
+                memory[n].append(row.memory_gib)
+                if row.gpu_utilization is not None:
+                    gpu[n].append(row.gpu_utilization)
         # Each sample stands for SAMPLE_INTERVAL of its container: their sum over the bucket's
         # width is what the containers held together on average.
         return {

@@ -152,9 +152,9 @@ def amounts(container, seconds: float) -> dict[str, float]:
     return used
 
 
-def resource_costs(container, seconds: float, prices: Prices) -> dict[str, float]:
-    """Dollars for `seconds` of a metered container's life, per resource (see `amounts`)."""
-    return {resource: used * prices.per_hour(resource) / 3600 for resource, used in amounts(container, seconds).items()}
+def resource_costs(used: dict[str, float], prices: Prices) -> dict[str, float]:
+    """Dollars for what `amounts` gave, per resource."""
+    return {resource: amount * prices.per_hour(resource) / 3600 for resource, amount in used.items()}
 
 
 async def report(db: Database, prices: Prices, since: float, by: str, until: float | None = None) -> Report:
@@ -177,9 +177,9 @@ async def report(db: Database, prices: Prices, since: float, by: str, until: flo
         usage.seconds += seconds
         usage.cpu_core_seconds += used["CPU"]
         usage.memory_gib_seconds += used["Memory"]
-        usage.cost += sum(resource_costs(row, seconds, prices).values())
+        usage.cost += sum(resource_costs(used, prices).values())
         if row.gpu_count:
-            gpu_seconds = seconds * row.gpu_count
+            gpu_seconds = used[f"GPU {row.gpu_type}"]
             usage.gpu_seconds[row.gpu_type] = usage.gpu_seconds.get(row.gpu_type, 0.0) + gpu_seconds
             per_function_gpu[(function, row.gpu_type)] += gpu_seconds
             gpus_per_container[(function, row.gpu_type)] = row.gpu_count

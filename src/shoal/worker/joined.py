@@ -10,7 +10,6 @@ import asyncio
 import base64
 import logging
 import os
-from dataclasses import astuple
 from urllib.parse import urlsplit
 
 from google.protobuf.wrappers_pb2 import BytesValue
@@ -24,7 +23,7 @@ from .agent import ContainerPlan, LocalWorker, default_ca_bundle
 from .excess import Excess
 from .fetched import Fetched
 from .inventory import this_machine
-from .protocol import CONNECT, HEARTBEAT_INTERVAL, heartbeat, pack, plan_from_json, unpack
+from .protocol import CONNECT, HEARTBEAT_INTERVAL, exit_message, heartbeat, pack, plan_from_json, unpack
 from .task_proxy import RAW, Tunnel, serve_task
 
 log = logging.getLogger(__name__)
@@ -169,8 +168,7 @@ class JoinedWorker:
         async def on_exit(code: int, oom: bool, excess: Excess | None) -> None:
             self.secrets.pop(task_id, None)
             self._release(task_id)
-            message = {"type": "exit", "task_id": task_id, "code": code, "oom": oom}
-            outbox.put_nowait(message | ({"excess": astuple(excess)} if excess else {}))
+            outbox.put_nowait(exit_message(task_id, code, oom, excess))
 
         def failed(error: str) -> None:
             self.secrets.pop(task_id, None)

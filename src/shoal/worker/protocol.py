@@ -79,6 +79,16 @@ def load_of(beat: dict[str, Any]) -> Load | None:
     )
 
 
+def exit_message(task_id: str, code: int, oom: bool, excess: Excess | None) -> dict[str, Any]:
+    message = {"type": "exit", "task_id": task_id, "code": code, "oom": oom}
+    return message | ({"excess": astuple(excess)} if excess else {})
+
+
+def excess_of(message: dict[str, Any]) -> Excess | None:
+    """What an exit message says the container used above its reservation, if it says."""
+    return Excess(*message["excess"]) if "excess" in message else None
+
+
 def plan_to_json(plan: ContainerPlan) -> dict[str, Any]:
     data = asdict(plan)
     data["container_args"] = base64.b64encode(plan.container_args).decode()
