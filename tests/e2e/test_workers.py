@@ -82,9 +82,14 @@ def test_gpu_function_runs_on_the_worker_that_has_its_gpu(cluster):
     assert any(total >= 50 and n <= total // 20 for n, total in layers), logs
     assert "No worker can ever run a container with gpu=B200" in lines["impossible"]
     assert "H100:1;" in lines["impossible"] and "A10G:1, H100:1" in lines["impossible"]  # the pool's two shapes
-    # Their heartbeats carry their CPU load, which the scheduler reads before adding containers.
-    pool = json.loads(cluster.shoal.shoal("workers", "--json").stdout)
-    assert all(0.0 < w["cpu_busy"] <= 1.0 for w in pool), pool
+
+    # Their heartbeats carry their CPU load, which the scheduler reads before adding containers. A
+    # second in which the whole machine idled reads 0, so this waits for one that did not (each
+    # `shoal workers` is itself work).
+    def loads() -> list[float]:
+        return [w["cpu_busy"] for w in json.loads(cluster.shoal.shoal("workers", "--json").stdout)]
+
+    _wait_for(lambda: all(0.0 < busy <= 1.0 for busy in loads()), timeout=30)
 
 
 def test_scale_from_zero_to_max_containers_and_back_on_workers(cluster):
