@@ -33,7 +33,7 @@ from ..store.database import Database
 from .apps import STOPPED_STATES
 from .errors import InvalidArgument, NotFound
 from .ids import content_id
-from .mounts import Mounts
+from .mounts import Mounts, contained_path
 from .pulse import Pulse
 from .secrets import Secrets
 
@@ -88,6 +88,8 @@ class Images:
         _check_supported(image, build_function_id)
         definition = image.SerializeToString(deterministic=True)
         image_id = content_id("im", self.builder_version.encode() + definition)
+        for base in image.base_images:
+            await self.built(base.image_id)  # an unknown base is the caller's error, before any build starts
         if app_id:
             await self._used_by(image_id, app_id)
         # No await from here until the job is registered: two clients asking for the same
@@ -252,11 +254,12 @@ class Images:
         """COPY sources: the image's inline context files and its context mount."""
         context: dict[str, str] = {}
         for f in image.context_files:
-            path = os.path.join(context_dir, f.filename.lstrip("/"))
+            name = contained_path(f.filename, "Image context file").lstrip("/")
+            path = os.path.join(context_dir, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as out:
                 out.write(f.data)
-            context[f.filename.lstrip("/")] = path
+            context[name] = path
         if image.context_mount_id:
             for filename, sha, _mode in await self.mounts.files(image.context_mount_id):
                 context[filename.lstrip("/")] = self.mounts.blobs.path(sha)
@@ -306,6 +309,8 @@ def _check_supported(image: api_pb2.Image, build_function_id: str) -> None:
     """Refuse what the builder cannot do, rather than build an image that is not what was asked for."""
     if image.volume_mounts:
         raise InvalidArgument("Image build steps with volumes= are not supported by shoal yet")
+    for f in image.context_files:
+        contained_path(f.filename, "Image context file")
     if image.image_registry_config.registry_auth_type in (
         api_pb2.REGISTRY_AUTH_TYPE_AWS,
         api_pb2.REGISTRY_AUTH_TYPE_GCP,

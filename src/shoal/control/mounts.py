@@ -7,6 +7,7 @@ tree rooted at "/", which the worker stacks on top of the image layers.
 
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 import time
@@ -52,7 +53,7 @@ class Mounts:
         return row.mount_id
 
     async def create(self, files: list[api_pb2.MountFile], name: str = "") -> str:
-        entries = sorted([f.filename, f.sha256_hex, f.mode] for f in files)
+        entries = sorted([contained_path(f.filename, "Mount file"), f.sha256_hex, f.mode] for f in files)
         absent = self.missing([sha for _, sha, _ in entries])
         if absent:
             raise InvalidArgument(f"Mount files were not uploaded: {', '.join(absent[:5])}")
@@ -88,9 +89,17 @@ class Mounts:
             dest = os.path.join(tmp, path.lstrip("/"))
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             shutil.copyfile(self.blobs.path(sha), dest)
-            os.chmod(dest, (mode & 0o7777) or 0o644)
+            os.chmod(dest, (mode & 0o777) or 0o644)  # no set-id bits from a client on the host
         try:
             os.rename(tmp, target)
         except OSError:  # another caller materialised it first
             shutil.rmtree(tmp, ignore_errors=True)
         return target
+
+
+def contained_path(name: str, what: str) -> str:
+    """A file path a client sent, as an absolute path that stays below the root it is placed under."""
+    parts = name.split("/")
+    if not name.strip("/") or "\0" in name or ".." in parts:
+        raise InvalidArgument(f"{what} path {name!r} must name a file, with no '..' in it")
+    return posixpath.normpath("/" + name.lstrip("/"))

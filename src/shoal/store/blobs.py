@@ -6,7 +6,10 @@ named by the sha256 of their bytes, so the same content is stored once.
 
 import hashlib
 import os
+import re
 import tempfile
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class BlobStore:
@@ -15,10 +18,13 @@ class BlobStore:
         os.makedirs(root, exist_ok=True)
 
     def path(self, sha256_hex: str) -> str:
+        # Hashes come from clients: anything but a digest could name a file outside the store.
+        if not _SHA256_HEX.fullmatch(sha256_hex):
+            raise ValueError(f"not a sha256 hex digest: {sha256_hex!r}")
         return os.path.join(self.root, sha256_hex[:2], sha256_hex)
 
     def has(self, sha256_hex: str) -> bool:
-        return os.path.exists(self.path(sha256_hex))
+        return bool(_SHA256_HEX.fullmatch(sha256_hex)) and os.path.exists(self.path(sha256_hex))
 
     def put(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
