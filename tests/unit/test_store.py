@@ -6,20 +6,21 @@ import os
 import pytest
 from alembic import command
 from modal_proto import api_pb2
+from postgres import fresh_database
 from sqlalchemy import text
 
 from shoal.control.apps import Apps
 from shoal.control.calls import Calls
 from shoal.control.containers import Containers
 from shoal.control.deployments import Deployments
-from shoal.control.errors import InvalidArgument, NotFound, Unauthenticated
+from shoal.control.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from shoal.control.functions import Binding, Functions, refuse_unsupported, retry_policy
 from shoal.control.placement import Allocation, Gpu
 from shoal.control.scheduler import Task, autoscaling
 from shoal.control.tokens import Tokens
 from shoal.control.usage import Prices, amounts, metered, report, seconds_within
 from shoal.store import migrations, schema
-from shoal.store.database import Database, database_url
+from shoal.store.database import Database, ValueRejected, database_url
 from shoal.worker.agent import Load
 from shoal.worker.excess import GIB, Excess
 
@@ -67,6 +68,56 @@ async def test_app_tags_are_kept_replaced_and_checked(db):
         await apps.set_tags(app.app_id, {"team": "a b"})
     with pytest.raises(NotFound):
         await apps.set_tags("ap-missing", {})
+
+
+async def test_apps_take_only_the_states_and_names_a_client_gives(db):
+    apps = Apps(db)
+    with pytest.raises(InvalidArgument, match="APP_STATE_STOPPED"):
+        await apps.create("", "x", api_pb2.APP_STATE_STOPPED)
+    with pytest.raises(InvalidArgument, match="state 999"):
+        await apps.create("", "x", 999)
+    app = await apps.create("", "x", 0)
+    assert app.state == api_pb2.APP_STATE_EPHEMERAL
+    with pytest.raises(InvalidArgument, match="APP_STATE_DISABLED"):
+        await apps.publish(app.app_id, "x", api_pb2.APP_STATE_DISABLED)
+    for name in ("a b", "a" * 65, "ap-" + "a" * 22, ""):
+        with pytest.raises(InvalidArgument, match="Invalid app name"):
+            await apps.publish(app.app_id, name, api_pb2.APP_STATE_DEPLOYED)
+    # `modal run` publishes whatever name App() was given: only deployed apps are looked up by name.
+    assert (await apps.publish(app.app_id, "my app", api_pb2.APP_STATE_EPHEMERAL)).name == "my app"
+
+
+async def test_the_default_environment_cannot_be_deleted_by_any_name(db):
+    apps = Apps(db)
+    app = await apps.create("", "running", api_pb2.APP_STATE_EPHEMERAL)
+    for name in ("main", ""):
+        with pytest.raises(InvalidArgument, match="cannot be deleted"):
+            await apps.delete_environment(name)
+    assert (await apps.get(app.app_id)).state == api_pb2.APP_STATE_EPHEMERAL
+
+
+async def test_transactions_that_read_then_write_do_not_race(db):
+    """Many at once, as replicas or concurrent requests send them: one environment is made, the
+    rest are told it exists; versions are numbered one after another."""
+    apps, functions = Apps(db), Functions(db)
+    outcomes = await asyncio.gather(*(apps.create_environment("racing") for _ in range(8)), return_exceptions=True)
+    assert sum(o is None for o in outcomes) == 1
+    assert all(isinstance(o, AlreadyExists) for o in outcomes if o is not None), outcomes
+    deployments = Deployments(db, functions)
+    app = await apps.create("", "app", api_pb2.APP_STATE_INITIALIZING)
+    await deployments.publish(app.app_id, {}, "ak-1", "1.6.4", "", b"")
+    rollovers = await asyncio.gather(*(deployments.rollover(app.app_id, "ak-1", "1.6.4") for _ in range(8)))
+    assert sorted(v.version for v in rollovers) == list(range(2, 10))
+
+
+async def test_a_value_the_database_cannot_hold_is_the_callers_error(db):
+    apps = Apps(db)
+    with pytest.raises((ValueRejected, NotFound)):  # PostgreSQL refuses a NUL; SQLite finds no such app
+        await apps.get("ap-\x00")
+    if not db.is_sqlite:  # which keeps strings of any length
+        app = await apps.create("", "long", api_pb2.APP_STATE_EPHEMERAL)
+        with pytest.raises(ValueRejected, match="too long"):
+            await apps.publish(app.app_id, "n" * 200, api_pb2.APP_STATE_EPHEMERAL)
 
 
 async def test_function_revisions_persist(db):
@@ -359,24 +410,12 @@ async def test_usage_meters_a_container_from_its_process_start_to_its_exit(db):
     assert (await containers.get("ta-ran")).started_at == 110.0
 
 
-async def _fresh_postgres(postgres_url: str, name: str) -> str:
-    import asyncpg
-
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return postgres_url.rsplit("/", 1)[0] + "/" + name
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def empty_store(request, tmp_path):
     """The spec of a store nothing has written yet."""
     if request.param == "sqlite":
         return str(tmp_path / "shoal.db")
-    return await _fresh_postgres(request.getfixturevalue("postgres_url"), f"t{os.getpid()}_{tmp_path.name}".lower())
+    return await fresh_database(request.getfixturevalue("postgres_url"), f"t{os.getpid()}_{tmp_path.name}".lower())
 
 
 async def _revision(db: Database) -> str:

@@ -17,6 +17,7 @@ from grpclib import GRPCError, Status
 from modal_proto.api_grpc import ModalClientBase
 
 from ..control import errors
+from ..store.database import ValueRejected
 from ..worker.protocol import TASK_ID_HEADER
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ _STATUS = {
     errors.FailedPrecondition: Status.FAILED_PRECONDITION,
     errors.Unauthenticated: Status.UNAUTHENTICATED,
     errors.AlreadyExists: Status.ALREADY_EXISTS,
+    ValueRejected: Status.INVALID_ARGUMENT,
 }
 
 
@@ -99,8 +101,21 @@ def streaming(fn):
     return handler
 
 
+# The years a request's timestamp may name: what Python's datetime and the protobuf Timestamp can both hold,
+# with room for a range or a month to be added to it.
+_EARLIEST, _LATEST = -62135596800, 253370764800  # 0001-01-01, 9998-12-31
+
+
 def seconds(ts: timestamp_pb2.Timestamp) -> float:
+    """A request's timestamp in seconds since the epoch; out of range is the caller's error."""
+    if not (_EARLIEST <= ts.seconds <= _LATEST and 0 <= ts.nanos < 1_000_000_000):
+        raise errors.InvalidArgument(f"Timestamp out of range: {ts.seconds} s, {ts.nanos} ns")
     return ts.seconds + ts.nanos / 1e9
+
+
+def poll_timeout(requested: float, longest: float) -> float:
+    """How long a long-poll waits: what the client asked for, at most `longest`, never negative or NaN."""
+    return min(requested, longest) if requested > 0 else 0.0
 
 
 def timestamp(at: float) -> timestamp_pb2.Timestamp:

@@ -25,7 +25,7 @@ from ..control.scheduler import Autoscaling
 from .account import AccountRpcs
 from .blob_urls import BlobUrls
 from .inspection import InspectionRpcs
-from .rpc import UnimplementedServicer, caller, proxied_task, streaming, unary
+from .rpc import UnimplementedServicer, caller, poll_timeout, proxied_task, seconds, streaming, unary
 
 GenericResult = api_pb2.GenericResult
 # Long-polls return before the client's own attempt timeout would fire.
@@ -294,7 +294,7 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
             app_id = task.app_id if task else ""
         await self.p.apps.get(app_id)
         after = int(req.last_entry_id) if req.last_entry_id.isdigit() else 0
-        entries = await self.p.logs.read(app_id, after, min(req.timeout, MAX_POLL))
+        entries = await self.p.logs.read(app_id, after, poll_timeout(req.timeout, MAX_POLL))
         wanted = {
             "function_id": req.function_id,
             "task_id": req.task_id,
@@ -314,11 +314,11 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     @unary
     async def AppFetchLogs(self, req):
         await self.p.apps.get(req.app_id)
-        until = req.until.ToSeconds() if req.HasField("until") else time.time() + 1
+        until = seconds(req.until) if req.HasField("until") else time.time() + 1
         fd = {api_pb2.FILE_DESCRIPTOR_STDOUT: 1, api_pb2.FILE_DESCRIPTOR_STDERR: 2}.get(req.source, 0)
         entries = await self.p.logs.fetch(
             req.app_id,
-            req.since.ToSeconds(),
+            seconds(req.since),
             until,
             req.limit,
             req.function_id,
@@ -432,7 +432,8 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     @streaming
     async def ImageJoinStreaming(self, req):
         after = int(req.last_entry_id) if req.last_entry_id.isdigit() else 0
-        lines, entry, result = await self.p.images.join(req.image_id, after, min(req.timeout or MAX_POLL, MAX_POLL))
+        wait = poll_timeout(req.timeout or MAX_POLL, MAX_POLL)
+        lines, entry, result = await self.p.images.join(req.image_id, after, wait)
         if lines:
             yield api_pb2.ImageJoinStreamingResponse(
                 task_logs=[
@@ -619,7 +620,7 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
         outputs, last_entry_id, unfinished = await self.p.calls.get_outputs(
             req.function_call_id,
             last_entry_id=req.last_entry_id,
-            timeout=min(req.timeout, MAX_POLL),
+            timeout=poll_timeout(req.timeout, MAX_POLL),
             clear_on_success=req.clear_on_success,
             start_idx=req.start_idx if req.HasField("start_idx") else None,
         )

@@ -17,7 +17,12 @@ from .ids import new_id
 DEFAULT_ENVIRONMENT = "main"
 _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TAG = re.compile(r"[A-Za-z0-9._-]{1,63}")  # the client's own rule for tag keys and values
+_APP_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the client's own rule for object names...
+_APP_ID = re.compile(r"ap-[A-Za-z0-9]{22}")  # ...which may not look like an app id
 STOPPED_STATES = (api_pb2.APP_STATE_STOPPED, api_pb2.APP_STATE_STOPPING)
+# The states a client creates an app in (`modal run`, `--detach`, `modal deploy`), and those it publishes it in.
+_CREATED_STATES = (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_DETACHED, api_pb2.APP_STATE_INITIALIZING)
+_PUBLISHED_STATES = (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_DETACHED, api_pb2.APP_STATE_DEPLOYED)
 
 
 @dataclass
@@ -61,13 +66,15 @@ class Apps:
         self, environment: str, description: str, state: int, client_id: str = "", tags: Mapping[str, str] = {}
     ) -> App:
         environment = environment or DEFAULT_ENVIRONMENT
+        state = state or api_pb2.APP_STATE_EPHEMERAL
+        _check_state(state, _CREATED_STATES)
         await self.ensure_environment(environment)
         app = App(
             new_id("ap"),
             environment,
             None,
             description,
-            state or api_pb2.APP_STATE_EPHEMERAL,
+            state,
             time.time(),
             None,
             tags=_checked(tags),
@@ -133,6 +140,14 @@ class Apps:
 
     async def publish(self, app_id: str, name: str, state: int, tags: Mapping[str, str] = {}) -> App:
         """A deploy that names tags replaces the app's; one that names none keeps those App.set_tags() gave."""
+        if state:
+            _check_state(state, _PUBLISHED_STATES)
+        # Only deployed apps are looked up by name; `modal run` publishes whatever App(name) was given.
+        if state == api_pb2.APP_STATE_DEPLOYED and not _deployable_name(name):
+            raise InvalidArgument(
+                f"Invalid app name {name!r}: use letters, digits, '-', '_' and '.', at most 64 characters,"
+                " and no name shaped like an app id"
+            )
         app = await self.get(app_id)
         if app.state in STOPPED_STATES:
             raise InvalidArgument(f"App {app_id} is stopped")
@@ -196,7 +211,7 @@ class Apps:
 
     async def delete_environment(self, name: str) -> list[App]:
         """Removes the environment; returns its apps that still run, for the caller to stop."""
-        if name == DEFAULT_ENVIRONMENT:
+        if (name or DEFAULT_ENVIRONMENT) == DEFAULT_ENVIRONMENT:
             raise InvalidArgument(f"The default environment '{DEFAULT_ENVIRONMENT}' cannot be deleted")
         await self.ensure_environment(name)
         async with self.db.tx() as conn:
@@ -211,6 +226,17 @@ async def _check_new_environment(conn, name: str) -> None:
         )
     if (await conn.execute(select(t.environments).where(t.environments.c.name == name))).first():
         raise AlreadyExists(f"Environment '{name}' already exists")
+
+
+def _deployable_name(name: str) -> bool:
+    return bool(_APP_NAME.fullmatch(name)) and not _APP_ID.fullmatch(name)
+
+
+def _check_state(state: int, allowed: Collection[int]) -> None:
+    if state not in allowed:
+        names = ", ".join(api_pb2.AppState.Name(s) for s in allowed)
+        shown = api_pb2.AppState.Name(state) if state in api_pb2.AppState.values() else str(state)
+        raise InvalidArgument(f"An app cannot be put in state {shown} by a client here; use one of {names}")
 
 
 def _checked(tags: Mapping[str, str]) -> dict[str, str]:

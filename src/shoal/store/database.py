@@ -5,6 +5,11 @@ await conn.execute(...)` for either. The differences live here: PostgreSQL runs
 on asyncpg; SQLite runs in the server's own thread, because a local SQLite
 statement takes microseconds while handing it to a worker thread and back costs
 more than the statement (this is on every call's path).
+
+Transactions run one at a time on both: SQLite's by a lock in the process, PostgreSQL's
+by an advisory lock every transaction takes first, which holds across replicas too.
+The domain reads and then writes in one transaction (the next version number, get or
+create), and this is what keeps that correct without retries.
 """
 
 import asyncio
@@ -13,11 +18,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import StaticPool
 
 CHECKPOINT_INTERVAL = 1.0
+_ONE_AT_A_TIME = text("SELECT pg_advisory_xact_lock(7370)")  # any fixed key: shoal's own
+
+
+class ValueRejected(Exception):
+    """A value the database cannot hold: longer than its column, or with a NUL character."""
 
 
 def database_url(spec: str) -> str:
@@ -80,8 +91,15 @@ class Database:
     async def tx(self) -> AsyncIterator[Any]:
         """A transaction: committed on normal exit, rolled back on error."""
         if not self.is_sqlite:
-            async with self._async_engine.begin() as conn:
-                yield conn
+            try:
+                async with self._async_engine.begin() as conn:
+                    await conn.execute(_ONE_AT_A_TIME)
+                    yield conn
+            except DBAPIError as e:
+                # SQLSTATE class 22, data exception; SQLite stores such values as they are.
+                if not str(getattr(e.orig, "sqlstate", "")).startswith("22"):
+                    raise
+                raise ValueRejected(f"A value in the request cannot be stored: {str(e.orig).splitlines()[0]}") from None
             return
         async with self._turn:
             with self._sync_engine.begin() as conn:
