@@ -1,12 +1,23 @@
 """Bad input gets a clear error and the server keeps serving."""
 
 import asyncio
+import json
+import os
 
 import pytest
+from conftest import running_shoal
 from grpclib import GRPCError, Status
 from grpclib.client import Channel
 from modal_proto import api_grpc, api_pb2
 from modal_version import __version__ as CLIENT_VERSION
+from postgres import fresh_database
+
+from shoal.api.rpc import implemented_rpcs
+from shoal.api.servicer import ShoalServicer
+
+# The RPCs that hold a request until there is something to answer (up to 50 s): the junk
+# requests' deadline may end them first.
+LONG_POLLS = {"AppGetLogs", "FunctionGetOutputs", "FunctionCallGetDataOut", "ImageJoinStreaming"}
 
 
 def call(shoal, rpc: str, request, *, version: str = CLIENT_VERSION, token_id: str = "", secret: str | None = None):
@@ -95,3 +106,52 @@ def test_new_token_is_accepted_while_running(shoal):
         secret=exports["MODAL_TOKEN_SECRET"],
     )
     assert response is not None
+
+
+def test_a_client_path_that_climbs_out_is_refused(shoal):
+    """Mount and build-context paths name files below a root on the server's machine; hashes name blobs."""
+    climbing = api_pb2.MountFile(filename="/../../etc/cron.d/x", sha256_hex="0" * 64)
+    message = expect_error(
+        Status.INVALID_ARGUMENT, shoal, "MountGetOrCreate", api_pb2.MountGetOrCreateRequest(files=[climbing])
+    )
+    assert "no '..'" in message
+    # A "hash" that is a path to a file the server has is not an uploaded file.
+    not_a_hash = api_pb2.MountFile(filename="/app/x", sha256_hex="../../../../../../etc/hostname")
+    message = expect_error(
+        Status.INVALID_ARGUMENT, shoal, "MountGetOrCreate", api_pb2.MountGetOrCreateRequest(files=[not_a_hash])
+    )
+    assert "not uploaded" in message
+    answer = call(
+        shoal, "MountBatchedCheckExistence", api_pb2.MountBatchedCheckExistenceRequest(sha256_hex_hashes=["../x"])
+    )
+    assert list(answer.missing_sha256_hex_hashes) == ["../x"]
+    context = api_pb2.ImageContextFile(filename="../../../etc/cron.d/x", data=b"* * * * * root true\n")
+    image = api_pb2.Image(dockerfile_commands=["FROM python:3.11-slim-bookworm"], context_files=[context])
+    build = api_pb2.ImageGetOrCreateRequest(image=image)
+    message = expect_error(Status.INVALID_ARGUMENT, shoal, "ImageGetOrCreate", build)
+    assert "no '..'" in message
+    assert not os.path.exists("/etc/cron.d/x")
+
+
+def _unexpected(rpc: str, outcome: str) -> bool:
+    return outcome.startswith(("INTERNAL", "UNKNOWN")) or (outcome == "deadline" and rpc not in LONG_POLLS)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_every_rpc_answers_junk_with_a_deliberate_error(backend, request):
+    """Every RPC shoal implements, sent requests of junk (apps/junk_requests.py), many at once:
+    each answers, with its result or an error that says what was wrong, never an internal
+    error; nothing fails behind the answers; and the server goes on serving."""
+    up_args: tuple[str, ...] = ()
+    if backend == "postgresql":
+        url = asyncio.run(fresh_database(request.getfixturevalue("postgres_url"), f"junk_{os.getpid()}"))
+        up_args = ("--database", url)
+    # A store of its own: the junk makes environments, secrets and images no other test expects.
+    with running_shoal(clone_images=True, up_args=up_args) as own:
+        proc = own.python("junk_requests.py", "40", timeout=900)
+        outcomes = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert set(outcomes) == implemented_rpcs(ShoalServicer)
+        wrong = {rpc: bad for rpc, found in outcomes.items() if (bad := [o for o in found if _unexpected(rpc, o)])}
+        assert not wrong, wrong
+        assert "Traceback" not in (own.home / "server.log").read_text(errors="replace")
+        assert "echo 3 -> 3" in own.modal("run", "junk_requests.py::main", "--x", "3").stdout
