@@ -17,7 +17,14 @@ from shoal.api.servicer import ShoalServicer
 
 # The RPCs that hold a request until there is something to answer (up to 50 s): the junk
 # requests' deadline may end them first.
-LONG_POLLS = {"AppGetLogs", "FunctionGetOutputs", "FunctionCallGetDataOut", "ImageJoinStreaming"}
+LONG_POLLS = {
+    "AppGetLogs",
+    "ContainerHeartbeat",
+    "FunctionCallGetDataOut",
+    "FunctionGetInputs",
+    "FunctionGetOutputs",
+    "ImageJoinStreaming",
+}
 
 
 def call(shoal, rpc: str, request, *, version: str = CLIENT_VERSION, token_id: str = "", secret: str | None = None):
@@ -139,9 +146,10 @@ def _unexpected(rpc: str, outcome: str) -> bool:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_every_rpc_answers_junk_with_a_deliberate_error(backend, request):
-    """Every RPC shoal implements, sent requests of junk (apps/junk_requests.py), many at once:
-    each answers, with its result or an error that says what was wrong, never an internal
-    error; nothing fails behind the answers; and the server goes on serving."""
+    """Every RPC shoal implements, sent requests of junk (apps/junk_requests.py), many at once,
+    from a container and from a client: each answers, with its result or an error that says
+    what was wrong, never an internal error; nothing fails behind the answers; and the server
+    goes on serving."""
     up_args: tuple[str, ...] = ()
     if backend == "postgresql":
         url = asyncio.run(fresh_database(request.getfixturevalue("postgres_url"), f"junk_{os.getpid()}"))
@@ -149,9 +157,15 @@ def test_every_rpc_answers_junk_with_a_deliberate_error(backend, request):
     # A store of its own: the junk makes environments, secrets and images no other test expects.
     with running_shoal(clone_images=True, up_args=up_args) as own:
         proc = own.python("junk_requests.py", "40", timeout=900)
-        outcomes = json.loads(proc.stdout.strip().splitlines()[-1])
-        assert set(outcomes) == implemented_rpcs(ShoalServicer)
-        wrong = {rpc: bad for rpc, found in outcomes.items() if (bad := [o for o in found if _unexpected(rpc, o)])}
+        sent = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert set(sent["outside"]) == implemented_rpcs(ShoalServicer)
+        assert {"ContainerHello", "FunctionGetInputs", "FunctionPutOutputs"} <= set(sent["inside"])
+        wrong = {
+            (side, rpc): bad
+            for side, outcomes in sent.items()
+            for rpc, found in outcomes.items()
+            if (bad := [o for o in found if _unexpected(rpc, o)])
+        }
         assert not wrong, wrong
         assert "Traceback" not in (own.home / "server.log").read_text(errors="replace")
         assert "echo 3 -> 3" in own.modal("run", "junk_requests.py::main", "--x", "3").stdout

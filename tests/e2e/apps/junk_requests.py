@@ -7,8 +7,10 @@ app, a function, a call, an image, a secret) while the rest of it is junk: out-o
 numbers, NaN, unknown enum values, odd strings, paths that climb out ("../.."). Each RPC
 gets ROUNDS requests, the same ones on every run (seeded), sent at once so that the
 server also handles them concurrently; the RPCs that end an app or an environment go
-last. The last line printed is JSON: {rpc: sorted distinct outcomes}, an outcome being
-"ok", "deadline" or "STATUS: message".
+last. They are sent twice: from a container of the app, over its own socket (so the
+RPCs only a container may make get past "which task are you"), then as a client.
+The last line printed is JSON: {"inside"|"outside": {rpc: sorted distinct outcomes}},
+an outcome being "ok", "deadline" or "STATUS: message".
 """
 
 import asyncio
@@ -156,23 +158,12 @@ async def answer(method, request, metadata) -> str:
         return "deadline"
 
 
-async def send_all(rounds: int, ids: dict[str, str]) -> dict[str, list[str]]:
-    # Imported here, not at the top: the app's containers import this file too, and they have no shoal.
-    from shoal.api.rpc import implemented_rpcs
-    from shoal.api.servicer import ShoalServicer
-
-    host, port = os.environ["MODAL_SERVER_URL"].removeprefix("http://").rsplit(":", 1)
-    metadata = {
-        "x-modal-client-version": CLIENT_VERSION,
-        "x-modal-client-type": str(api_pb2.CLIENT_TYPE_CLIENT),
-        "x-modal-token-id": os.environ["MODAL_TOKEN_ID"],
-        "x-modal-token-secret": os.environ["MODAL_TOKEN_SECRET"],
-    }
-    channel = Channel(host, int(port))
+async def send_all(names: list[str], rounds: int, ids: dict[str, str], target: dict, metadata: dict) -> dict:
+    channel = Channel(**target)  # made in the loop that uses it
     stub = api_grpc.ModalClientStub(channel)
     outcomes: dict[str, list[str]] = {}
     try:
-        for name in sorted(implemented_rpcs(ShoalServicer), key=lambda n: (n in ENDING, n)):
+        for name in sorted(names, key=lambda n: (n in ENDING, n)):
             method = getattr(stub, name)
             requests = []
             for seed in range(rounds):
@@ -186,6 +177,31 @@ async def send_all(rounds: int, ids: dict[str, str]) -> dict[str, list[str]]:
     return outcomes
 
 
+@app.function()
+def from_inside(names: list[str], rounds: int, ids: dict[str, str]) -> dict:
+    """The junk sent by a container over its own socket, as its task: what a container's code could send.
+    The RPCs that end an app or a container are left out: they would end this one."""
+    target = {"path": os.environ["MODAL_SERVER_URL"].removeprefix("unix://")}
+    metadata = {"x-modal-client-version": CLIENT_VERSION, "x-modal-client-type": str(api_pb2.CLIENT_TYPE_CONTAINER)}
+    return asyncio.run(send_all([n for n in names if n not in ENDING], rounds, ids, target, metadata))
+
+
+def from_outside(names: list[str], rounds: int, ids: dict[str, str]) -> dict:
+    host, port = os.environ["MODAL_SERVER_URL"].removeprefix("http://").rsplit(":", 1)
+    metadata = {
+        "x-modal-client-version": CLIENT_VERSION,
+        "x-modal-client-type": str(api_pb2.CLIENT_TYPE_CLIENT),
+        "x-modal-token-id": os.environ["MODAL_TOKEN_ID"],
+        "x-modal-token-secret": os.environ["MODAL_TOKEN_SECRET"],
+    }
+    return asyncio.run(send_all(names, rounds, ids, {"host": host, "port": int(port)}, metadata))
+
+
 if __name__ == "__main__":
-    ids = real_ids()
-    print(json.dumps(asyncio.run(send_all(int(sys.argv[1]), ids))))
+    # Imported here, not at the top: the app's containers import this file too, and they have no shoal.
+    from shoal.api.rpc import implemented_rpcs
+    from shoal.api.servicer import ShoalServicer
+
+    names, rounds, ids = sorted(implemented_rpcs(ShoalServicer)), int(sys.argv[1]), real_ids()
+    inside = from_inside.remote(names, rounds, ids)
+    print(json.dumps({"inside": inside, "outside": from_outside(names, rounds, ids)}))
