@@ -3,9 +3,12 @@ seeded with the python base that shoal builds from Debian packages."""
 
 import asyncio
 import hashlib
+import json
 import os
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 
 import pytest
 from conftest import CACHE, running_shoal
@@ -125,3 +128,13 @@ def test_a_root_file_system_imported_from_this_machine_is_a_base_without_a_regis
         assert "where: 3.11 from this machine" in own.modal("run", str(path)).stdout
         refused = own.shoal("images", "import", "Bad Name", str(rootfs), check=False)
         assert refused.returncode != 0 and "is not an image name" in refused.stdout + refused.stderr
+        # A token runs apps; making a directory of the server's machine readable to them takes its owner.
+        token = json.loads((own.home / "token.json").read_text())
+        import_etc = urllib.request.Request(
+            f"http://127.0.0.1:{own.port + 1}/admin/images/import?name=leak&source=/etc",
+            method="POST",
+            headers={"x-modal-token-id": token["token_id"], "x-modal-token-secret": token["token_secret"]},
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(import_etc)
+        assert answer.value.code == 403 and "as the user that runs shoal" in answer.value.read().decode()

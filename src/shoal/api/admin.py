@@ -1,9 +1,11 @@
 """Admin HTTP routes for the `shoal` command line: the worker pool; image listing, usage, bootstrap,
 import and garbage collection.
 
-Callers authenticate with an API token (the headers the modal client sends over gRPC).
+Callers authenticate with an API token (the headers the modal client sends over gRPC); an
+import from the server's machine also needs the host proof (api/host_proof.py).
 """
 
+import hmac
 from dataclasses import asdict
 
 from aiohttp import web
@@ -13,12 +15,13 @@ from ..control.image_report import list_images, usage
 from ..control.platform import Platform
 from ..images.builder import BuildError
 from ..images.imported import ImportFailed
+from . import host_proof
 
 TOKEN_ID_HEADER = "x-modal-token-id"
 TOKEN_SECRET_HEADER = "x-modal-token-secret"
 
 
-def admin_routes(platform: Platform) -> list[web.RouteDef]:
+def admin_routes(platform: Platform, proof: str) -> list[web.RouteDef]:
     async def authenticated(request: web.Request) -> None:
         try:
             await platform.tokens.verify(
@@ -54,7 +57,14 @@ def admin_routes(platform: Platform) -> list[web.RouteDef]:
 
     async def images_import(request: web.Request) -> web.Response:
         await authenticated(request)
+        if not hmac.compare_digest(request.headers.get(host_proof.HEADER, ""), proof):
+            raise web.HTTPForbidden(
+                text="Importing a directory of the server's machine takes its owner: run `shoal images import` "
+                "there, as the user that runs shoal (it reads SHOAL_HOME/server.secret)"
+            )
         query = request.query
+        if "name" not in query or "source" not in query:
+            raise web.HTTPBadRequest(text="An import needs name= and source=")
         try:
             image = await platform.images.import_rootfs(query["name"], query["source"], query.get("python"))
         except ImportFailed as e:

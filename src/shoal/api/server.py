@@ -20,6 +20,7 @@ from ..worker.protocol import TASK_ID_HEADER, TASK_SECRET_HEADER
 from .admin import admin_routes
 from .blob_urls import BlobUrls
 from .build_servicer import BuildStepServicer
+from .host_proof import SECRET_FILE, host_proof
 from .http import http_app
 from .servicer import ShoalServicer
 from .worker_service import WorkerService
@@ -34,7 +35,9 @@ class ShoalServer:
         settings.server_url = settings.server_url or f"http://{host}:{port}"
         # Blob URLs go to clients and containers anywhere: they name the host they reach shoal at.
         public_host = urlsplit(settings.server_url).hostname or host
-        self.blob_urls = BlobUrls(f"http://{public_host}:{http_port}", _server_secret(settings.home))
+        secret = _server_secret(settings.home)
+        self.blob_urls = BlobUrls(f"http://{public_host}:{http_port}", secret)
+        self.host_proof = host_proof(secret)
         self.platform = Platform(settings, self._serve_task)
         self._grpc: Server | None = None
         self._http: web.AppRunner | None = None
@@ -45,7 +48,7 @@ class ShoalServer:
         self._grpc = Server([modal, WorkerService(self.platform, modal.__mapping__(), self._check)])
         listen(self._grpc, RecvRequest, self._authenticate)
         await self._grpc.start(self.host, self.port)
-        http = http_app(self.platform.blobs, self.blob_urls, admin_routes(self.platform))
+        http = http_app(self.platform.blobs, self.blob_urls, admin_routes(self.platform, self.host_proof))
         self._http = web.AppRunner(http, access_log=None)
         await self._http.setup()
         await web.TCPSite(self._http, self.host, self.http_port).start()
@@ -103,7 +106,7 @@ class ShoalServer:
 
 
 def _server_secret(home: str) -> bytes:
-    path = os.path.join(home, "server.secret")
+    path = os.path.join(home, SECRET_FILE)
     os.makedirs(home, exist_ok=True)
     if not os.path.exists(path):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from ..api import host_proof
+
 T = TypeVar("T")
 
 
@@ -90,11 +92,13 @@ def admin_request(method: str, path: str, query: list[tuple[str, str]] | None = 
     url = f"http://{state['host']}:{state['http_port']}{path}"
     if query:
         url += "?" + urllib.parse.urlencode(query)
-    request = urllib.request.Request(
-        url,
-        method=method,
-        headers={"x-modal-token-id": token["token_id"], "x-modal-token-secret": token["token_secret"]},
-    )
+    headers = {"x-modal-token-id": token["token_id"], "x-modal-token-secret": token["token_secret"]}
+    try:
+        with open(os.path.join(home, host_proof.SECRET_FILE), "rb") as f:
+            headers[host_proof.HEADER] = host_proof.host_proof(f.read())
+    except OSError:
+        pass  # not the server's owner: routes that need the proof say so
+    request = urllib.request.Request(url, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=600) as response:
             return json.load(response)
