@@ -31,11 +31,11 @@ async def test_each_input_reads_back_with_how_it_ended_or_where_it_runs(tmp_path
         rid, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(i, api_pb2.FunctionInput()) for i in range(4)]
     )
     taken = await calls.next_inputs(rid, "ta-1", 3, 0, asyncio.Event())  # the fourth stays queued
-    await calls.put_output(taken[0].input_id, GenericResult(status=GenericResult.GENERIC_STATUS_SUCCESS), 0)
+    await calls.put_output("ta-1", taken[0].input_id, GenericResult(status=GenericResult.GENERIC_STATUS_SUCCESS), 0)
     await calls.flush()  # in the store
     monkeypatch.setattr("shoal.control.calls.OUTPUT_WRITE_DELAY", 60)
     await calls.put_output(
-        taken[1].input_id, GenericResult(status=GenericResult.GENERIC_STATUS_TIMEOUT), 0
+        "ta-1", taken[1].input_id, GenericResult(status=GenericResult.GENERIC_STATUS_TIMEOUT), 0
     )  # in memory only
 
     records = await history.inputs([fid])

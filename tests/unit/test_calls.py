@@ -45,7 +45,7 @@ async def test_blocking_calls_leave_memory_once_their_results_are_taken(tmp_path
     for kind in (api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC):
         call, _ = await calls.create("rv-1", kind, [(0, api_pb2.FunctionInput())])
         [inp] = await calls.next_inputs("rv-1", "ta-1", 1, 0, asyncio.Event())
-        await calls.put_output(inp.input_id, ok, 0)
+        await calls.put_output("ta-1", inp.input_id, ok, 0)
         outputs, _, _ = await calls.get_outputs(
             call.call_id, last_entry_id="0-0", timeout=0, clear_on_success=True, start_idx=0
         )
@@ -64,13 +64,13 @@ async def test_a_maps_outputs_come_back_together_and_the_last_one_ends_the_wait(
     ok = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
     call, _ = await calls.create("rv-1", 0, [(i, api_pb2.FunctionInput()) for i in range(3)])
     inputs = await calls.next_inputs("rv-1", "ta-1", 3, 0, asyncio.Event())
-    await calls.put_output(inputs[0].input_id, ok, 0)
+    await calls.put_output("ta-1", inputs[0].input_id, ok, 0)
     waiting = asyncio.create_task(
         calls.get_outputs(call.call_id, last_entry_id="0-0", timeout=60, clear_on_success=False)
     )
     for inp in inputs[1:]:
         await asyncio.sleep(0.01)
-        await calls.put_output(inp.input_id, ok, 0)
+        await calls.put_output("ta-1", inp.input_id, ok, 0)
     # Far inside the 60 s window: the call's last output ends the wait, with every output.
     outputs, last_entry_id, unfinished = await asyncio.wait_for(waiting, 5)
     assert [o.idx for o in outputs] == [0, 1, 2]
@@ -85,7 +85,7 @@ async def test_the_call_graph_runs_from_the_root_call_through_the_calls_its_inpu
     await calls.next_inputs("rv-outer", "ta-outer", 1, 0, asyncio.Event())
     child, _ = await calls.create("rv-inner", 0, [(i, api_pb2.FunctionInput()) for i in range(2)], parent.input_id)
     first, _ = await calls.next_inputs("rv-inner", "ta-inner", 2, 0, asyncio.Event())
-    await calls.put_output(first.input_id, ok, 0)
+    await calls.put_output("ta-inner", first.input_id, ok, 0)
     unrelated, _ = await calls.create("rv-inner", 0, [(0, api_pb2.FunctionInput())])
 
     for asked in (child.call_id, root.call_id):  # from any call of the tree, the whole tree
@@ -116,7 +116,7 @@ async def test_a_containers_output_belongs_to_its_input_while_it_runs_just_one(t
     await calls.create("rv-1", 0, [(i, api_pb2.FunctionInput()) for i in range(3)])
     [first] = await calls.next_inputs("rv-1", "ta-1", 1, 0, asyncio.Event())
     assert calls.input_running_on("ta-1") == first and calls.input_running_on("ta-2") is None
-    await calls.put_output(first.input_id, ok, 0)
+    await calls.put_output("ta-1", first.input_id, ok, 0)
     assert calls.input_running_on("ta-1") == first  # output trailing the input's own
     [second] = await calls.next_inputs("rv-1", "ta-1", 1, 0, asyncio.Event())
     assert calls.input_running_on("ta-1") is None  # the first's or the second's: neither is named
@@ -124,4 +124,18 @@ async def test_a_containers_output_belongs_to_its_input_while_it_runs_just_one(t
     assert calls.input_running_on("ta-1") == second
     await calls.next_inputs("rv-1", "ta-1", 1, 0, asyncio.Event())  # a concurrent container: two at once
     assert calls.input_running_on("ta-1") is None
+    await calls.flush()
+
+
+async def test_a_container_finishes_only_the_inputs_it_runs(tmp_path):
+    calls = await make_calls(tmp_path)
+    call, _ = await calls.create("rv-1", 0, [(0, api_pb2.FunctionInput())])
+    [inp] = await calls.next_inputs("rv-1", "ta-1", 1, 0, asyncio.Event())
+    forged = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS, data=b"forged")
+    await calls.put_output("ta-2", inp.input_id, forged, 0)  # another container's, or a stale one's
+    assert calls.input_running_on("ta-1") == inp
+    real = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS, data=b"real")
+    await calls.put_output("ta-1", inp.input_id, real, 0)
+    outputs, _, _ = await calls.get_outputs(call.call_id, last_entry_id="0-0", timeout=0, clear_on_success=False)
+    assert [o.result.data for o in outputs] == [b"real"]
     await calls.flush()

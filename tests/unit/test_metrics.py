@@ -63,8 +63,8 @@ async def test_each_series_has_a_value_a_bucket(tmp_path):
     # Calls: two inputs, queued now (the last bucket asked for), one succeeds.
     call, _ = await calls.create(rid, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(0, api_pb2.FunctionInput())] * 2)
     first, second = await calls.next_inputs(rid, "ta-c", 2, 0, asyncio.Event())
-    await calls.put_output(first.input_id, GenericResult(status=GenericResult.GENERIC_STATUS_SUCCESS), 0)
-    await calls.put_output(second.input_id, GenericResult(status=GenericResult.GENERIC_STATUS_FAILURE), 0)
+    await calls.put_output("ta-c", first.input_id, GenericResult(status=GenericResult.GENERIC_STATUS_SUCCESS), 0)
+    await calls.put_output("ta-c", second.input_id, GenericResult(status=GenericResult.GENERIC_STATUS_FAILURE), 0)
     await calls.flush()
 
     span = metrics.buckets(start, start + 660, 60)  # the last minute is now's

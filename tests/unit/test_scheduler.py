@@ -52,7 +52,7 @@ async def test_an_idle_container_gives_its_gpu_to_another_functions_waiting_inpu
     (holder,) = scheduler.live_tasks("rv-a")
     holder.ready = True  # as FunctionGetInputs
     (taken,) = await calls.next_inputs("rv-a", holder.task_id, 1, 1, holder.stop)
-    await calls.put_output(taken.input_id, api_pb2.GenericResult(status=1), 0)
+    await calls.put_output(holder.task_id, taken.input_id, api_pb2.GenericResult(status=1), 0)
 
     # The only H100 is held by an idle container of rv-a, far from its scaledown window.
     await calls.create("rv-b", 0, [(0, api_pb2.FunctionInput())])

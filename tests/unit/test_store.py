@@ -272,7 +272,7 @@ async def test_calls_survive_restart(db):
     taken = await calls.next_inputs("fu-1", "ta-1", 1, 0, asyncio.Event())
     assert [i.idx for i in taken] == [0]
     ok = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS, data=b"r")
-    await calls.put_output(taken[0].input_id, ok, 0)
+    await calls.put_output("ta-1", taken[0].input_id, ok, 0)
     await calls.flush()  # as `shoal down` does
 
     # A new process: the finished output is still there, the unfinished input is queued again.
@@ -293,11 +293,11 @@ async def test_failed_input_is_retried_then_reported(db):
 
     failure = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception="boom")
     first = await calls.next_inputs("fu-1", "ta-1", 1, 0, asyncio.Event())
-    await calls.put_output(first[0].input_id, failure, 0)
+    await calls.put_output("ta-1", first[0].input_id, failure, 0)
     assert call.outputs == []
     second = await calls.next_inputs("fu-1", "ta-1", 1, 2, asyncio.Event())
     assert second[0].retry_count == 1
-    await calls.put_output(second[0].input_id, failure, 0)
+    await calls.put_output("ta-1", second[0].input_id, failure, 0)
     outputs, _, unfinished = await calls.get_outputs(call.call_id, last_entry_id="", timeout=0, clear_on_success=False)
     assert outputs[0].result.exception == "boom" and unfinished == 0
     await calls.flush()
@@ -307,7 +307,7 @@ async def test_finished_call_is_read_from_the_store_after_restart(db):
     calls = Calls(db, lambda fid: api_pb2.FunctionRetryPolicy())
     call, _ = await calls.create("fu-1", api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(0, api_pb2.FunctionInput())])
     [inp] = await calls.next_inputs("fu-1", "ta-1", 1, 0, asyncio.Event())
-    await calls.put_output(inp.input_id, api_pb2.GenericResult(data=b"done"), 0)
+    await calls.put_output("ta-1", inp.input_id, api_pb2.GenericResult(data=b"done"), 0)
     await calls.flush()
 
     fresh = Calls(db, lambda fid: api_pb2.FunctionRetryPolicy())

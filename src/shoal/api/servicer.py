@@ -744,7 +744,7 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     async def FunctionPutOutputs(self, req):
         task = self._task()
         for item in req.outputs:
-            await self.p.calls.put_output(item.input_id, item.result, item.data_format)
+            await self.p.calls.put_output(task.task_id, item.input_id, item.result, item.data_format)
         task.idle_since = time.monotonic()  # the scale-down window counts from the last output
         return empty_pb2.Empty()
 

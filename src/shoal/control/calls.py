@@ -339,11 +339,14 @@ class Calls:
             taken.append(inp)
         return taken
 
-    async def put_output(self, input_id: str, result: api_pb2.GenericResult, data_format: int) -> None:
-        running = self.running.pop(input_id, None)
-        if running is None:
-            log.info("output for input %s that is not running; ignored", input_id)
+    async def put_output(self, task_id: str, input_id: str, result: api_pb2.GenericResult, data_format: int) -> None:
+        """A container's output for an input it runs; for any other input (one requeued after its
+        container was lost, another container's) it is ignored."""
+        running = self.running.get(input_id)
+        if running is None or running.task_id != task_id:
+            log.info("output from %s for input %s that it is not running; ignored", task_id, input_id)
             return
+        del self.running[input_id]
         await self._finish(running, result, data_format)
 
     def input_running_on(self, task_id: str) -> Input | None:
