@@ -389,6 +389,23 @@ async def test_usage_adds_what_containers_used_above_their_reservations(db):
     assert row.cost == pytest.approx((28 + 34) * Prices().cpu_core / 3600 + (23 + 32) * Prices().memory_gib / 3600)
 
 
+async def test_a_reading_that_waited_for_the_store_past_the_containers_exit_is_dropped(db):
+    apps, functions, containers = Apps(db), Functions(db), Containers(db)
+    app = await apps.create("", "metered", api_pb2.APP_STATE_EPHEMERAL)
+    fid = await functions.precreate(app.app_id, "f")
+    await containers.placed(Task("ta-1", "rv-1", fid, app.app_id, 100.0, Allocation("local", 1000, 1024)))
+    await containers.running("ta-1", 100.0)
+    async with db.tx():  # the store is busy: the reading, then the exit, wait for it in turn
+        reading = asyncio.create_task(containers.note_usage(_load({"ta-1": Excess(5.0, 1.0)}), 130.0))
+        await asyncio.sleep(0.05)
+        exited = asyncio.create_task(containers.finished("ta-1", 0, 120.0, excess=Excess(8.0, 3.0)))
+        await asyncio.sleep(0.05)
+    await reading
+    await exited
+    [row] = await metered(db, 0, 200.0)
+    assert amounts(row, seconds_within(row, 0, 200.0))["CPU"] == pytest.approx(20 + 8.0)
+
+
 async def test_usage_meters_a_container_from_its_process_start_to_its_exit(db):
     """Not from its placement: planning it, materialising its image, building the client package are not its life."""
     apps, functions, containers = Apps(db), Functions(db), Containers(db)

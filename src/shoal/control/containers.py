@@ -117,6 +117,9 @@ class Containers:
             return
         c = t.tasks.c
         async with self.db.tx() as conn:
+            # A container whose exit was noted while this waited for the store keeps the exit's figures.
+            excess = {task_id: e for task_id, e in excess.items() if task_id in self._running}
+            due = [task_id for task_id in due if task_id in self._running]
             for task_id, e in excess.items():
                 await conn.execute(update(t.tasks).where(c.task_id == task_id).values(**_excess_columns(e)))
             if due:
@@ -132,9 +135,11 @@ class Containers:
                 ]
                 await conn.execute(insert(t.task_samples), samples)
         for task_id, e in excess.items():
-            self._running[task_id].excess = e
+            if noting := self._running.get(task_id):
+                noting.excess = e
         for task_id in due:
-            self._running[task_id].sampled_at = at
+            if noting := self._running.get(task_id):
+                noting.sampled_at = at
 
     async def forget_samples(self, now: float) -> None:
         """Samples older than SAMPLES_KEPT go."""
