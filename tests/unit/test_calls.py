@@ -139,3 +139,13 @@ async def test_a_container_finishes_only_the_inputs_it_runs(tmp_path):
     outputs, _, _ = await calls.get_outputs(call.call_id, last_entry_id="0-0", timeout=0, clear_on_success=False)
     assert [o.result.data for o in outputs] == [b"real"]
     await calls.flush()
+
+
+async def test_a_generators_items_come_only_from_the_container_running_it(tmp_path):
+    calls = await make_calls(tmp_path)
+    call, _ = await calls.create("rv-1", 0, [(0, api_pb2.FunctionInput())])
+    await calls.next_inputs("rv-1", "ta-1", 1, 0, asyncio.Event())
+    await calls.put_data_out("ta-2", call.call_id, [api_pb2.DataChunk(index=1, data=b"forged")])
+    await calls.put_data_out("ta-1", call.call_id, [api_pb2.DataChunk(index=1, data=b"real")])
+    assert [c.data for c in (await calls.get(call.call_id)).data_out] == [b"real"]
+    await calls.flush()

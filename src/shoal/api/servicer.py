@@ -750,7 +750,7 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
 
     @unary
     async def FunctionCallPutDataOut(self, req):
-        await self.p.calls.put_data_out(req.function_call_id, list(req.data_chunks))
+        await self.p.calls.put_data_out(self._task().task_id, req.function_call_id, list(req.data_chunks))
         return empty_pb2.Empty()
 
 

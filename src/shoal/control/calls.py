@@ -517,8 +517,13 @@ class Calls:
 
     # -- generators --------------------------------------------------------
 
-    async def put_data_out(self, call_id: str, chunks: list[api_pb2.DataChunk]) -> None:
+    async def put_data_out(self, task_id: str, call_id: str, chunks: list[api_pb2.DataChunk]) -> None:
+        """A generator's items, from the container running the call's input (a container sends
+        them all before the input's output); from any other container they are ignored."""
         call = await self.get(call_id)
+        if not any(r.task_id == task_id and r.input.call_id == call_id for r in self.running.values()):
+            log.info("data from %s for call %s that it is not running; ignored", task_id, call_id)
+            return
         call.data_out.extend(chunks)
         call.data_out.sort(key=lambda c: c.index)
         call.data_pulse.notify()
