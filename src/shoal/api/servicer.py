@@ -332,7 +332,7 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     @unary
     async def TaskList(self, req):
         tasks = []
-        for task in self.p.scheduler.tasks.values():
+        for task in list(self.p.scheduler.tasks.values()):  # a snapshot: containers come and go meanwhile
             if req.app_id and task.app_id != req.app_id:
                 continue
             app = await self.p.apps.get(task.app_id)
