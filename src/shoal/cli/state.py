@@ -47,10 +47,13 @@ def write_json(path: str, data: dict) -> None:
 
 
 def alive(pid: int) -> bool:
+    """The process runs: it exists and is not a zombie (an init that does not reap, as in many
+    containers, leaves a killed shoal as one)."""
     try:
         os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
         return False
 
 
