@@ -2,12 +2,16 @@
 a detached run's app stops once its calls are done."""
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
 
-from conftest import APPS
+from conftest import APPS, running_shoal
+
+from shoal.cli.state import alive
 
 
 def tasks_of(shoal, description: str) -> int | None:
@@ -113,3 +117,27 @@ def test_restart_keeps_state_and_stops_containers(shoal):
     assert before <= after  # the same token still works and the apps are still there
     proc = shoal.modal("run", "images_app.py")
     assert "inspect:" in proc.stdout and "=> RUN" not in proc.stdout + proc.stderr
+
+
+def test_accepted_work_survives_a_crash_of_the_server():
+    """Killed outright (no `shoal down`) while one call runs and the rest wait: after `shoal up`
+    every call still ends with its result, and no container of the killed server is left."""
+    with running_shoal() as own:
+        spawned = own.python("crash.py", "spawn", "4").stdout  # 3 s each, one container at a time
+        calls = re.findall(r"call: (fc-\w+)", spawned)
+        deadline = time.monotonic() + 120
+        while not (running := json.loads(own.modal("container", "list", "--json").stdout)):
+            assert time.monotonic() < deadline, "no container started"
+            time.sleep(0.2)
+        pid = json.loads((own.home / "server.json").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        while alive(pid):  # a killed process takes a moment to go
+            assert time.monotonic() < deadline, "the server outlived SIGKILL"
+            time.sleep(0.1)
+        own.up()
+        left = subprocess.run(
+            ["runc", "--root", str(own.home / "runtime" / "runc"), "list", "-q"], capture_output=True, text=True
+        ).stdout.split()
+        assert not {c["container_id"] for c in running} & set(left)
+        results = own.python("crash.py", "get", *calls).stdout
+        assert re.findall(r"result: (\d+)", results) == ["0", "1", "4", "9"]
