@@ -115,6 +115,17 @@ def test_new_token_is_accepted_while_running(shoal):
     assert response is not None
 
 
+def test_an_oversized_request_is_refused_unread(shoal):
+    huge = api_pb2.FunctionInput(args=b"x" * (129 * 1024**2))  # the client sends anything over 2 MiB as a blob
+    item = api_pb2.FunctionPutInputsItem(input=huge)
+    request = api_pb2.FunctionMapRequest(function_id="fu-any", pipelined_inputs=[item])
+    message = expect_error(Status.RESOURCE_EXHAUSTED, shoal, "FunctionMap", request)
+    assert "over shoal's limit of 128 MiB" in message
+    from google.protobuf import empty_pb2
+
+    assert call(shoal, "ClientHello", empty_pb2.Empty()) is not None
+
+
 def test_a_client_path_that_climbs_out_is_refused(shoal):
     """Mount and build-context paths name files below a root on the server's machine; hashes name blobs."""
     climbing = api_pb2.MountFile(filename="/../../etc/cron.d/x", sha256_hex="0" * 64)

@@ -55,9 +55,43 @@ caller: ContextVar[str] = ContextVar("caller", default="")
 proxied_task: ContextVar[str] = ContextVar("proxied_task", default="")
 
 
+def _from_container(servicer) -> bool:
+    """A container sent the request: over its own socket, or through its worker."""
+    return bool(servicer.task_id or proxied_task.get())
+
+
 def _identify(stream) -> None:
     caller.set(str(stream.metadata.get("x-modal-token-id", "")))
     proxied_task.set(str(stream.metadata.get(TASK_ID_HEADER, "")))
+
+
+# The largest request a client sends is a batch of map inputs: 49 of at most 2 MiB each inline
+# (larger ones travel through blobs), about 100 MiB. Containers' requests are not bounded: they
+# are on a worker already, and a batched function's outputs may add up to more.
+MAX_REQUEST_BYTES = 128 * 1024**2
+
+
+async def receive(stream, bounded: bool):
+    """The request, as `stream.recv_message()` reads it, with the bound grpclib lacks: a message
+    larger than MAX_REQUEST_BYTES is refused from its length prefix, before its body is read."""
+    if not bounded:
+        return await stream.recv_message()
+    h2_stream = stream._stream  # grpclib's per-request HTTP/2 stream; grpclib is pinned by the client
+
+    async def bounded(size: int) -> bytes:
+        if size > MAX_REQUEST_BYTES:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"A request of {size / 1024**2:.0f} MiB is over shoal's limit of {MAX_REQUEST_BYTES // 1024**2} MiB"
+                " (the modal client sends large arguments and results through blobs)",
+            )
+        return await read(size)
+
+    read, h2_stream.recv_data = h2_stream.recv_data, bounded
+    try:
+        return await stream.recv_message()
+    finally:
+        del h2_stream.recv_data  # the class's own again
 
 
 def unary(fn):
@@ -68,7 +102,7 @@ def unary(fn):
         start = time.monotonic()
         _identify(stream)
         self.check_access(fn.__name__)
-        request = await stream.recv_message()
+        request = await receive(stream, bounded=not _from_container(self))
         received = time.monotonic()
         try:
             response = await fn(self, request)
@@ -90,7 +124,7 @@ def streaming(fn):
     async def handler(self, stream):
         _identify(stream)
         self.check_access(fn.__name__)
-        request = await stream.recv_message()
+        request = await receive(stream, bounded=not _from_container(self))
         try:
             async for response in fn(self, request):
                 await stream.send_message(response)
