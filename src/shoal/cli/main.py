@@ -156,7 +156,9 @@ def down(timeout: int) -> None:
     home = shoal_home()
     state = running_state(home)
     if state is None:
-        click.echo("shoal is not running")
+        # A shoal that died without `shoal down` (killed, crashed) left its containers running.
+        left = _cleanup_containers(home) if os.path.isdir(os.path.join(home, "runtime")) else 0
+        click.echo("shoal is not running" + (f"; stopped {left} container{'s' * (left > 1)} it left" if left else ""))
         return
     pid = state["pid"]
     os.kill(pid, signal.SIGTERM)
@@ -169,10 +171,17 @@ def down(timeout: int) -> None:
     click.echo("shoal stopped")
 
 
-def _cleanup_containers(home: str) -> None:
+def _cleanup_containers(home: str) -> int:
+    """Stops and removes every container under the home's runtime; returns how many there were."""
     from ..runtime import Runtime
 
-    asyncio.run(Runtime(os.path.join(home, "runtime")).cleanup_all())
+    async def cleanup() -> int:
+        runtime = Runtime(os.path.join(home, "runtime"))
+        found = len(await runtime.list_ids())
+        await runtime.cleanup_all()
+        return found
+
+    return asyncio.run(cleanup())
 
 
 @main.command()
