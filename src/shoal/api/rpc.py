@@ -55,9 +55,9 @@ caller: ContextVar[str] = ContextVar("caller", default="")
 proxied_task: ContextVar[str] = ContextVar("proxied_task", default="")
 
 
-def _from_container(servicer) -> bool:
-    """A container sent the request: over its own socket, or through its worker."""
-    return bool(servicer.task_id or proxied_task.get())
+def sending_task(servicer) -> str:
+    """The container that sent the request, over its own socket or through its worker ("" for a client)."""
+    return servicer.task_id or proxied_task.get()
 
 
 def _identify(stream) -> None:
@@ -102,7 +102,7 @@ def unary(fn):
         start = time.monotonic()
         _identify(stream)
         self.check_access(fn.__name__)
-        request = await receive(stream, bounded=not _from_container(self))
+        request = await receive(stream, bounded=not sending_task(self))
         received = time.monotonic()
         try:
             response = await fn(self, request)
@@ -124,7 +124,7 @@ def streaming(fn):
     async def handler(self, stream):
         _identify(stream)
         self.check_access(fn.__name__)
-        request = await receive(stream, bounded=not _from_container(self))
+        request = await receive(stream, bounded=not sending_task(self))
         try:
             async for response in fn(self, request):
                 await stream.send_message(response)

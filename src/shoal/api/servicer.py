@@ -25,7 +25,7 @@ from ..control.scheduler import Autoscaling
 from .account import AccountRpcs
 from .blob_urls import BlobUrls
 from .inspection import InspectionRpcs
-from .rpc import UnimplementedServicer, caller, poll_timeout, proxied_task, seconds, streaming, unary
+from .rpc import UnimplementedServicer, caller, poll_timeout, seconds, sending_task, streaming, unary
 
 GenericResult = api_pb2.GenericResult
 # Long-polls return before the client's own attempt timeout would fire.
@@ -669,13 +669,13 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     def check_access(self, rpc: str) -> None:
         """Called before every RPC: a container of a function with restrict_modal_access=True
         may only serve its own inputs and outputs."""
-        task = self.p.scheduler.tasks.get(self.task_id or proxied_task.get())
+        task = self.p.scheduler.tasks.get(sending_task(self))
         revision = self.p.functions.cached(task.revision_id) if task else None
         if revision and (why := access.refusal(revision.definition, rpc)):
             raise GRPCError(Status.PERMISSION_DENIED, why)
 
     def _task(self):
-        task_id = self.task_id or proxied_task.get()
+        task_id = sending_task(self)
         task = self.p.scheduler.tasks.get(task_id)
         if task is None:
             raise NotFound(f"Task {task_id or '(none)'} is not running")

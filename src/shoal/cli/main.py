@@ -175,13 +175,7 @@ def _cleanup_containers(home: str) -> int:
     """Stops and removes every container under the home's runtime; returns how many there were."""
     from ..runtime import Runtime
 
-    async def cleanup() -> int:
-        runtime = Runtime(os.path.join(home, "runtime"))
-        found = len(await runtime.list_ids())
-        await runtime.cleanup_all()
-        return found
-
-    return asyncio.run(cleanup())
+    return asyncio.run(Runtime(os.path.join(home, "runtime")).cleanup_all())
 
 
 @main.command()

@@ -281,8 +281,9 @@ class Runtime:
             raise ContainerError(f"runc list: {err.strip()}")
         return out.split()
 
-    async def cleanup_all(self) -> None:
-        """Delete every container in our runc root and all bundles, leftovers of earlier processes included."""
+    async def cleanup_all(self) -> int:
+        """Delete every container in our runc root and all bundles, leftovers of earlier processes
+        included; returns how many containers there were."""
         ids = await self.list_ids()
         results = await asyncio.gather(*(self._runc("delete", "--force", cid) for cid in ids))
         failed = [
@@ -298,3 +299,4 @@ class Runtime:
             await asyncio.to_thread(shutil.rmtree, self.bundles_dir)
         if failed:
             raise ContainerError("could not delete containers: " + "; ".join(failed))
+        return len(ids)

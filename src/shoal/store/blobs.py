@@ -24,7 +24,10 @@ class BlobStore:
         return os.path.join(self.root, sha256_hex[:2], sha256_hex)
 
     def has(self, sha256_hex: str) -> bool:
-        return bool(_SHA256_HEX.fullmatch(sha256_hex)) and os.path.exists(self.path(sha256_hex))
+        try:
+            return os.path.exists(self.path(sha256_hex))
+        except ValueError:  # not a digest: no blob has that name
+            return False
 
     def put(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
