@@ -1,8 +1,10 @@
 import asyncio
 import os
+import time
 
 import pytest
 
+from shoal.images import store as store_mod
 from shoal.images.spec import BuiltImage, ImageConfig
 from shoal.images.store import LayerStore
 
@@ -28,6 +30,33 @@ async def test_failure_caches_nothing(tmp_path):
         async with store.building("l1") as tmp:
             open(os.path.join(tmp, "f"), "w").close()
             raise RuntimeError("step failed")
+    assert not store.has("l1")
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+async def test_a_build_cancelled_while_its_layer_is_hashed_leaves_nothing(tmp_path, monkeypatch):
+    """As a pull cancels a layer that finished downloading when another of the image's failed."""
+    hashing = asyncio.Event()
+    real_scan = store_mod.scan
+
+    def slow_scan(root):
+        loop.call_soon_threadsafe(hashing.set)
+        time.sleep(0.2)
+        return real_scan(root)
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(store_mod, "scan", slow_scan)
+    store = LayerStore(str(tmp_path))
+
+    async def build():
+        async with store.building("l1") as tmp:
+            open(os.path.join(tmp, "f"), "w").close()
+
+    task = asyncio.create_task(build())
+    await hashing.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
     assert not store.has("l1")
     assert os.listdir(tmp_path / "tmp") == []
 

@@ -116,10 +116,10 @@ class LayerStore:
             os.chmod(tmp, 0o755)  # the layer's root becomes the image's "/" (mkdtemp makes it 0700)
             try:
                 yield tmp
-            except BaseException:
+                manifest = await asyncio.to_thread(scan, tmp)  # hashing, the slow part, outside the mutex
+            except BaseException:  # a failed build, or one cancelled while hashing, leaves nothing
                 await asyncio.to_thread(shutil.rmtree, tmp, True)
                 raise
-            manifest = await asyncio.to_thread(scan, tmp)  # hashing, the slow part, outside the mutex
             async with self._mutex:
                 await asyncio.to_thread(self._commit, tmp, layer_id, manifest)
 
