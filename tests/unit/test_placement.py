@@ -51,6 +51,15 @@ def test_unsatisfiable_says_what_was_asked_and_what_the_pool_has():
         p.place(Request(milli_cpu=4000), "ta-1")
 
 
+def test_a_function_with_volumes_runs_only_where_they_can_be_mounted():
+    fdef = api_pb2.Function(volume_mounts=[api_pb2.VolumeMount(volume_id="vo-1", mount_path="/data")])
+    assert request_of(fdef).volumes and not request_of(api_pb2.Function()).volumes
+    p = pool(Worker("joined", 16000, 64000), Worker("local", 2000, 4000, volumes=True))
+    assert p.place(request_of(fdef), "ta-1").worker_id == "local"
+    with pytest.raises(Unsatisfiable, match=r"volumes \(only the control plane's own worker mounts them\)"):
+        pool(Worker("joined", 16000, 64000)).place(request_of(fdef), "ta-2")
+
+
 def test_explicit_cpu_and_memory_requests_are_reservations():
     p = pool(Worker("w", 2000, 4000))
     assert p.place(Request(milli_cpu=1500), "ta-1")

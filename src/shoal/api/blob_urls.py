@@ -1,7 +1,8 @@
-"""Signed URLs for the blob endpoint: only holders of a URL shoal issued can use it."""
+"""Signed URLs for the HTTP side (blobs, volume file blocks): only holders of a URL shoal issued can use it."""
 
 import hashlib
 import hmac
+from urllib.parse import urlencode
 
 
 class BlobUrls:
@@ -20,3 +21,16 @@ class BlobUrls:
 
     def verify(self, verb: str, blob_id: str, sig: str) -> bool:
         return hmac.compare_digest(self.sign(verb, blob_id), sig)
+
+    def volume_block(self, volume_id: str, path: str, start: int, length: int) -> str:
+        """Where a client reads `length` bytes from `start` of a volume's file."""
+        query = {"path": path, "start": start, "len": length}
+        query["sig"] = self.sign("volume", _block_key(volume_id, query))
+        return f"{self.base_url}/volumes/{volume_id}/blocks?{urlencode(query)}"
+
+    def verify_volume_block(self, volume_id: str, query) -> bool:
+        return self.verify("volume", _block_key(volume_id, query), query.get("sig", ""))
+
+
+def _block_key(volume_id: str, query) -> str:
+    return "\0".join((volume_id, str(query.get("path", "")), str(query.get("start", "")), str(query.get("len", ""))))

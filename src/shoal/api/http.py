@@ -1,4 +1,5 @@
-"""The HTTP side: blob upload and download for large arguments, results and files; admin routes."""
+"""The HTTP side: blob upload and download for large arguments, results and files; other routes (admin,
+volume file blocks) are given."""
 
 import hashlib
 
@@ -10,7 +11,7 @@ from .blob_urls import BlobUrls
 MAX_BLOB_BYTES = 2 * 1024**3
 
 
-def http_app(blobs: BlobStore, urls: BlobUrls, admin: list[web.RouteDef]) -> web.Application:
+def http_app(blobs: BlobStore, urls: BlobUrls, routes: list[web.RouteDef]) -> web.Application:
     async def put_blob(request: web.Request) -> web.Response:
         blob_id = request.match_info["blob_id"]
         if not urls.verify("put", blob_id, request.query.get("sig", "")):
@@ -34,5 +35,5 @@ def http_app(blobs: BlobStore, urls: BlobUrls, admin: list[web.RouteDef]) -> web
     app = web.Application(client_max_size=MAX_BLOB_BYTES)
     app.router.add_put("/blobs/{blob_id}", put_blob)
     app.router.add_get("/blobs/{blob_id}", get_blob)
-    app.router.add_routes(admin)
+    app.router.add_routes(routes)
     return app

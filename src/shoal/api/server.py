@@ -23,6 +23,7 @@ from .build_servicer import BuildStepServicer
 from .host_proof import SECRET_FILE, host_proof
 from .http import http_app
 from .servicer import ShoalServicer
+from .volumes import volume_routes
 from .worker_service import WorkerService
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,11 @@ class ShoalServer:
         self._grpc = Server([modal, WorkerService(self.platform, modal.__mapping__(), self._check)])
         listen(self._grpc, RecvRequest, self._authenticate)
         await self._grpc.start(self.host, self.port)
-        http = http_app(self.platform.blobs, self.blob_urls, admin_routes(self.platform, self.host_proof))
+        http = http_app(
+            self.platform.blobs,
+            self.blob_urls,
+            [*admin_routes(self.platform, self.host_proof), *volume_routes(self.platform.volumes, self.blob_urls)],
+        )
         self._http = web.AppRunner(http, access_log=None)
         await self._http.setup()
         await web.TCPSite(self._http, self.host, self.http_port).start()

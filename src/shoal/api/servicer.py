@@ -7,6 +7,7 @@ more per container of the embedded worker answers its private unix socket, where
 """
 
 import base64
+import hashlib
 import time
 
 from google.protobuf import empty_pb2
@@ -26,6 +27,7 @@ from .account import AccountRpcs
 from .blob_urls import BlobUrls
 from .inspection import InspectionRpcs
 from .rpc import UnimplementedServicer, caller, poll_timeout, seconds, sending_task, streaming, unary
+from .volumes import VolumeRpcs
 
 GenericResult = api_pb2.GenericResult
 # Long-polls return before the client's own attempt timeout would fire.
@@ -33,9 +35,10 @@ MAX_POLL = 50.0
 INPUTS_POLL = 5.0
 # The container heartbeats every 15 s; holding the request lets cancellations reach it at once.
 HEARTBEAT_HOLD = 13.0
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's request carries no data to tell it by
 
 
-class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
+class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, UnimplementedServicer):
     def __init__(self, platform: Platform, blob_urls: BlobUrls, task_id: str = ""):
         self.p = platform
         self.blob_urls = blob_urls
@@ -86,6 +89,7 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     async def EnvironmentDelete(self, req):
         for app in await self.p.apps.delete_environment(req.name):
             await self.p.stop_app(app.app_id)
+        await self.p.volumes.delete_environment(req.name)
         return empty_pb2.Empty()
 
     @unary
@@ -377,11 +381,12 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
 
     @unary
     async def MountPutFile(self, req):
-        data = req.data
         if req.data_blob_id:
-            data = self.p.blobs.get(_blob_sha(req.data_blob_id))
-        self.p.mounts.put_file(req.sha256_hex, data)
-        return api_pb2.MountPutFileResponse(exists=True)
+            self.p.mounts.put_file(req.sha256_hex, self.p.blobs.get(_blob_sha(req.data_blob_id)))
+        elif req.data or req.sha256_hex == EMPTY_SHA256:
+            self.p.mounts.put_file(req.sha256_hex, req.data)
+        # Without data it only asks whether the file is there, as a volume upload does before sending it.
+        return api_pb2.MountPutFileResponse(exists=self.p.blobs.has(req.sha256_hex))
 
     @unary
     async def MountGetOrCreate(self, req):
@@ -522,6 +527,7 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
             raise InvalidArgument("FunctionCreate needs a function definition")
         if fdef.image_id:
             await self.p.images.built(fdef.image_id)
+        await self.p.volumes.check_mounts(list(fdef.volume_mounts))
         choices = tuple(_gpu_choice(r.function.resources.gpu_config) for r in ranked) if len(ranked) > 1 else ()
         revision = await self.p.functions.create(req.app_id, fdef, req.existing_function_id, choices)
         return api_pb2.FunctionCreateResponse(
@@ -534,6 +540,8 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, UnimplementedServicer):
     @unary
     async def FunctionBindParams(self, req):
         options = req.function_options if req.HasField("function_options") else None
+        if options and options.replace_volume_mounts:
+            await self.p.volumes.check_mounts(list(options.volume_mounts))
         bound_id = await self.p.functions.bind(req.function_id, req.serialized_params, options)
         revision = await self.p.releases.call_target(bound_id)
         metadata = function_metadata(revision.definition, revision.app_id, req.function_id)

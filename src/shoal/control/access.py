@@ -18,6 +18,9 @@ OWN_IO = frozenset(
         "FunctionCallGetDataIn",
         "BlobCreate",
         "BlobGet",
+        # its volumes' commit and reload, which the client also sends as the container exits
+        "VolumeCommit",
+        "VolumeReload",
     }
 )
 

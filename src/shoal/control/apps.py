@@ -143,7 +143,7 @@ class Apps:
         if state:
             _check_state(state, _PUBLISHED_STATES)
         # Only deployed apps are looked up by name; `modal run` publishes whatever App(name) was given.
-        if state == api_pb2.APP_STATE_DEPLOYED and not _deployable_name(name):
+        if state == api_pb2.APP_STATE_DEPLOYED and not valid_object_name(name):
             raise InvalidArgument(
                 f"Invalid app name {name!r}: use letters, digits, '-', '_' and '.', at most 64 characters,"
                 " and no name shaped like an app id"
@@ -228,7 +228,8 @@ async def _check_new_environment(conn, name: str) -> None:
         raise AlreadyExists(f"Environment '{name}' already exists")
 
 
-def _deployable_name(name: str) -> bool:
+def valid_object_name(name: str) -> bool:
+    """A name the client accepts for a deployed app, a volume, ...: not one that looks like an app id."""
     return bool(_APP_NAME.fullmatch(name)) and not _APP_ID.fullmatch(name)
 
 

@@ -19,17 +19,21 @@ from .deployments import Deployments
 from .functions import Revision
 from .mounts import CLIENT_MOUNT_ID, Mounts
 from .secrets import Secrets
+from .volumes import Volumes
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class ContainerPlans:
-    def __init__(self, home: str, apps: Apps, deployments: Deployments, mounts: Mounts, secrets: Secrets):
+    def __init__(
+        self, home: str, apps: Apps, deployments: Deployments, mounts: Mounts, secrets: Secrets, volumes: Volumes
+    ):
         self.home = home
         self.apps = apps
         self.deployments = deployments
         self.mounts = mounts
         self.secrets = secrets
+        self.volumes = volumes
 
     async def plan(self, task_id: str, revision: Revision, built: BuiltImage, image_dirs: list[str]) -> ContainerPlan:
         """A container running `revision` on the image `built` (whose layer dirs are `image_dirs`)."""
@@ -83,4 +87,5 @@ class ContainerPlans:
             network=not fdef.block_network,
             reserved_cores=milli_cpu / 1000,
             reserved_memory_mb=memory_mb,
+            volume_binds=await self.volumes.binds(list(fdef.volume_mounts)),
         )

@@ -273,6 +273,9 @@ def with_options(definition: api_pb2.Function, options: api_pb2.FunctionOptions)
     if options.replace_secret_ids:
         fdef.ClearField("secret_ids")
         fdef.secret_ids.extend(options.secret_ids)
+    if options.replace_volume_mounts:
+        fdef.ClearField("volume_mounts")
+        fdef.volume_mounts.extend(options.volume_mounts)
     if options.HasField("retry_policy"):
         fdef.retry_policy.CopyFrom(options.retry_policy)
     for option, field in _SAME_NAMED:

@@ -50,6 +50,7 @@ class Request:
     milli_cpu: int = 0
     memory_mb: int = 0
     gpus: tuple[GpuChoice, ...] = ()  # in order of preference; empty: no GPU
+    volumes: bool = False  # it mounts volumes, which live on the control plane's machine
 
     def __str__(self) -> str:
         parts = []
@@ -59,6 +60,8 @@ class Request:
             parts.append(f"memory={self.memory_mb} MiB")
         if self.gpus:
             parts.append("gpu=" + " or ".join(str(g) for g in self.gpus))
+        if self.volumes:
+            parts.append("volumes (only the control plane's own worker mounts them)")
         return ", ".join(parts) or "no resources"
 
 
@@ -71,7 +74,7 @@ def request_of(definition: api_pb2.Function, gpu_choices: tuple[str, ...] = ()) 
     for choice in choices:
         gpu_type, _, count = choice.partition(":")
         gpus.append(GpuChoice(gpu_type.upper(), int(count or 1)))
-    return Request(resources.milli_cpu, resources.memory_mb, tuple(gpus))
+    return Request(resources.milli_cpu, resources.memory_mb, tuple(gpus), bool(definition.volume_mounts))
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Worker:
     memory_mb: int
     gpus: tuple[Gpu, ...] = ()
     images: set[str] = field(default_factory=set)  # images it has run, so it holds their layers
+    volumes: bool = False  # it can mount volumes: the embedded worker, on the control plane's machine
     # what it last reported: its CPUs' busy fraction and the cores each of its containers used
     cpu_busy: float = 0.0
     task_cores: dict[str, float] = field(default_factory=dict)
@@ -136,7 +140,7 @@ class Worker:
         for g in self.gpus:
             counts[g.gpu_type] = counts.get(g.gpu_type, 0) + 1
         gpus = ", ".join(f"{t}:{n}" for t, n in sorted(counts.items())) or "no GPUs"
-        return f"{self.milli_cpu / 1000:g} CPUs, {self.memory_mb} MiB, {gpus}"
+        return f"{self.milli_cpu / 1000:g} CPUs, {self.memory_mb} MiB, {gpus}" + ", volumes" * self.volumes
 
 
 def _gpus_for(choice: GpuChoice, by_type: dict[str, list[Gpu]]) -> tuple[Gpu, ...] | None:
@@ -153,6 +157,8 @@ def _gpus_for(choice: GpuChoice, by_type: dict[str, list[Gpu]]) -> tuple[Gpu, ..
 
 def _fits(request: Request, worker: Worker, idle: bool) -> tuple[Gpu, ...] | None:
     """The GPUs it would get (empty when it asks for none), or None when it does not fit."""
+    if request.volumes and not worker.volumes:
+        return None
     cpu = worker.milli_cpu if idle else worker.free_cpu
     memory = worker.memory_mb if idle else worker.free_memory
     if request.milli_cpu > cpu or request.memory_mb > memory:

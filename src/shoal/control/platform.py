@@ -41,6 +41,7 @@ from .scheduler import Scheduler
 from .secrets import Secrets
 from .tokens import Tokens
 from .usage import PRICES_FILE, Prices
+from .volumes import Volumes
 from .webhooks import Webhooks
 from .workers import Workers
 
@@ -85,6 +86,7 @@ class Platform:
         self.containers = Containers(self.db)
         self.mounts = Mounts(self.db, self.blobs, os.path.join(home, "mounts"))
         self.secrets = Secrets(self.db)
+        self.volumes = Volumes(self.db, self.blobs, os.path.join(home, "volumes"))
         self.calls = Calls(self.db, lambda rid: retry_policy(self.functions.cached(rid)))
         self.runtime = Runtime(os.path.join(home, "runtime"))
         inventory = this_machine(settings.fake_gpus) if settings.local_worker else None
@@ -92,7 +94,7 @@ class Platform:
         self.worker = LocalWorker(self.runtime, home, serve_socket, settings.ca_bundle, nvidia_gpus)
         self.layers = LayerStore(os.path.join(home, "images"))
         builder = Builder(self.layers, self.worker.run_build_step, BaseResolver(self.layers))
-        self.plans = ContainerPlans(home, self.apps, self.deployments, self.mounts, self.secrets)
+        self.plans = ContainerPlans(home, self.apps, self.deployments, self.mounts, self.secrets, self.volumes)
         self.build_functions = BuildFunctions(self.worker, self.deployments.resolve, self.plans.plan)
         self.images = Images(
             self.db, self.mounts, self.secrets, builder, self.build_functions.run, IMAGE_BUILDER_VERSION
@@ -103,7 +105,9 @@ class Platform:
         )
         self.workers = Workers(self.pool, self.lifecycle.worker_lost)
         if inventory:
-            self.workers.join(Worker(LOCAL, inventory.milli_cpu, inventory.memory_mb, inventory.gpus), self.worker)
+            self.workers.join(
+                Worker(LOCAL, inventory.milli_cpu, inventory.memory_mb, inventory.gpus, volumes=True), self.worker
+            )
         else:
             self.pool.expect_workers()  # recovered work waits for the workers to join again
         self.scheduler = Scheduler(
@@ -250,6 +254,10 @@ class Platform:
     async def _watch_heartbeats(self) -> None:
         while True:
             await asyncio.sleep(10)
+            try:
+                await self.volumes.expire(time.time())
+            except Exception:
+                log.exception("deleting expired ephemeral volumes")
             cutoff = time.time() - APP_HEARTBEAT_TIMEOUT
             for app_id, seen in list(self.last_heartbeat.items()):
                 if seen >= cutoff:

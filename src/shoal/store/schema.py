@@ -148,6 +148,19 @@ secrets = Table(
 )
 Index("secrets_by_name", secrets.c.environment, secrets.c.name, unique=True)
 
+# Volumes: named (unique per environment) or ephemeral, whose client heartbeats keep them.
+# Their files are a directory per volume under the control plane's home.
+volumes = Table(
+    "volumes",
+    metadata,
+    Column("volume_id", String(80), primary_key=True),
+    Column("environment", String(64), nullable=False),
+    Column("name", String(128)),  # None: ephemeral
+    Column("created_at", Float, nullable=False),
+    Column("heartbeat_at", Float),  # an ephemeral volume's last heartbeat
+)
+Index("volumes_by_name", volumes.c.environment, volumes.c.name, unique=True)
+
 mounts = Table(
     "mounts",
     metadata,

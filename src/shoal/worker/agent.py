@@ -52,6 +52,8 @@ class ContainerPlan:
     reserved_cores: float = 0.0
     reserved_memory_mb: int = 0
     network: bool = True  # False: block_network=True
+    # (directory on this machine, path in the container, read-only): volumes
+    volume_binds: list[tuple[str, str, bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -166,7 +168,12 @@ class LocalWorker:
             env=env,
             cwd=plan.cwd,
             user=plan.user,
-            bind_mounts=[BindMount(task_dir, TASK_MOUNT, readonly=False), *self._ca_mounts(env), *gpu_mounts],
+            bind_mounts=[
+                BindMount(task_dir, TASK_MOUNT, readonly=False),
+                *self._ca_mounts(env),
+                *gpu_mounts,
+                *(BindMount(source, target, readonly) for source, target, readonly in plan.volume_binds),
+            ],
             cpu=plan.cpu,
             memory_mb=plan.memory_mb,
             upper_dir=plan.upper_dir,

@@ -3,7 +3,7 @@
     python junk_requests.py ROUNDS    (with the client's environment from `shoal env`)
 
 It deploys a small app first, so that a request's id fields can name real objects (an
-app, a function, a call, an image, a secret) while the rest of it is junk: out-of-range
+app, a function, a call, an image, a secret, a volume) while the rest of it is junk: out-of-range
 numbers, NaN, unknown enum values, odd strings, paths that climb out ("../.."). Each RPC
 gets ROUNDS requests, the same ones on every run (seeded), sent at once so that the
 server also handles them concurrently; the RPCs that end an app or an environment go
@@ -14,6 +14,7 @@ an outcome being "ok", "deadline" or "STATUS: message".
 """
 
 import asyncio
+import io
 import json
 import math
 import os
@@ -117,16 +118,21 @@ def _scalar(field, rng: random.Random, ids: dict[str, str], name: str = ""):
 
 
 def real_ids() -> dict[str, str]:
-    """Objects for id fields to name: the deployed app and its function, a call, an image, a secret."""
+    """Objects for id fields to name: the deployed app and its function, a call, an image, a secret,
+    a volume with a file."""
     app.deploy()
     call = echo.spawn(1)
     call.get(timeout=120)
     holder = modal.Cls.from_name(app.name, "Holder").hydrate()
     other = modal.App("e2e-junk-objects")
     image, secret = modal.Image.debian_slim(), modal.Secret.from_dict({"JUNK": "1"})
+    volume = modal.Volume.from_name("e2e-junk-volume", create_if_missing=True)
     with other.run():
         image.build(other)
         secret.hydrate()
+        volume.hydrate()
+        with volume.batch_upload() as upload:
+            upload.put_file(io.BytesIO(b"junk"), "/a/file.txt")
     return {
         "app_id": app.app_id,
         "app_name": app.name,
@@ -136,6 +142,7 @@ def real_ids() -> dict[str, str]:
         "class_id": holder.object_id,
         "image_id": image.object_id,
         "secret_id": secret.object_id,
+        "volume_id": volume.object_id,
         "object_tag": "echo",
     }
 
