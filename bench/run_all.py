@@ -14,6 +14,7 @@ import map_throughput
 import remote_latency
 import rpc_floor
 import second_run
+import volume_transfer
 
 if __name__ == "__main__":
     results = {
@@ -26,5 +27,6 @@ if __name__ == "__main__":
         "second_run": second_run.main(),
         "image_store": image_store.main(),
         "image_cache_hit": image_cache_hit.main(),
+        "volume_transfer": volume_transfer.main(512, 1000),
     }
     print(json.dumps(results, indent=2))

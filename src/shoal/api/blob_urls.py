@@ -16,6 +16,13 @@ class BlobUrls:
     def upload(self, blob_id: str) -> str:
         return f"{self.base_url}/blobs/{blob_id}?sig={self.sign('put', blob_id)}"
 
+    def upload_part(self, blob_id: str, number: int) -> str:
+        return f"{self.base_url}/blobs/{blob_id}/parts/{number}?sig={self.sign('put-part', f'{blob_id}/{number}')}"
+
+    def complete(self, blob_id: str, parts: int) -> str:
+        sig = self.sign("complete", f"{blob_id}/{parts}")
+        return f"{self.base_url}/blobs/{blob_id}/complete?parts={parts}&sig={sig}"
+
     def download(self, blob_id: str) -> str:
         return f"{self.base_url}/blobs/{blob_id}?sig={self.sign('get', blob_id)}"
 

@@ -35,6 +35,10 @@ MAX_POLL = 50.0
 INPUTS_POLL = 5.0
 # The container heartbeats every 15 s; holding the request lets cancellations reach it at once.
 HEARTBEAT_HOLD = 13.0
+# Blobs larger than the client's own threshold come in parts of at least MULTIPART_PART bytes.
+MULTIPART_THRESHOLD = 1024**3
+MULTIPART_PART = 256 * 1024**2
+MULTIPART_MAX_PARTS = 10_000
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's request carries no data to tell it by
 
 
@@ -382,7 +386,8 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, UnimplementedServic
     @unary
     async def MountPutFile(self, req):
         if req.data_blob_id:
-            self.p.mounts.put_file(req.sha256_hex, self.p.blobs.get(_blob_sha(req.data_blob_id)))
+            if _blob_sha(req.data_blob_id) != req.sha256_hex:  # else it is the file, stored and checked already
+                self.p.mounts.put_file(req.sha256_hex, self.p.blobs.get(_blob_sha(req.data_blob_id)))
         elif req.data or req.sha256_hex == EMPTY_SHA256:
             self.p.mounts.put_file(req.sha256_hex, req.data)
         # Without data it only asks whether the file is there, as a volume upload does before sending it.
@@ -411,6 +416,18 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, UnimplementedServic
         if len(digest) != 32:
             raise InvalidArgument(f"content_sha256_base64 {req.content_sha256_base64!r} is not a base64 SHA-256")
         blob_id = f"bl-{digest.hex()}"
+        if req.content_length > MULTIPART_THRESHOLD:
+            # In parts the client sends at once, each streamed to disk, then joined and checked.
+            part_length = max(MULTIPART_PART, -(-req.content_length // MULTIPART_MAX_PARTS))
+            count = -(-req.content_length // part_length)
+            upload = api_pb2.MultiPartUpload(
+                part_length=part_length,
+                upload_urls=[self.blob_urls.upload_part(blob_id, n) for n in range(1, count + 1)],
+                completion_url=self.blob_urls.complete(blob_id, count),
+            )
+            return api_pb2.BlobCreateResponse(
+                blob_ids=[blob_id], multiparts=api_pb2.MultiPartUploadList(items=[upload])
+            )
         return api_pb2.BlobCreateResponse(
             blob_ids=[blob_id], upload_urls=api_pb2.UploadUrlList(items=[self.blob_urls.upload(blob_id)])
         )
