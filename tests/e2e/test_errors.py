@@ -87,17 +87,16 @@ def test_unimplemented_rpcs_name_the_feature(shoal):
 
 
 def test_unimplemented_feature_through_the_cli(shoal):
-    proc = shoal.modal("volume", "list", check=False)
+    proc = shoal.modal("dict", "list", check=False)
     assert proc.returncode != 0
     assert "shoal does not support this feature yet" in proc.stdout + proc.stderr
 
 
 def test_a_feature_shoal_lacks_is_refused_at_deploy_not_ignored(shoal):
-    proc = shoal.modal("deploy", "scheduled.py", check=False)
+    proc = shoal.modal("deploy", "web_endpoint.py", check=False)
     assert proc.returncode != 0
-    assert "'tick' uses what shoal does not support yet: schedule=" in proc.stdout + proc.stderr
-    # An ephemeral run fires no schedule (on Modal neither): the function runs when called.
-    assert "tick" in shoal.modal("run", "scheduled.py::tick").stdout
+    assert "'hello' uses what shoal does not support yet: web endpoints" in proc.stdout + proc.stderr
+    assert "plain" in shoal.modal("run", "web_endpoint.py::plain").stdout
 
 
 def test_new_token_is_accepted_while_running(shoal):

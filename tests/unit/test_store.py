@@ -186,7 +186,6 @@ async def test_a_class_variant_runs_its_options_over_the_class_definition(db):
     assert [(v[0], api_pb2.FunctionOptions.FromString(v[1].options)) for v in rest] == [(variant, options)]
 
 
-SCHEDULED = api_pb2.Function(schedule=api_pb2.Schedule(period=api_pb2.Schedule.Period(minutes=5)))
 WEB = api_pb2.Function(webhook_config=api_pb2.WebhookConfig(type=api_pb2.WEBHOOK_TYPE_ASGI_APP))
 WEB_METHOD = api_pb2.Function(
     method_definitions={
@@ -199,7 +198,6 @@ BUCKET = api_pb2.Function(cloud_bucket_mounts=[api_pb2.CloudBucketMount(bucket_n
 @pytest.mark.parametrize(
     "definition, named, refused_when_run",
     [
-        (SCHEDULED, "schedule=", False),  # an ephemeral app runs its other functions, as on Modal
         (WEB, "web endpoints", False),
         (WEB_METHOD, "web endpoints", False),
         (BUCKET, "CloudBucketMount", True),  # the function itself would run without what it needs

@@ -14,6 +14,7 @@ from sqlalchemy import and_, insert, or_, select, update
 
 from ..store import schema as t
 from ..store.database import Database
+from . import schedules
 from .errors import InvalidArgument, NotFound
 from .ids import content_id, new_id
 
@@ -65,6 +66,8 @@ class Functions:
     ) -> Revision:
         """A new revision of the function; it runs once an app version points at it."""
         refuse_unsupported(definition, deploying=False)
+        if definition.HasField("schedule"):
+            schedules.check(definition.schedule)
         function_id = existing_id or await self.precreate(app_id, definition.function_name)
         if await self.app_of(function_id) != app_id:
             raise NotFound(f"Function {function_id} does not belong to app {app_id}")
@@ -245,15 +248,12 @@ class Functions:
 
 def refuse_unsupported(definition: api_pb2.Function, deploying: bool) -> None:
     """Refuse what shoal cannot do yet, rather than accept a function that would silently lack
-    it. A schedule and web endpoints are refused when deployed: `modal run` runs the app's other
-    functions (Modal fires no schedule for an ephemeral app either)."""
+    it. Web endpoints are refused when deployed: `modal run` runs the app's other functions."""
     missing = []
     if definition.cloud_bucket_mounts:
         missing.append("modal.CloudBucketMount")
     if definition._experimental_group_size > 1:
         missing.append("@modal.experimental.clustered")
-    if deploying and definition.HasField("schedule"):
-        missing.append("schedule= (modal.Period, modal.Cron)")
     web = [definition.webhook_config, *(m.webhook_config for m in definition.method_definitions.values())]
     if deploying and any(config.type for config in web):
         missing.append("web endpoints (fastapi_endpoint, asgi_app, wsgi_app, web_server)")

@@ -7,6 +7,7 @@ and lifecycle.py carries out the scheduler's decisions on the workers.
 import asyncio
 import logging
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ from .mounts import Mounts
 from .placement import Pool, Worker
 from .releases import Releases
 from .scheduler import Scheduler
+from .schedules import Schedules
 from .secrets import Secrets
 from .tokens import Tokens
 from .usage import PRICES_FILE, Prices
@@ -53,6 +55,7 @@ LOCAL = "local"  # the embedded worker's name in the pool
 APP_HEARTBEAT_TIMEOUT = 120.0
 DETACHED_POLL = 0.5  # how often a finishing detached app looks for calls still running
 GenericResult = api_pb2.GenericResult
+NO_ARGUMENTS = pickle.dumps(((), {}))  # (args, kwargs), as the client serializes a call's arguments
 
 
 @dataclass
@@ -122,8 +125,15 @@ class Platform:
         self.call_history = CallHistory(self.db, self.calls, self.scheduler.tasks)
         self.metrics = Metrics(self.db, self.call_history)
         self.calls.on_backlog = self.scheduler.kick
+        self.schedules = Schedules(self._fire_schedule)
         self.releases = Releases(
-            self.apps, self.deployments, self.functions, self.scheduler, self.webhooks, self._forget_client
+            self.apps,
+            self.deployments,
+            self.functions,
+            self.scheduler,
+            self.schedules,
+            self.webhooks,
+            self._forget_client,
         )
         self.deployments.before_switch = self.releases.prewarm
         self.deployments.on_switch = self.releases.switched
@@ -140,6 +150,7 @@ class Platform:
         await self.containers.close_unfinished()
         await self._recover()
         self.scheduler.start()
+        self.schedules.start()
         self._tick = asyncio.create_task(self._watch_heartbeats())
         self._forget = asyncio.create_task(self._forget_samples())
         if LOCAL in self.pool.workers:
@@ -152,6 +163,7 @@ class Platform:
         for task in self._finishing.values():
             task.cancel()
         self.releases.close()
+        self.schedules.close()
         await self.scheduler.close()
         await self.webhooks.close()
         if LOCAL in self.pool.workers:
@@ -189,6 +201,12 @@ class Platform:
         except ValueError as e:
             raise FailedPrecondition(str(e)) from None
 
+    async def _fire_schedule(self, function_id: str) -> None:
+        """A scheduled run: a call of the function with no arguments, as a spawn makes it."""
+        revision = await self.releases.call_target(function_id)
+        no_arguments = api_pb2.FunctionInput(args=NO_ARGUMENTS, data_format=api_pb2.DATA_FORMAT_PICKLE)
+        await self.calls.create(revision.revision_id, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(0, no_arguments)])
+
     def heartbeat(self, app_id: str) -> None:
         self.last_heartbeat[app_id] = time.time()
 
@@ -199,6 +217,7 @@ class Platform:
     async def stop_app(self, app_id: str) -> None:
         await self.apps.mark_stopped(app_id)
         self._forget_client(app_id)
+        self.schedules.forget(app_id)
         stopped = GenericResult(status=GenericResult.GENERIC_STATUS_TERMINATED, exception="App was stopped")
         for rid in [rid for rid, rev in self.scheduler.revisions.items() if rev.app_id == app_id]:
             self.scheduler.remove(rid)

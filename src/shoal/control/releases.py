@@ -17,6 +17,7 @@ from .deployments import Deployments, Version
 from .errors import FailedPrecondition, NotFound
 from .functions import Functions, Revision, refuse_unsupported
 from .scheduler import Autoscaling, Scheduler, Task, autoscaling
+from .schedules import Schedules
 from .webhooks import Webhooks
 
 # A deploy waits this long at most for its new containers before it switches anyway.
@@ -30,6 +31,7 @@ class Releases:
         deployments: Deployments,
         functions: Functions,
         scheduler: Scheduler,
+        schedules: Schedules,
         webhooks: Webhooks,
         on_deployed: Callable[[str], None],
     ):
@@ -37,6 +39,7 @@ class Releases:
         self.deployments = deployments
         self.functions = functions
         self.scheduler = scheduler
+        self.schedules = schedules
         self.webhooks = webhooks
         self.on_deployed = on_deployed  # told of an app published as deployed: it outlives its client
         self._background: set[asyncio.Task] = set()
@@ -127,6 +130,7 @@ class Releases:
                 self.scheduler.retire(rid)
         app = await self.apps.get(version.app_id)
         if app.state == api_pb2.APP_STATE_DEPLOYED:
+            await self._schedule_runs(version)
             await self.webhooks.notify(
                 {
                     "event": "rollback" if version.rollback_version else "deploy",
@@ -170,10 +174,20 @@ class Releases:
             live = await self.deployments.live(app.app_id)
             if live:
                 await self._schedule_version(live)
+                await self._schedule_runs(live)
 
     async def _schedule_version(self, version: Version) -> None:
         for function_id in version.revisions:
             self.scheduler.add(await self.deployments.resolve(function_id))
+
+    async def _schedule_runs(self, version: Version) -> None:
+        """The schedules of a deployed app's live version fire from now on, in place of its last one's."""
+        scheduled = {}
+        for function_id in version.revisions:
+            definition = (await self.deployments.resolve(function_id)).definition
+            if definition.HasField("schedule"):
+                scheduled[function_id] = definition.schedule
+        self.schedules.live(version.app_id, scheduled, version.deployed_at)
 
     async def deployed_object(self, app_name: str, environment: str, tag: str, kind: str) -> str:
         """The id under `tag` in the live version of a deployed app."""
