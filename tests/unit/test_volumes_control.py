@@ -10,7 +10,8 @@ from modal_proto import api_pb2
 
 from shoal.control import volume_files
 from shoal.control.errors import AlreadyExists, InvalidArgument, NotFound
-from shoal.control.volumes import EPHEMERAL_TIMEOUT, Volumes
+from shoal.control.named_objects import EPHEMERAL_TIMEOUT
+from shoal.control.volumes import Volumes
 from shoal.store.blobs import BlobStore
 
 Creation = api_pb2.ObjectCreationType
@@ -27,20 +28,21 @@ async def test_named_volumes_are_created_found_renamed_and_deleted(volumes):
     with pytest.raises(NotFound, match="Volume 'v' not found in environment 'main'"):
         await volumes.get_or_create("v", "", Creation.OBJECT_CREATION_TYPE_UNSPECIFIED, 0)
     created = await volumes.get_or_create("v", "", Creation.OBJECT_CREATION_TYPE_CREATE_FAIL_IF_EXISTS, 0)
-    assert os.path.isdir(volumes.directory(created.volume_id))
+    await volumes.get(created.object_id)  # its directory is made at its first use
+    assert os.path.isdir(volumes.directory(created.object_id))
     with pytest.raises(AlreadyExists):
         await volumes.get_or_create("v", "main", Creation.OBJECT_CREATION_TYPE_CREATE_FAIL_IF_EXISTS, 0)
     again = await volumes.get_or_create("v", "main", Creation.OBJECT_CREATION_TYPE_CREATE_IF_MISSING, 0)
-    assert again.volume_id == created.volume_id
+    assert again.object_id == created.object_id
     other = await volumes.get_or_create("w", "", Creation.OBJECT_CREATION_TYPE_CREATE_IF_MISSING, 0)
     with pytest.raises(AlreadyExists):
-        await volumes.rename(other.volume_id, "v")
-    await volumes.rename(other.volume_id, "w2")
-    assert [v.name for v in await volumes.in_environment("", 0, 0)] == ["w2", "v"]
-    await volumes.delete(created.volume_id)
-    assert not os.path.exists(volumes.directory(created.volume_id))
+        await volumes.objects.rename(other.object_id, "v")
+    await volumes.objects.rename(other.object_id, "w2")
+    assert [v.name for v in await volumes.objects.in_environment("", 0, 0)] == ["w2", "v"]
+    await volumes.delete(created.object_id)
+    assert not os.path.exists(volumes.directory(created.object_id))
     with pytest.raises(NotFound):
-        await volumes.get(created.volume_id)
+        await volumes.get(created.object_id)
 
 
 async def test_bad_names_and_versions_are_refused(volumes):
@@ -56,30 +58,30 @@ async def test_bad_names_and_versions_are_refused(volumes):
 async def test_an_ephemeral_volume_lives_while_its_heartbeats_come(volumes):
     eph = await volumes.get_or_create("", "", Creation.OBJECT_CREATION_TYPE_EPHEMERAL, 0)
     named = await volumes.get_or_create("kept", "", Creation.OBJECT_CREATION_TYPE_CREATE_IF_MISSING, 0)
-    assert await volumes.in_environment("", 0, 0) == [named]  # ephemeral ones are not listed
-    await volumes.heartbeat(eph.volume_id)
+    assert await volumes.objects.in_environment("", 0, 0) == [named]  # ephemeral ones are not listed
+    await volumes.objects.heartbeat(eph.object_id)
     await volumes.expire(time.time() + EPHEMERAL_TIMEOUT / 2)
-    await volumes.get(eph.volume_id)
+    await volumes.get(eph.object_id)
     await volumes.expire(time.time() + EPHEMERAL_TIMEOUT * 2)
     with pytest.raises(NotFound):
-        await volumes.get(eph.volume_id)
-    assert not os.path.exists(volumes.directory(eph.volume_id))
-    await volumes.get(named.volume_id)
+        await volumes.get(eph.object_id)
+    assert not os.path.exists(volumes.directory(eph.object_id))
+    await volumes.get(named.object_id)
 
 
 async def test_files_are_put_listed_copied_read_and_removed(volumes):
     vol = await volumes.get_or_create("", "", Creation.OBJECT_CREATION_TYPE_EPHEMERAL, 0)
     files = [_uploaded(volumes, "/a/b.txt", b"hello", 0o4755), _uploaded(volumes, "top.txt", b"", 0o644)]
-    await volumes.put(vol.volume_id, files, overwrite=False)
+    await volumes.put(vol.object_id, files, overwrite=False)
     with pytest.raises(AlreadyExists, match="top.txt already exists"):
-        await volumes.put(vol.volume_id, [_uploaded(volumes, "new.txt", b"x", 0), files[1]], overwrite=False)
+        await volumes.put(vol.object_id, [_uploaded(volumes, "new.txt", b"x", 0), files[1]], overwrite=False)
     with pytest.raises(NotFound):  # nothing of a refused batch was written
-        await volumes.size(vol.volume_id, "new.txt")
+        await volumes.size(vol.object_id, "new.txt")
     with pytest.raises(InvalidArgument, match="a is a directory"):
-        await volumes.put(vol.volume_id, [_uploaded(volumes, "a", b"x", 0)], overwrite=True)
-    await volumes.copy(vol.volume_id, ["a/b.txt"], "a/c.txt")
-    await volumes.copy(vol.volume_id, ["a/b.txt", "top.txt"], "d")  # several sources: into a directory
-    listed = [(e.path, e.type, e.size) for e in await volumes.listing(vol.volume_id, "/", recursive=True)]
+        await volumes.put(vol.object_id, [_uploaded(volumes, "a", b"x", 0)], overwrite=True)
+    await volumes.copy(vol.object_id, ["a/b.txt"], "a/c.txt")
+    await volumes.copy(vol.object_id, ["a/b.txt", "top.txt"], "d")  # several sources: into a directory
+    listed = [(e.path, e.type, e.size) for e in await volumes.listing(vol.object_id, "/", recursive=True)]
     assert listed == [
         ("a", DIRECTORY, listed[0][2]),
         ("a/b.txt", FILE, 5),
@@ -89,17 +91,17 @@ async def test_files_are_put_listed_copied_read_and_removed(volumes):
         ("d/top.txt", FILE, 0),
         ("top.txt", FILE, 0),
     ]
-    assert [e.path for e in await volumes.listing(vol.volume_id, "a/b.txt", recursive=False)] == ["a/b.txt"]
-    mode = os.stat(os.path.join(volumes.directory(vol.volume_id), "a/b.txt")).st_mode
+    assert [e.path for e in await volumes.listing(vol.object_id, "a/b.txt", recursive=False)] == ["a/b.txt"]
+    mode = os.stat(os.path.join(volumes.directory(vol.object_id), "a/b.txt")).st_mode
     assert mode & 0o7777 == 0o755  # no set-id bits from a client
-    assert await volumes.read(vol.volume_id, "a/b.txt", 1, 3) == b"ell"
+    assert await volumes.read(vol.object_id, "a/b.txt", 1, 3) == b"ell"
     with pytest.raises(InvalidArgument, match="a is a directory; remove it recursively"):
-        await volumes.remove(vol.volume_id, "a", recursive=False)
-    await volumes.remove(vol.volume_id, "a", recursive=True)
+        await volumes.remove(vol.object_id, "a", recursive=False)
+    await volumes.remove(vol.object_id, "a", recursive=True)
     with pytest.raises(NotFound, match="No such file or directory: a/b.txt"):
-        await volumes.read(vol.volume_id, "a/b.txt", 0, 1)
+        await volumes.read(vol.object_id, "a/b.txt", 0, 1)
     with pytest.raises(InvalidArgument, match="root cannot be removed"):
-        await volumes.remove(vol.volume_id, "/", recursive=True)
+        await volumes.remove(vol.object_id, "/", recursive=True)
 
 
 def test_paths_that_climb_out_are_refused():

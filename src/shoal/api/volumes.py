@@ -8,7 +8,7 @@ from modal_proto import api_pb2
 
 from ..control.errors import InvalidArgument, NotFound
 from ..control.platform import Platform
-from ..control.volumes import V1, Volumes
+from ..control.volumes import V1, Volumes, metadata
 from .blob_urls import BlobUrls
 from .rpc import streaming, unary
 
@@ -25,23 +25,23 @@ class VolumeRpcs:
         volume = await self.p.volumes.get_or_create(
             req.deployment_name, req.environment_name, req.object_creation_type, req.version
         )
-        return api_pb2.VolumeGetOrCreateResponse(volume_id=volume.volume_id, version=V1, metadata=volume.metadata())
+        return api_pb2.VolumeGetOrCreateResponse(volume_id=volume.object_id, version=V1, metadata=metadata(volume))
 
     @unary
     async def VolumeGetById(self, req):
         volume = await self.p.volumes.get(req.volume_id)
-        return api_pb2.VolumeGetByIdResponse(volume_id=volume.volume_id, metadata=volume.metadata())
+        return api_pb2.VolumeGetByIdResponse(volume_id=volume.object_id, metadata=metadata(volume))
 
     @unary
     async def VolumeList(self, req):
-        volumes = await self.p.volumes.in_environment(
+        volumes = await self.p.volumes.objects.in_environment(
             req.environment_name, req.pagination.max_objects, req.pagination.created_before
         )
         return api_pb2.VolumeListResponse(
             environment_name=req.environment_name,
             items=[
                 api_pb2.VolumeListItem(
-                    label=v.name, volume_id=v.volume_id, created_at=v.created_at, metadata=v.metadata()
+                    label=v.name, volume_id=v.object_id, created_at=v.created_at, metadata=metadata(v)
                 )
                 for v in volumes
             ],
@@ -49,7 +49,7 @@ class VolumeRpcs:
 
     @unary
     async def VolumeHeartbeat(self, req):
-        await self.p.volumes.heartbeat(req.volume_id)
+        await self.p.volumes.objects.heartbeat(req.volume_id)
         return empty_pb2.Empty()
 
     @unary
@@ -59,7 +59,7 @@ class VolumeRpcs:
 
     @unary
     async def VolumeRename(self, req):
-        await self.p.volumes.rename(req.volume_id, req.name)
+        await self.p.volumes.objects.rename(req.volume_id, req.name)
         return empty_pb2.Empty()
 
     @unary
