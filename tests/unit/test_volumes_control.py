@@ -60,9 +60,9 @@ async def test_an_ephemeral_volume_lives_while_its_heartbeats_come(volumes):
     named = await volumes.get_or_create("kept", "", Creation.OBJECT_CREATION_TYPE_CREATE_IF_MISSING, 0)
     assert await volumes.objects.in_environment("", 0, 0) == [named]  # ephemeral ones are not listed
     await volumes.objects.heartbeat(eph.object_id)
-    await volumes.expire(time.time() + EPHEMERAL_TIMEOUT / 2)
+    await volumes.delete_expired(time.time() + EPHEMERAL_TIMEOUT / 2)
     await volumes.get(eph.object_id)
-    await volumes.expire(time.time() + EPHEMERAL_TIMEOUT * 2)
+    await volumes.delete_expired(time.time() + EPHEMERAL_TIMEOUT * 2)
     with pytest.raises(NotFound):
         await volumes.get(eph.object_id)
     assert not os.path.exists(volumes.directory(eph.object_id))

@@ -35,6 +35,7 @@ _STATUS = {
     errors.FailedPrecondition: Status.FAILED_PRECONDITION,
     errors.Unauthenticated: Status.UNAUTHENTICATED,
     errors.AlreadyExists: Status.ALREADY_EXISTS,
+    errors.ResourceExhausted: Status.RESOURCE_EXHAUSTED,
     ValueRejected: Status.INVALID_ARGUMENT,
 }
 

@@ -25,7 +25,9 @@ from ..control.platform import Platform
 from ..control.scheduler import Autoscaling
 from .account import AccountRpcs
 from .blob_urls import BlobUrls
+from .dicts import DictRpcs
 from .inspection import InspectionRpcs
+from .queues import QueueRpcs
 from .rpc import UnimplementedServicer, caller, poll_timeout, seconds, sending_task, streaming, unary
 from .volumes import VolumeRpcs
 
@@ -42,7 +44,7 @@ MULTIPART_MAX_PARTS = 10_000
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's request carries no data to tell it by
 
 
-class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, UnimplementedServicer):
+class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs, UnimplementedServicer):
     def __init__(self, platform: Platform, blob_urls: BlobUrls, task_id: str = ""):
         self.p = platform
         self.blob_urls = blob_urls
@@ -93,7 +95,8 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, UnimplementedServic
     async def EnvironmentDelete(self, req):
         for app in await self.p.apps.delete_environment(req.name):
             await self.p.stop_app(app.app_id)
-        await self.p.volumes.delete_environment(req.name)
+        for objects in (self.p.volumes, self.p.dicts, self.p.queues):
+            await objects.delete_environment(req.name)
         return empty_pb2.Empty()
 
     @unary

@@ -23,3 +23,7 @@ class Unauthenticated(ShoalError):
 
 class AlreadyExists(ShoalError):
     pass
+
+
+class ResourceExhausted(ShoalError):
+    pass

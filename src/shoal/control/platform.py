@@ -29,6 +29,7 @@ from .calls import Calls
 from .container_plans import ContainerPlans
 from .containers import Containers
 from .deployments import Deployments
+from .dicts import Dicts
 from .errors import FailedPrecondition
 from .functions import Functions, retry_policy
 from .images import Images
@@ -37,6 +38,7 @@ from .logs import Logs
 from .metrics import Metrics
 from .mounts import Mounts
 from .placement import Pool, Worker
+from .queues import Queues
 from .releases import Releases
 from .scheduler import Scheduler
 from .schedules import Schedules
@@ -90,6 +92,8 @@ class Platform:
         self.mounts = Mounts(self.db, self.blobs, os.path.join(home, "mounts"))
         self.secrets = Secrets(self.db)
         self.volumes = Volumes(self.db, self.blobs, os.path.join(home, "volumes"))
+        self.dicts = Dicts(self.db)
+        self.queues = Queues(self.db)
         self.calls = Calls(self.db, lambda rid: retry_policy(self.functions.cached(rid)))
         self.runtime = Runtime(os.path.join(home, "runtime"))
         inventory = this_machine(settings.fake_gpus) if settings.local_worker else None
@@ -273,10 +277,11 @@ class Platform:
     async def _watch_heartbeats(self) -> None:
         while True:
             await asyncio.sleep(10)
-            try:
-                await self.volumes.expire(time.time())
-            except Exception:
-                log.exception("deleting expired ephemeral volumes")
+            for objects in (self.volumes, self.dicts, self.queues):
+                try:
+                    await objects.delete_expired(time.time())
+                except Exception:
+                    log.exception("deleting expired ephemeral objects")
             cutoff = time.time() - APP_HEARTBEAT_TIMEOUT
             for app_id, seen in list(self.last_heartbeat.items()):
                 if seen >= cutoff:

@@ -58,7 +58,7 @@ class Volumes:
         for volume_id in await self.objects.ids_in_environment(environment):
             await self.delete(volume_id)
 
-    async def expire(self, now: float) -> None:
+    async def delete_expired(self, now: float) -> None:
         """Ephemeral volumes whose client stopped sending heartbeats are deleted."""
         for volume_id in await self.objects.expired(now):
             await self.delete(volume_id)

@@ -161,6 +161,51 @@ volumes = Table(
 )
 Index("volumes_by_name", volumes.c.environment, volumes.c.name, unique=True)
 
+# Dicts (modal.Dict): named or ephemeral, like volumes; their entries by the sha256 of the
+# key as the client serialized it (keys compare by those bytes, as in Modal).
+dicts = Table(
+    "dicts",
+    metadata,
+    Column("dict_id", String(80), primary_key=True),
+    Column("environment", String(64), nullable=False),
+    Column("name", String(128)),
+    Column("created_at", Float, nullable=False),
+    Column("heartbeat_at", Float),
+)
+Index("dicts_by_name", dicts.c.environment, dicts.c.name, unique=True)
+
+dict_entries = Table(
+    "dict_entries",
+    metadata,
+    Column("dict_id", String(80), primary_key=True),
+    Column("key_sha256", String(64), primary_key=True),
+    Column("key", LargeBinary, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+)
+
+# Queues (modal.Queue): named or ephemeral; items in order per partition (its key in hex,
+# "" for the default one).
+queues = Table(
+    "queues",
+    metadata,
+    Column("queue_id", String(80), primary_key=True),
+    Column("environment", String(64), nullable=False),
+    Column("name", String(128)),
+    Column("created_at", Float, nullable=False),
+    Column("heartbeat_at", Float),
+)
+Index("queues_by_name", queues.c.environment, queues.c.name, unique=True)
+
+queue_items = Table(
+    "queue_items",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("queue_id", String(80), nullable=False),
+    Column("partition", String(128), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+)
+Index("queue_items_in_order", queue_items.c.queue_id, queue_items.c.partition, queue_items.c.seq)
+
 mounts = Table(
     "mounts",
     metadata,

@@ -3,11 +3,11 @@
     python junk_requests.py ROUNDS    (with the client's environment from `shoal env`)
 
 It deploys a small app first, so that a request's id fields can name real objects (an
-app, a function, a call, an image, a secret, a volume) while the rest of it is junk: out-of-range
-numbers, NaN, unknown enum values, odd strings, paths that climb out ("../.."). Each RPC
-gets ROUNDS requests, the same ones on every run (seeded), sent at once so that the
-server also handles them concurrently; the RPCs that end an app or an environment go
-last. They are sent twice: from a container of the app, over its own socket (so the
+app, a function, a call, an image, a secret, a volume, a dict, a queue) while the rest of
+it is junk: out-of-range numbers, NaN, unknown enum values, odd strings, paths that climb
+out ("../.."). Each RPC gets ROUNDS requests, the same ones on every run (seeded), sent
+at once so that the server also handles them concurrently; the RPCs that end an app or
+an environment go last. They are sent twice: from a container of the app, over its own socket (so the
 RPCs only a container may make get past "which task are you"), then as a client.
 The last line printed is JSON: {"inside"|"outside": {rpc: sorted distinct outcomes}},
 an outcome being "ok", "deadline" or "STATUS: message".
@@ -119,7 +119,7 @@ def _scalar(field, rng: random.Random, ids: dict[str, str], name: str = ""):
 
 def real_ids() -> dict[str, str]:
     """Objects for id fields to name: the deployed app and its function, a call, an image, a secret,
-    a volume with a file."""
+    a volume with a file, a dict and a queue with an entry each."""
     app.deploy()
     call = echo.spawn(1)
     call.get(timeout=120)
@@ -127,12 +127,16 @@ def real_ids() -> dict[str, str]:
     other = modal.App("e2e-junk-objects")
     image, secret = modal.Image.debian_slim(), modal.Secret.from_dict({"JUNK": "1"})
     volume = modal.Volume.from_name("e2e-junk-volume", create_if_missing=True)
+    shared_dict = modal.Dict.from_name("e2e-junk-dict", create_if_missing=True)
+    shared_queue = modal.Queue.from_name("e2e-junk-queue", create_if_missing=True)
     with other.run():
         image.build(other)
         secret.hydrate()
         volume.hydrate()
         with volume.batch_upload() as upload:
             upload.put_file(io.BytesIO(b"junk"), "/a/file.txt")
+        shared_dict["key"] = "value"
+        shared_queue.put("item")
     return {
         "app_id": app.app_id,
         "app_name": app.name,
@@ -143,6 +147,8 @@ def real_ids() -> dict[str, str]:
         "image_id": image.object_id,
         "secret_id": secret.object_id,
         "volume_id": volume.object_id,
+        "dict_id": shared_dict.object_id,
+        "queue_id": shared_queue.object_id,
         "object_tag": "echo",
     }
 

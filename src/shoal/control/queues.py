@@ -1,0 +1,132 @@
+"""Queues (`modal.Queue`): FIFO queues shared by clients and containers, kept in the store.
+
+Named and ephemeral ones follow named_objects.py. Each queue has partitions (the
+default one has the empty key), each first in, first out, holding at most
+PARTITION_LIMIT items as in Modal: a put past it is refused with
+RESOURCE_EXHAUSTED, which a blocking put retries. A get waiting for an item is
+woken by the put that brings one.
+"""
+
+import asyncio
+import time
+
+from sqlalchemy import delete, func, insert, select
+
+from ..store import schema as t
+from ..store.database import Database
+from .errors import InvalidArgument, ResourceExhausted
+from .named_objects import NamedObjects
+
+PARTITION_LIMIT = 5_000
+PARTITION_KEY_BYTES = 64  # the client's own bound
+NEXT_ITEMS_BATCH = 100
+q = t.queue_items.c
+
+
+class Queues:
+    def __init__(self, db: Database):
+        self.db = db
+        self.objects = NamedObjects(db, t.queues, "Queue", "qu")
+        self._arrivals: dict[str, asyncio.Event] = {}  # queue id -> set when an item is put
+
+    async def delete(self, queue_id: str) -> None:
+        await self.objects.delete(queue_id)
+        await self._remove(queue_id, None)
+
+    async def delete_expired(self, now: float) -> None:
+        for queue_id in await self.objects.expired(now):
+            await self.delete(queue_id)
+
+    async def delete_environment(self, environment: str) -> None:
+        for queue_id in await self.objects.ids_in_environment(environment):
+            await self.delete(queue_id)
+
+    async def put(self, queue_id: str, partition: bytes, values: list[bytes]) -> None:
+        await self.objects.get(queue_id)
+        async with self.db.tx() as conn:
+            held = (await conn.execute(select(func.count()).where(*_in(queue_id, partition)))).scalar_one()
+            if held + len(values) > PARTITION_LIMIT:
+                raise ResourceExhausted(
+                    f"Queue {queue_id} is full: a partition holds at most {PARTITION_LIMIT:,} items, it has {held:,}"
+                )
+            if values:
+                await conn.execute(
+                    insert(t.queue_items),
+                    [{"queue_id": queue_id, "partition": partition.hex(), "value": v} for v in values],
+                )
+        if event := self._arrivals.pop(queue_id, None):
+            event.set()
+
+    async def get(self, queue_id: str, partition: bytes, n_values: int, timeout: float) -> list[bytes]:
+        """Take up to n_values from the front of the partition, waiting up to timeout for the first."""
+        await self.objects.get(queue_id)
+        return await self._when_there(queue_id, timeout, lambda: self._take(queue_id, partition, max(1, n_values)))
+
+    async def _take(self, queue_id: str, partition: bytes, n: int) -> list[bytes]:
+        async with self.db.tx() as conn:
+            rows = (
+                await conn.execute(select(q.seq, q.value).where(*_in(queue_id, partition)).order_by(q.seq).limit(n))
+            ).all()
+            if rows:
+                await conn.execute(delete(t.queue_items).where(q.seq.in_([r.seq for r in rows])))
+        return [r.value for r in rows]
+
+    async def next_items(self, queue_id: str, partition: bytes, after: int, timeout: float) -> list[tuple[int, bytes]]:
+        """The items after entry `after`, left in place (Queue.iterate), waiting up to timeout for one."""
+        await self.objects.get(queue_id)
+
+        async def read() -> list[tuple[int, bytes]]:
+            async with self.db.tx() as conn:
+                rows = await conn.execute(
+                    select(q.seq, q.value)
+                    .where(*_in(queue_id, partition), q.seq > after)
+                    .order_by(q.seq)
+                    .limit(NEXT_ITEMS_BATCH)
+                )
+                return [(r.seq, r.value) for r in rows]
+
+        return await self._when_there(queue_id, timeout, read)
+
+    async def _when_there(self, queue_id: str, timeout: float, attempt):
+        deadline = time.monotonic() + timeout
+        while True:
+            arrival = self._arrivals.setdefault(queue_id, asyncio.Event())  # before looking: no put is missed
+            found = await attempt()
+            remaining = deadline - time.monotonic()
+            if found or remaining <= 0:
+                return found
+            try:
+                await asyncio.wait_for(arrival.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def length(self, queue_id: str, partition: bytes, total: bool) -> int:
+        await self.objects.get(queue_id)
+        where = (q.queue_id == queue_id,) if total else _in(queue_id, partition)
+        async with self.db.tx() as conn:
+            return (await conn.execute(select(func.count()).where(*where))).scalar_one()
+
+    async def sizes(self, queue_id: str) -> tuple[int, int]:
+        """How many partitions hold items, and how many items in all."""
+        async with self.db.tx() as conn:
+            row = (
+                await conn.execute(
+                    select(func.count(q.partition.distinct()), func.count()).where(q.queue_id == queue_id)
+                )
+            ).one()
+        return row[0], row[1]
+
+    async def clear(self, queue_id: str, partition: bytes, all_partitions: bool) -> None:
+        await self.objects.get(queue_id)
+        await self._remove(queue_id, None if all_partitions else partition)
+
+    async def _remove(self, queue_id: str, partition: bytes | None) -> None:
+        where = (q.queue_id == queue_id,) if partition is None else _in(queue_id, partition)
+        async with self.db.tx() as conn:
+            await conn.execute(delete(t.queue_items).where(*where))
+
+
+def _in(queue_id: str, partition: bytes) -> tuple:
+    if len(partition) > PARTITION_KEY_BYTES:
+        raise InvalidArgument(f"A queue partition key has at most {PARTITION_KEY_BYTES} bytes")
+    return q.queue_id == queue_id, q.partition == partition.hex()

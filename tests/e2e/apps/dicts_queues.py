@@ -1,0 +1,59 @@
+"""Dicts and queues shared between this script and containers: a container takes jobs from a
+queue and writes results to a dict; another waits on a queue the script fills later."""
+
+import json
+import queue
+import sys
+import time
+
+import modal
+
+app = modal.App("e2e-dicts-queues")
+jobs = modal.Queue.from_name("e2e-jobs", create_if_missing=True)
+results = modal.Dict.from_name("e2e-results", create_if_missing=True)
+
+
+@app.function()
+def worker() -> int:
+    done = 0
+    while True:
+        try:
+            job = jobs.get(timeout=2)
+        except queue.Empty:
+            return done
+        results[job["id"]] = {"square": job["x"] ** 2}
+        done += 1
+
+
+@app.function()
+def wait_for(partition: str) -> list:
+    """Blocks until the script puts something in the partition."""
+    return jobs.get_many(10, timeout=60, partition=partition)
+
+
+def main() -> dict:
+    jobs.clear(all=True)
+    results.clear()
+    out = {}
+    with app.run():
+        jobs.put_many([{"id": f"job-{i}", "x": i} for i in range(20)])
+        out["done"] = worker.remote()
+        out["results"] = {k: v["square"] for k, v in results.items()}
+        out["len"] = results.len()
+        waiting = wait_for.spawn("later")
+        time.sleep(2)
+        jobs.put_many(["a", "b"], partition="later")
+        out["waited"] = waiting.get(timeout=60)
+        out["left"] = jobs.len(total=True)
+    with modal.Dict.ephemeral() as d, modal.Queue.ephemeral() as q:
+        d["k"] = [1, 2]
+        out["put_if_absent"] = [d.put("k", 3, skip_if_exists=True), d.put("n", 4, skip_if_exists=True)]
+        out["ephemeral_dict"] = sorted(d.items())
+        q.put_many([1, 2, 3])
+        out["iterated"] = list(q.iterate())
+        out["popped"] = [d.pop("k"), q.get(), q.len()]
+    return out
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["main"]:
+    print(json.dumps(main()))
