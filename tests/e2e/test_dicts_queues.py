@@ -29,3 +29,11 @@ def test_dict_and_queue_cli(shoal):
     assert shoal.modal("queue", "len", "e2e-cli-queue").stdout.strip() == "0"
     shoal.modal("queue", "delete", "--yes", "e2e-cli-queue")
     assert "e2e-cli-queue" not in shoal.modal("queue", "list").stdout
+
+
+def test_dicts_and_queues_survive_a_restart(shoal):
+    shoal.python("dicts_queues.py", "keep")
+    shoal.down()
+    shoal.up()
+    assert shoal.modal("dict", "get", "e2e-kept-dict", "k").stdout.strip() == "v"
+    assert shoal.modal("queue", "len", "e2e-kept-queue").stdout.strip() == "1"

@@ -59,14 +59,14 @@ async def test_an_ephemeral_volume_lives_while_its_heartbeats_come(volumes):
     eph = await volumes.get_or_create("", "", Creation.OBJECT_CREATION_TYPE_EPHEMERAL, 0)
     named = await volumes.get_or_create("kept", "", Creation.OBJECT_CREATION_TYPE_CREATE_IF_MISSING, 0)
     assert await volumes.objects.in_environment("", 0, 0) == [named]  # ephemeral ones are not listed
+    await volumes.get(eph.object_id)  # its directory is made
     await volumes.objects.heartbeat(eph.object_id)
-    await volumes.delete_expired(time.time() + EPHEMERAL_TIMEOUT / 2)
-    await volumes.get(eph.object_id)
-    await volumes.delete_expired(time.time() + EPHEMERAL_TIMEOUT * 2)
+    assert await volumes.objects.expired(time.time() + EPHEMERAL_TIMEOUT / 2) == []
+    assert await volumes.objects.expired(time.time() + EPHEMERAL_TIMEOUT * 2) == [eph.object_id]  # not `named`
+    await volumes.delete(eph.object_id)
     with pytest.raises(NotFound):
         await volumes.get(eph.object_id)
     assert not os.path.exists(volumes.directory(eph.object_id))
-    await volumes.get(named.object_id)
 
 
 async def test_files_are_put_listed_copied_read_and_removed(volumes):

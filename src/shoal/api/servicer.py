@@ -95,8 +95,7 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs
     async def EnvironmentDelete(self, req):
         for app in await self.p.apps.delete_environment(req.name):
             await self.p.stop_app(app.app_id)
-        for objects in (self.p.volumes, self.p.dicts, self.p.queues):
-            await objects.delete_environment(req.name)
+        await self.p.delete_environment_objects(req.name)
         return empty_pb2.Empty()
 
     @unary

@@ -38,14 +38,6 @@ class Dicts:
         await self.objects.delete(dict_id)
         await self._clear(dict_id)
 
-    async def delete_expired(self, now: float) -> None:
-        for dict_id in await self.objects.expired(now):
-            await self.delete(dict_id)
-
-    async def delete_environment(self, environment: str) -> None:
-        for dict_id in await self.objects.ids_in_environment(environment):
-            await self.delete(dict_id)
-
     async def get(self, dict_id: str, key: bytes) -> bytes | None:
         await self.objects.get(dict_id)
         async with self.db.tx() as conn:

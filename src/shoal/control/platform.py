@@ -274,14 +274,25 @@ class Platform:
                 log.exception("forgetting old usage samples")
             await asyncio.sleep(3600)
 
+    async def delete_environment_objects(self, environment: str) -> None:
+        """A deleted environment's volumes, dicts and queues go with it."""
+        for kind in (self.volumes, self.dicts, self.queues):
+            for object_id in await kind.objects.ids_in_environment(environment):
+                await kind.delete(object_id)
+
+    async def _delete_expired_objects(self) -> None:
+        """Ephemeral volumes, dicts and queues whose client stopped sending heartbeats."""
+        for kind in (self.volumes, self.dicts, self.queues):
+            for object_id in await kind.objects.expired(time.time()):
+                await kind.delete(object_id)
+
     async def _watch_heartbeats(self) -> None:
         while True:
             await asyncio.sleep(10)
-            for objects in (self.volumes, self.dicts, self.queues):
-                try:
-                    await objects.delete_expired(time.time())
-                except Exception:
-                    log.exception("deleting expired ephemeral objects")
+            try:
+                await self._delete_expired_objects()
+            except Exception:
+                log.exception("deleting expired ephemeral objects")
             cutoff = time.time() - APP_HEARTBEAT_TIMEOUT
             for app_id, seen in list(self.last_heartbeat.items()):
                 if seen >= cutoff:

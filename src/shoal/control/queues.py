@@ -33,14 +33,6 @@ class Queues:
         await self.objects.delete(queue_id)
         await self._remove(queue_id, None)
 
-    async def delete_expired(self, now: float) -> None:
-        for queue_id in await self.objects.expired(now):
-            await self.delete(queue_id)
-
-    async def delete_environment(self, environment: str) -> None:
-        for queue_id in await self.objects.ids_in_environment(environment):
-            await self.delete(queue_id)
-
     async def put(self, queue_id: str, partition: bytes, values: list[bytes]) -> None:
         await self.objects.get(queue_id)
         async with self.db.tx() as conn:

@@ -53,16 +53,6 @@ class Volumes:
         await self.objects.delete(volume_id)
         await asyncio.to_thread(shutil.rmtree, self.directory(volume_id), True)
 
-    async def delete_environment(self, environment: str) -> None:
-        """An environment's volumes go with it."""
-        for volume_id in await self.objects.ids_in_environment(environment):
-            await self.delete(volume_id)
-
-    async def delete_expired(self, now: float) -> None:
-        """Ephemeral volumes whose client stopped sending heartbeats are deleted."""
-        for volume_id in await self.objects.expired(now):
-            await self.delete(volume_id)
-
     # -- mounts ------------------------------------------------------------
 
     async def check_mounts(self, mounts: list[api_pb2.VolumeMount]) -> None:

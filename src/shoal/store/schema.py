@@ -148,32 +148,29 @@ secrets = Table(
 )
 Index("secrets_by_name", secrets.c.environment, secrets.c.name, unique=True)
 
-# Volumes: named (unique per environment) or ephemeral, whose client heartbeats keep them.
-# Their files are a directory per volume under the control plane's home.
-volumes = Table(
-    "volumes",
-    metadata,
-    Column("volume_id", String(80), primary_key=True),
-    Column("environment", String(64), nullable=False),
-    Column("name", String(128)),  # None: ephemeral
-    Column("created_at", Float, nullable=False),
-    Column("heartbeat_at", Float),  # an ephemeral volume's last heartbeat
-)
-Index("volumes_by_name", volumes.c.environment, volumes.c.name, unique=True)
 
-# Dicts (modal.Dict): named or ephemeral, like volumes; their entries by the sha256 of the
-# key as the client serialized it (keys compare by those bytes, as in Modal).
-dicts = Table(
-    "dicts",
-    metadata,
-    Column("dict_id", String(80), primary_key=True),
-    Column("environment", String(64), nullable=False),
-    Column("name", String(128)),
-    Column("created_at", Float, nullable=False),
-    Column("heartbeat_at", Float),
-)
-Index("dicts_by_name", dicts.c.environment, dicts.c.name, unique=True)
+def _named_objects(name: str, id_column: str) -> Table:
+    """Objects the client names (unique per environment) or makes ephemeral (no name; their
+    client's heartbeats keep them): control/named_objects.py."""
+    table = Table(
+        name,
+        metadata,
+        Column(id_column, String(80), primary_key=True),
+        Column("environment", String(64), nullable=False),
+        Column("name", String(128)),  # None: ephemeral
+        Column("created_at", Float, nullable=False),
+        Column("heartbeat_at", Float),  # an ephemeral one's last heartbeat
+    )
+    Index(f"{name}_by_name", table.c.environment, table.c.name, unique=True)
+    return table
 
+
+# Volumes: their files are a directory each under the control plane's home.
+volumes = _named_objects("volumes", "volume_id")
+
+# Dicts (modal.Dict): entries by the sha256 of the key as the client serialized it (keys
+# compare by those bytes, as in Modal).
+dicts = _named_objects("dicts", "dict_id")
 dict_entries = Table(
     "dict_entries",
     metadata,
@@ -183,19 +180,8 @@ dict_entries = Table(
     Column("value", LargeBinary, nullable=False),
 )
 
-# Queues (modal.Queue): named or ephemeral; items in order per partition (its key in hex,
-# "" for the default one).
-queues = Table(
-    "queues",
-    metadata,
-    Column("queue_id", String(80), primary_key=True),
-    Column("environment", String(64), nullable=False),
-    Column("name", String(128)),
-    Column("created_at", Float, nullable=False),
-    Column("heartbeat_at", Float),
-)
-Index("queues_by_name", queues.c.environment, queues.c.name, unique=True)
-
+# Queues (modal.Queue): items in order per partition (its key in hex, "" for the default one).
+queues = _named_objects("queues", "queue_id")
 queue_items = Table(
     "queue_items",
     metadata,

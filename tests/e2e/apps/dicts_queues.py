@@ -55,5 +55,11 @@ def main() -> dict:
     return out
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["main"]:
-    print(json.dumps(main()))
+def keep() -> None:
+    """An entry and an item for a restart to keep."""
+    modal.Dict.from_name("e2e-kept-dict", create_if_missing=True)["k"] = "v"
+    modal.Queue.from_name("e2e-kept-queue", create_if_missing=True).put(7)
+
+
+if __name__ == "__main__":
+    print(json.dumps({"main": main, "keep": keep}[sys.argv[1]]()))
