@@ -8,6 +8,7 @@ import platform
 import time
 
 import cold_start
+import dict_queue
 import image_cache_hit
 import image_store
 import map_throughput
@@ -28,5 +29,6 @@ if __name__ == "__main__":
         "image_store": image_store.main(),
         "image_cache_hit": image_cache_hit.main(),
         "volume_transfer": volume_transfer.main(512, 1000),
+        "dict_queue": dict_queue.main(1000),
     }
     print(json.dumps(results, indent=2))

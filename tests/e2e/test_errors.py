@@ -87,7 +87,7 @@ def test_unimplemented_rpcs_name_the_feature(shoal):
 
 
 def test_unimplemented_feature_through_the_cli(shoal):
-    proc = shoal.modal("dict", "list", check=False)
+    proc = shoal.modal("nfs", "list", check=False)
     assert proc.returncode != 0
     assert "shoal does not support this feature yet" in proc.stdout + proc.stderr
 
