@@ -194,3 +194,19 @@ def _wait_for(condition, timeout: float = 60) -> None:
 def test_a_worker_meters_what_its_containers_use_above_their_reservations(cluster):
     # The same figures as on the embedded worker, from the worker's heartbeats and exit messages.
     check_billed_above_the_reservation(cluster.shoal)
+
+
+def test_functions_with_volumes_run_on_workers_that_see_the_volumes(cluster):
+    """Functions with volumes go to workers that see the control plane's volume directories on a
+    shared file system (`--volumes`); the others cannot take them."""
+    refused = cluster.shoal.modal("run", "volumes.py::main", check=False, timeout=300)
+    assert refused.returncode != 0
+    assert "No worker can ever run a container with volumes" in refused.stdout + refused.stderr
+    # The same machine's directory stands in for a shared file system here.
+    cluster.start("w-vol", "A10G:1", None, "--volumes", str(cluster.shoal.home / "volumes"))
+    try:
+        proc = cluster.shoal.modal("run", "volumes.py::main", "--name", "joined.txt", "--text", "from w-vol")
+        # Only w-vol could take them: the others were refused above.
+        assert "read from w-vol" in proc.stdout and "read-only Read-only file system" in proc.stdout
+    finally:
+        cluster.stop("w-vol")

@@ -56,7 +56,7 @@ def test_a_function_with_volumes_runs_only_where_they_can_be_mounted():
     assert request_of(fdef).volumes and not request_of(api_pb2.Function()).volumes
     p = pool(Worker("joined", 16000, 64000), Worker("local", 2000, 4000, volumes=True))
     assert p.place(request_of(fdef), "ta-1").worker_id == "local"
-    with pytest.raises(Unsatisfiable, match=r"volumes \(only the control plane's own worker mounts them\)"):
+    with pytest.raises(Unsatisfiable, match=r"volumes \(only the control plane's own worker and workers joined"):
         pool(Worker("joined", 16000, 64000)).place(request_of(fdef), "ta-2")
 
 

@@ -152,7 +152,7 @@ class WorkerService:
         if not hello or hello.get("type") != "hello":
             raise GRPCError(Status.INVALID_ARGUMENT, "a worker must start with its hello")
         gpus = tuple(Gpu(g["index"], g["type"], g["uuid"]) for g in hello["gpus"])
-        worker = Worker(hello["name"], hello["milli_cpu"], hello["memory_mb"], gpus)
+        worker = Worker(hello["name"], hello["milli_cpu"], hello["memory_mb"], gpus, volumes=bool(hello.get("volumes")))
         link = RemoteLink(self.platform, worker.worker_id, stream)
         try:
             self.platform.workers.join(worker, link)

@@ -36,7 +36,15 @@ from .state import admin_request, console, human_size, shoal_home
     "least recently used images and code no container uses are removed.",
 )
 @click.option("--fake-gpus", default="", help="GPUs it declares, for tests and demos: H100:2,A10G:1")
-def worker(server: str, token: str, name: str, home: str, cache: str, cache_limit: str, fake_gpus: str) -> None:
+@click.option(
+    "--volumes",
+    default="",
+    help="The control plane's volumes (its SHOAL_HOME/volumes) as this machine sees them on a shared file "
+    "system; functions with volumes run only on workers that have it.",
+)
+def worker(
+    server: str, token: str, name: str, home: str, cache: str, cache_limit: str, fake_gpus: str, volumes: str
+) -> None:
     """Join the control plane at --server and run the containers it places here."""
     from ..worker.fetched import parse_limit
     from ..worker.joined import JoinedWorker, server_address
@@ -49,6 +57,8 @@ def worker(server: str, token: str, name: str, home: str, cache: str, cache_limi
         parse_fake_gpus(fake_gpus)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    if volumes and not os.path.isdir(volumes):
+        raise click.BadParameter(f"{volumes} is not a directory", param_hint="--volumes")
     if os.geteuid() != 0:
         raise click.ClickException("a worker runs containers with runc and overlayfs, which need root")
     home = home or os.path.join(shoal_home(), "workers", name)
@@ -71,7 +81,7 @@ def worker(server: str, token: str, name: str, home: str, cache: str, cache_limi
 
     async def run() -> None:
         # Made here: its gRPC channels belong to this event loop.
-        joined = JoinedWorker(server, token_id, token_secret, home, name, fake_gpus, cache, limit)
+        joined = JoinedWorker(server, token_id, token_secret, home, name, fake_gpus, cache, limit, volumes)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)

@@ -87,5 +87,5 @@ class ContainerPlans:
             network=not fdef.block_network,
             reserved_cores=milli_cpu / 1000,
             reserved_memory_mb=memory_mb,
-            volume_binds=await self.volumes.binds(list(fdef.volume_mounts)),
+            volumes=await self.volumes.binds(list(fdef.volume_mounts)),
         )

@@ -50,7 +50,7 @@ class Request:
     milli_cpu: int = 0
     memory_mb: int = 0
     gpus: tuple[GpuChoice, ...] = ()  # in order of preference; empty: no GPU
-    volumes: bool = False  # it mounts volumes, which live on the control plane's machine
+    volumes: bool = False  # it mounts volumes, which only some workers see
 
     def __str__(self) -> str:
         parts = []
@@ -61,7 +61,7 @@ class Request:
         if self.gpus:
             parts.append("gpu=" + " or ".join(str(g) for g in self.gpus))
         if self.volumes:
-            parts.append("volumes (only the control plane's own worker mounts them)")
+            parts.append("volumes (only the control plane's own worker and workers joined with --volumes mount them)")
         return ", ".join(parts) or "no resources"
 
 
@@ -99,7 +99,7 @@ class Worker:
     memory_mb: int
     gpus: tuple[Gpu, ...] = ()
     images: set[str] = field(default_factory=set)  # images it has run, so it holds their layers
-    volumes: bool = False  # it can mount volumes: the embedded worker, on the control plane's machine
+    volumes: bool = False  # it can mount volumes: the embedded worker, or one joined with --volumes
     # what it last reported: its CPUs' busy fraction and the cores each of its containers used
     cpu_busy: float = 0.0
     task_cores: dict[str, float] = field(default_factory=dict)

@@ -98,7 +98,9 @@ class Platform:
         self.runtime = Runtime(os.path.join(home, "runtime"))
         inventory = this_machine(settings.fake_gpus) if settings.local_worker else None
         nvidia_gpus = inventory.nvidia if inventory else ()
-        self.worker = LocalWorker(self.runtime, home, serve_socket, settings.ca_bundle, nvidia_gpus)
+        self.worker = LocalWorker(
+            self.runtime, home, serve_socket, settings.ca_bundle, nvidia_gpus, volumes_root=self.volumes.root
+        )
         self.layers = LayerStore(os.path.join(home, "images"))
         builder = Builder(self.layers, self.worker.run_build_step, BaseResolver(self.layers))
         self.plans = ContainerPlans(home, self.apps, self.deployments, self.mounts, self.secrets, self.volumes)

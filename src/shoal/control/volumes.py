@@ -3,8 +3,9 @@
 Named and ephemeral ones follow named_objects.py. Each is a directory under the
 control plane's home, bind-mounted read-write (or read-only) into the containers
 of the functions that declare it, so a write is visible to every container at
-once and commit and reload have nothing left to do. Only the control plane's own
-worker can mount them (see placement.Request.volumes).
+once and commit and reload have nothing left to do. Only workers that see these
+directories mount them: the control plane's own, and joined workers started with
+`--volumes` on a file system they share with it (see placement.Request.volumes).
 """
 
 import asyncio
@@ -68,12 +69,11 @@ class Volumes:
             paths.add(path)
 
     async def binds(self, mounts: list[api_pb2.VolumeMount]) -> list[tuple[str, str, bool]]:
-        """Each mount as (directory on this machine, path in the container, read-only)."""
+        """Each mount as (volume id, path in the container, read-only); a worker finds the volume's
+        directory under its own view of this root."""
         for mount in mounts:
             await self.get(mount.volume_id)  # deleted since the function was created: say so
-        return [
-            (self.directory(m.volume_id), contained_path(m.mount_path, "Volume mount"), m.read_only) for m in mounts
-        ]
+        return [(m.volume_id, contained_path(m.mount_path, "Volume mount"), m.read_only) for m in mounts]
 
     # -- files -------------------------------------------------------------
 

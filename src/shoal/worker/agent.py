@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..runtime import BindMount, Container, ContainerSpec, Runtime
+from ..runtime import BindMount, Container, ContainerError, ContainerSpec, Runtime
 from . import nvidia
 from .cpu_load import CpuMeter
 from .excess import Excess, ExcessMeter
@@ -52,8 +52,7 @@ class ContainerPlan:
     reserved_cores: float = 0.0
     reserved_memory_mb: int = 0
     network: bool = True  # False: block_network=True
-    # (directory on this machine, path in the container, read-only): volumes
-    volume_binds: list[tuple[str, str, bool]] = field(default_factory=list)
+    volumes: list[tuple[str, str, bool]] = field(default_factory=list)  # (volume id, path in it, read-only)
 
 
 @dataclass
@@ -89,8 +88,11 @@ class LocalWorker:
         serve_socket: SocketServer,
         ca_bundle: str = "",
         nvidia_gpus: tuple[nvidia.NvidiaGpu, ...] = (),
+        volumes_root: str = "",
     ):
         self.runtime = runtime
+        # Where it sees the control plane's volumes, a directory each ("": it mounts none).
+        self.volumes_root = volumes_root
         self.nvidia = {g.uuid: g for g in nvidia_gpus}
         self._driver_mounts: list[BindMount] | None = None
         self.ca_bundle = ca_bundle
@@ -172,7 +174,7 @@ class LocalWorker:
                 BindMount(task_dir, TASK_MOUNT, readonly=False),
                 *self._ca_mounts(env),
                 *gpu_mounts,
-                *(BindMount(source, target, readonly) for source, target, readonly in plan.volume_binds),
+                *self._volume_mounts(plan.volumes),
             ],
             cpu=plan.cpu,
             memory_mb=plan.memory_mb,
@@ -210,6 +212,11 @@ class LocalWorker:
             self._driver_mounts = nvidia.driver_mounts()
         nvidia.container_env(env, uuids)
         return [f"/dev/nvidia{g.minor}" for g in real], self._driver_mounts
+
+    def _volume_mounts(self, volumes: list[tuple[str, str, bool]]) -> list[BindMount]:
+        if volumes and not self.volumes_root:
+            raise ContainerError("this worker mounts no volumes (see shoal worker --volumes)")
+        return [BindMount(os.path.join(self.volumes_root, vid), path, readonly) for vid, path, readonly in volumes]
 
     def _ca_mounts(self, env: dict[str, str]) -> list[BindMount]:
         """Mount the host's CA bundle and point TLS clients at it (unless the image chose its own)."""

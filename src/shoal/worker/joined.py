@@ -60,6 +60,7 @@ class JoinedWorker:
         fake_gpus: str,
         cache: str,
         cache_limit: int,  # bytes
+        volumes: str = "",  # the control plane's volume directories on a shared file system
     ):
         host, port = server_address(server_url)
         self.name = name
@@ -75,7 +76,9 @@ class JoinedWorker:
         self.fetched = Fetched(cache, self.channel, self.metadata, cache_limit)
         self._collect = asyncio.Event()  # set when the cache may have outgrown its limit or freed something
         self.runtime = Runtime(os.path.join(home, "runtime"))
-        self.local = LocalWorker(self.runtime, home, self._serve_task, default_ca_bundle(), self.inventory.nvidia)
+        self.local = LocalWorker(
+            self.runtime, home, self._serve_task, default_ca_bundle(), self.inventory.nvidia, volumes_root=volumes
+        )
         self.secrets: dict[str, str] = {}  # task id -> the secret its requests carry
         self.starting: dict[str, asyncio.Task] = {}  # task id -> fetching its image, not yet a container
 
@@ -121,7 +124,7 @@ class JoinedWorker:
             inv = self.inventory
             gpus = [{"index": g.index, "type": g.gpu_type, "uuid": g.uuid} for g in inv.gpus]
             hello = {"type": "hello", "name": self.name, "milli_cpu": inv.milli_cpu, "memory_mb": inv.memory_mb}
-            await stream.send_message(pack({**hello, "gpus": gpus}))
+            await stream.send_message(pack({**hello, "gpus": gpus, "volumes": bool(self.local.volumes_root)}))
             if unpack(await stream.recv_message()) is None:
                 return
             log.info("joined the control plane as %s", self.name)
