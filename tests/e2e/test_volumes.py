@@ -80,7 +80,6 @@ def test_a_symlink_a_container_left_in_a_volume_is_not_followed_by_the_server(sh
     shoal.modal("run", "volumes.py::link", "--name", "leak", "--target", str(secret))
     read = json.loads(shoal.python("volumes.py", "read_file", "leak").stdout.strip().splitlines()[-1])
     assert read == "InvalidError: leak is not a regular file"
-    assert secret.read_bytes() not in shoal.modal("volume", "get", "e2e-data", "leak", "-").stdout.encode()
     shoal.modal("run", "volumes.py::link", "--name", "escape", "--target", "/")
     proc = shoal.modal("volume", "put", "e2e-data", "data.txt", "/escape/tmp/planted.txt", check=False)
     assert proc.returncode != 0 and "escape is not a directory" in proc.stdout + proc.stderr

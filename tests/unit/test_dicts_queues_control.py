@@ -41,7 +41,7 @@ async def test_queue_partitions_are_fifo_and_bounded(db):
     assert await queues.get(q.object_id, b"", 2, 0.0) == [b"1", b"2"]
     assert await queues.length(q.object_id, b"", total=False) == 1
     assert await queues.length(q.object_id, b"", total=True) == 2
-    assert await queues.sizes(q.object_id) == (2, 2)
+    assert await queues.sizes([q.object_id, "qu-none"]) == {q.object_id: (2, 2)}
     with pytest.raises(ResourceExhausted, match="at most 5,000 items"):
         await queues.put(q.object_id, b"p", [b"v"] * PARTITION_LIMIT)
     with pytest.raises(InvalidArgument, match="at most 64 bytes"):

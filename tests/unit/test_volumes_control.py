@@ -28,7 +28,7 @@ async def test_named_volumes_are_created_found_renamed_and_deleted(volumes):
     with pytest.raises(NotFound, match="Volume 'v' not found in environment 'main'"):
         await volumes.get_or_create("v", "", Creation.OBJECT_CREATION_TYPE_UNSPECIFIED, 0)
     created = await volumes.get_or_create("v", "", Creation.OBJECT_CREATION_TYPE_CREATE_FAIL_IF_EXISTS, 0)
-    await volumes.get(created.object_id)  # its directory is made at its first use
+    await volumes.listing(created.object_id, "/", recursive=False)  # its directory is made at its first use
     assert os.path.isdir(volumes.directory(created.object_id))
     with pytest.raises(AlreadyExists):
         await volumes.get_or_create("v", "main", Creation.OBJECT_CREATION_TYPE_CREATE_FAIL_IF_EXISTS, 0)
@@ -42,7 +42,7 @@ async def test_named_volumes_are_created_found_renamed_and_deleted(volumes):
     await volumes.delete(created.object_id)
     assert not os.path.exists(volumes.directory(created.object_id))
     with pytest.raises(NotFound):
-        await volumes.get(created.object_id)
+        await volumes.objects.get(created.object_id)
 
 
 async def test_bad_names_and_versions_are_refused(volumes):
@@ -59,13 +59,13 @@ async def test_an_ephemeral_volume_lives_while_its_heartbeats_come(volumes):
     eph = await volumes.get_or_create("", "", Creation.OBJECT_CREATION_TYPE_EPHEMERAL, 0)
     named = await volumes.get_or_create("kept", "", Creation.OBJECT_CREATION_TYPE_CREATE_IF_MISSING, 0)
     assert await volumes.objects.in_environment("", 0, 0) == [named]  # ephemeral ones are not listed
-    await volumes.get(eph.object_id)  # its directory is made
+    await volumes.listing(eph.object_id, "/", recursive=False)  # its directory is made
     await volumes.objects.heartbeat(eph.object_id)
     assert await volumes.objects.expired(time.time() + EPHEMERAL_TIMEOUT / 2) == []
     assert await volumes.objects.expired(time.time() + EPHEMERAL_TIMEOUT * 2) == [eph.object_id]  # not `named`
     await volumes.delete(eph.object_id)
     with pytest.raises(NotFound):
-        await volumes.get(eph.object_id)
+        await volumes.objects.get(eph.object_id)
     assert not os.path.exists(volumes.directory(eph.object_id))
 
 

@@ -36,19 +36,18 @@ class QueueRpcs:
         found = await self.p.queues.objects.in_environment(
             req.environment_name, req.pagination.max_objects, req.pagination.created_before
         )
-        items = []
-        for queue in found:
-            partitions, size = await self.p.queues.sizes(queue.object_id)
-            items.append(
-                api_pb2.QueueListResponse.QueueInfo(
-                    name=queue.name,
-                    created_at=queue.created_at,
-                    num_partitions=partitions,
-                    total_size=size,
-                    queue_id=queue.object_id,
-                    metadata=_metadata(queue),
-                )
+        sizes = await self.p.queues.sizes([queue.object_id for queue in found])
+        items = [
+            api_pb2.QueueListResponse.QueueInfo(
+                name=queue.name,
+                created_at=queue.created_at,
+                num_partitions=sizes.get(queue.object_id, (0, 0))[0],
+                total_size=sizes.get(queue.object_id, (0, 0))[1],
+                queue_id=queue.object_id,
+                metadata=_metadata(queue),
             )
+            for queue in found
+        ]
         return api_pb2.QueueListResponse(environment_name=req.environment_name, queues=items)
 
     @unary

@@ -29,7 +29,7 @@ class VolumeRpcs:
 
     @unary
     async def VolumeGetById(self, req):
-        volume = await self.p.volumes.get(req.volume_id)
+        volume = await self.p.volumes.objects.get(req.volume_id)
         return api_pb2.VolumeGetByIdResponse(volume_id=volume.object_id, metadata=metadata(volume))
 
     @unary
@@ -70,7 +70,7 @@ class VolumeRpcs:
 
     @unary
     async def VolumeReload(self, req):
-        await self.p.volumes.get(req.volume_id)
+        await self.p.volumes.objects.get(req.volume_id)
         return empty_pb2.Empty()
 
     @streaming

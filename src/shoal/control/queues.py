@@ -98,15 +98,15 @@ class Queues:
         async with self.db.tx() as conn:
             return (await conn.execute(select(func.count()).where(*where))).scalar_one()
 
-    async def sizes(self, queue_id: str) -> tuple[int, int]:
-        """How many partitions hold items, and how many items in all."""
+    async def sizes(self, queue_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """Per queue that holds items: how many partitions hold some, and how many items in all."""
+        query = (
+            select(q.queue_id, func.count(q.partition.distinct()), func.count())
+            .where(q.queue_id.in_(queue_ids))
+            .group_by(q.queue_id)
+        )
         async with self.db.tx() as conn:
-            row = (
-                await conn.execute(
-                    select(func.count(q.partition.distinct()), func.count()).where(q.queue_id == queue_id)
-                )
-            ).one()
-        return row[0], row[1]
+            return {row[0]: (row[1], row[2]) for row in await conn.execute(query)}
 
     async def clear(self, queue_id: str, partition: bytes, all_partitions: bool) -> None:
         await self.objects.get(queue_id)

@@ -183,8 +183,8 @@ class Releases:
     async def _schedule_runs(self, version: Version) -> None:
         """The schedules of a deployed app's live version fire from now on, in place of its last one's."""
         scheduled = {}
-        for function_id in version.revisions:
-            definition = (await self.deployments.resolve(function_id)).definition
+        for function_id, revision_id in version.revisions.items():
+            definition = (await self.functions.revision(revision_id)).definition
             if definition.HasField("schedule"):
                 scheduled[function_id] = definition.schedule
         self.schedules.live(version.app_id, scheduled, version.deployed_at)

@@ -65,21 +65,17 @@ def _lstat(dir_fd: int, name: str, path: str) -> os.stat_result:
         raise NotFound(f"No such file or directory: {path}") from None
 
 
+_TYPES = {
+    stat.S_IFREG: FileType.FILE,
+    stat.S_IFDIR: FileType.DIRECTORY,
+    stat.S_IFLNK: FileType.SYMLINK,
+    stat.S_IFIFO: FileType.FIFO,
+    stat.S_IFSOCK: FileType.SOCKET,
+}
+
+
 def _entry(path: str, st: os.stat_result) -> api_pb2.FileEntry:
-    mode = st.st_mode
-    kind = (
-        FileType.FILE
-        if stat.S_ISREG(mode)
-        else FileType.DIRECTORY
-        if stat.S_ISDIR(mode)
-        else FileType.SYMLINK
-        if stat.S_ISLNK(mode)
-        else FileType.FIFO
-        if stat.S_ISFIFO(mode)
-        else FileType.SOCKET
-        if stat.S_ISSOCK(mode)
-        else FileType.UNSPECIFIED
-    )
+    kind = _TYPES.get(stat.S_IFMT(st.st_mode), FileType.UNSPECIFIED)
     return api_pb2.FileEntry(path=path, type=kind, mtime=int(st.st_mtime), size=st.st_size)
 
 

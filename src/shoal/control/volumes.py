@@ -44,11 +44,12 @@ class Volumes:
         volume, _ = await self.objects.get_or_create(name, environment, creation)
         return volume
 
-    async def get(self, volume_id: str) -> NamedObject:
-        """The volume, its directory made if it is not there yet (the first use of a new one)."""
-        volume = await self.objects.get(volume_id)
-        os.makedirs(self.directory(volume_id), mode=0o755, exist_ok=True)
-        return volume
+    async def _root(self, volume_id: str) -> str:
+        """The volume's directory, made at its first use (NotFound for an unknown volume)."""
+        await self.objects.get(volume_id)
+        root = self.directory(volume_id)
+        os.makedirs(root, mode=0o755, exist_ok=True)
+        return root
 
     async def delete(self, volume_id: str) -> None:
         await self.objects.delete(volume_id)
@@ -60,7 +61,7 @@ class Volumes:
         """Refuse a function's volume mounts that no container could get."""
         paths = set()
         for mount in mounts:
-            await self.get(mount.volume_id)
+            await self.objects.get(mount.volume_id)
             if mount.sub_path:
                 raise InvalidArgument("Volume mounts with sub_path= are not supported by shoal yet")
             path = contained_path(mount.mount_path, "Volume mount")
@@ -72,15 +73,14 @@ class Volumes:
         """Each mount as (volume id, path in the container, read-only); a worker finds the volume's
         directory under its own view of this root."""
         for mount in mounts:
-            await self.get(mount.volume_id)  # deleted since the function was created: say so
+            await self._root(mount.volume_id)  # deleted since the function was created: say so
         return [(m.volume_id, contained_path(m.mount_path, "Volume mount"), m.read_only) for m in mounts]
 
     # -- files -------------------------------------------------------------
 
     async def _files(self, volume_id: str, operation, *args):
         """Run a volume_files operation on the volume's directory, in a thread (it touches the disk)."""
-        await self.get(volume_id)
-        return await asyncio.to_thread(operation, self.directory(volume_id), *args)
+        return await asyncio.to_thread(operation, await self._root(volume_id), *args)
 
     async def listing(self, volume_id: str, path: str, recursive: bool) -> list[api_pb2.FileEntry]:
         return await self._files(volume_id, volume_files.listing, path, recursive)
@@ -94,19 +94,17 @@ class Volumes:
     async def put(self, volume_id: str, files: list[api_pb2.MountFile], overwrite: bool) -> None:
         """Files uploaded to the blob store (as mount files are), written at their paths; with
         overwrite False nothing is written when any of them exists."""
-        await self.get(volume_id)
-        root = self.directory(volume_id)
         absent = [f.sha256_hex for f in files if not self.blobs.has(f.sha256_hex)]
         if absent:
             raise InvalidArgument(f"Volume files were not uploaded: {', '.join(absent[:5])}")
 
-        def put_all() -> None:
+        def put_all(root: str) -> None:
             for f in files:
                 volume_files.check_writable(root, f.filename, overwrite)
             for f in files:
                 volume_files.write(root, f.filename, self.blobs.path(f.sha256_hex), f.mode)
 
-        await asyncio.to_thread(put_all)
+        await self._files(volume_id, put_all)
 
     async def remove(self, volume_id: str, path: str, recursive: bool) -> None:
         await self._files(volume_id, volume_files.remove, path, recursive)
@@ -116,5 +114,5 @@ class Volumes:
 
     async def commit(self, volume_id: str) -> None:
         """Writes are in place already; a commit makes them durable."""
-        await self.get(volume_id)
+        await self.objects.get(volume_id)
         await asyncio.to_thread(os.sync)
