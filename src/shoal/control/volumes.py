@@ -33,7 +33,8 @@ class Volumes:
     def __init__(self, db: Database, blobs: BlobStore, root: str):
         self.objects = NamedObjects(db, t.volumes, "Volume", "vo")
         self.blobs = blobs
-        self.root = root
+        self.root = root  # there from the start: joined workers with --volumes share it
+        os.makedirs(root, exist_ok=True)
 
     def directory(self, volume_id: str) -> str:
         return os.path.join(self.root, volume_id)
