@@ -26,15 +26,17 @@ CACHE = {
 FAKE_GPUS = "H100:2,A10G:1"
 
 
-def _free_port_pair() -> int:
-    """A port P with P + 1 free too (shoal serves blobs there). Both are bound to check: a port
-    that an outgoing connection uses has no listener to answer a connect, but a bind fails."""
+def _free_ports() -> int:
+    """A port P with P + 1 and P + 2 free too (shoal serves blobs and web endpoints there). Each is
+    bound to check: a port that an outgoing connection uses has no listener to answer a connect,
+    but a bind fails."""
     while True:
-        with socket.socket() as s, socket.socket() as s2:
+        with socket.socket() as s, socket.socket() as s1, socket.socket() as s2:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
             try:
-                s2.bind(("127.0.0.1", port + 1))
+                s1.bind(("127.0.0.1", port + 1))
+                s2.bind(("127.0.0.1", port + 2))
             except OSError:
                 continue
             return port
@@ -113,7 +115,7 @@ def running_shoal(
             subprocess.run(["cp", "-al", str(cache), str(home / name)], check=True)
         else:
             os.symlink(cache, home / name)
-    instance = Shoal(home, _free_port_pair())
+    instance = Shoal(home, _free_ports())
     try:
         for attempt in range(3):
             try:
@@ -123,7 +125,7 @@ def running_shoal(
                 # Between the check and shoal's bind, another process may take one of the ports.
                 if "address already in use" not in str(e) or attempt == 2:
                     raise
-                instance.port = _free_port_pair()
+                instance.port = _free_ports()
         yield instance
     finally:
         instance.down()

@@ -92,11 +92,10 @@ def test_unimplemented_feature_through_the_cli(shoal):
     assert "shoal does not support this feature yet" in proc.stdout + proc.stderr
 
 
-def test_a_feature_shoal_lacks_is_refused_at_deploy_not_ignored(shoal):
-    proc = shoal.modal("deploy", "web_endpoint.py", check=False)
+def test_a_feature_shoal_lacks_is_refused_not_ignored(shoal):
+    proc = shoal.modal("deploy", "unsupported.py", check=False)
     assert proc.returncode != 0
-    assert "'hello' uses what shoal does not support yet: web endpoints" in proc.stdout + proc.stderr
-    assert "plain" in shoal.modal("run", "web_endpoint.py::plain").stdout
+    assert "'together' uses what shoal does not support yet: @modal.experimental.clustered" in proc.stdout + proc.stderr
 
 
 def test_new_token_is_accepted_while_running(shoal):

@@ -14,7 +14,7 @@ from shoal.control.calls import Calls
 from shoal.control.containers import Containers
 from shoal.control.deployments import Deployments
 from shoal.control.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
-from shoal.control.functions import Binding, Functions, refuse_unsupported, retry_policy
+from shoal.control.functions import Binding, Functions, retry_policy
 from shoal.control.placement import Allocation, Gpu
 from shoal.control.scheduler import Task, autoscaling
 from shoal.control.tokens import Tokens
@@ -186,32 +186,16 @@ async def test_a_class_variant_runs_its_options_over_the_class_definition(db):
     assert [(v[0], api_pb2.FunctionOptions.FromString(v[1].options)) for v in rest] == [(variant, options)]
 
 
-WEB = api_pb2.Function(webhook_config=api_pb2.WebhookConfig(type=api_pb2.WEBHOOK_TYPE_ASGI_APP))
-WEB_METHOD = api_pb2.Function(
-    method_definitions={
-        "web": api_pb2.MethodDefinition(webhook_config=api_pb2.WebhookConfig(type=api_pb2.WEBHOOK_TYPE_FUNCTION))
-    }
-)
-BUCKET = api_pb2.Function(cloud_bucket_mounts=[api_pb2.CloudBucketMount(bucket_name="b")])
-
-
 @pytest.mark.parametrize(
-    "definition, named, refused_when_run",
+    "definition, named",
     [
-        (WEB, "web endpoints", False),
-        (WEB_METHOD, "web endpoints", False),
-        (BUCKET, "CloudBucketMount", True),  # the function itself would run without what it needs
+        (api_pb2.Function(cloud_bucket_mounts=[api_pb2.CloudBucketMount(bucket_name="b")]), "CloudBucketMount"),
+        (api_pb2.Function(_experimental_group_size=2), "clustered"),
     ],
 )
-async def test_functions_using_what_shoal_lacks_are_refused(db, definition, named, refused_when_run):
+async def test_functions_using_what_shoal_lacks_are_refused(db, definition, named):
     definition = api_pb2.Function(function_name="f", **{f.name: v for f, v in definition.ListFields()})
-    refused = pytest.raises(InvalidArgument, match=f"'f' uses what shoal does not support yet: .*{named}")
-    with refused:
-        refuse_unsupported(definition, deploying=True)
-    if refused_when_run:
-        with refused:
-            await Functions(db).create("ap-1", definition)
-    else:
+    with pytest.raises(InvalidArgument, match=f"'f' uses what shoal does not support yet: .*{named}"):
         await Functions(db).create("ap-1", definition)
 
 

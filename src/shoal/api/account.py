@@ -4,11 +4,10 @@ shoal's usage meter (`modal billing`, `Workspace.billing`, `Environment.billing`
 from modal_proto import api_pb2
 
 from ..control import billing
+from ..control.apps import WORKSPACE_NAME
 from ..control.platform import Platform
 from .rpc import caller, seconds, streaming, timestamp, unary
 
-# A shoal server is one workspace.
-WORKSPACE_NAME = "shoal"
 WORKSPACE_ID = "ac-shoal"
 
 

@@ -24,16 +24,18 @@ from .host_proof import SECRET_FILE, host_proof
 from .http import http_app
 from .servicer import ShoalServicer
 from .volumes import volume_routes
+from .web import web_app
 from .worker_service import WorkerService
 
 log = logging.getLogger(__name__)
 
 
 class ShoalServer:
-    def __init__(self, settings: Settings, host: str, port: int, http_port: int):
+    def __init__(self, settings: Settings, host: str, port: int, http_port: int, web_port: int):
         self.settings = settings
-        self.host, self.port, self.http_port = host, port, http_port
+        self.host, self.port, self.http_port, self.web_port = host, port, http_port, web_port
         settings.server_url = settings.server_url or f"http://{host}:{port}"
+        settings.web_url = f"http://{{label}}.{settings.web_domain}" + (f":{web_port}" if web_port != 80 else "")
         # Blob URLs go to clients and containers anywhere: they name the host they reach shoal at.
         public_host = urlsplit(settings.server_url).hostname or host
         secret = _server_secret(settings.home)
@@ -42,6 +44,7 @@ class ShoalServer:
         self.platform = Platform(settings, self._serve_task)
         self._grpc: Server | None = None
         self._http: web.AppRunner | None = None
+        self._web: web.AppRunner | None = None
 
     async def start(self) -> None:
         await self.platform.start()
@@ -57,9 +60,20 @@ class ShoalServer:
         self._http = web.AppRunner(http, access_log=None)
         await self._http.setup()
         await web.TCPSite(self._http, self.host, self.http_port).start()
-        log.info("shoal listening on %s (blobs on port %d)", self.settings.server_url, self.http_port)
+        # A web request's client that goes away cancels its handler, and with it the call.
+        self._web = web.AppRunner(web_app(self.platform.web_requests), access_log=None, handler_cancellation=True)
+        await self._web.setup()
+        await web.TCPSite(self._web, self.host, self.web_port).start()
+        log.info(
+            "shoal listening on %s (blobs on port %d, web endpoints at %s)",
+            self.settings.server_url,
+            self.http_port,
+            self.settings.web_url,
+        )
 
     async def close(self) -> None:
+        if self._web:
+            await self._web.cleanup()  # its requests' calls are cancelled while the store is open
         if self._grpc:
             self._grpc.close()
         await self.platform.close()

@@ -16,12 +16,13 @@ from modal_proto import api_pb2
 
 from ..control import access
 from ..control.apps import DEFAULT_ENVIRONMENT, App
-from ..control.calls import Input
+from ..control.calls import Call, Input
 from ..control.deployments import Version
 from ..control.errors import InvalidArgument, NotFound
 from ..control.handles import function_data, function_metadata, method_metadata
 from ..control.logs import LogEntry
 from ..control.platform import Platform
+from ..control.pulse import Pulse
 from ..control.scheduler import Autoscaling
 from .account import AccountRpcs
 from .blob_urls import BlobUrls
@@ -548,7 +549,9 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs
             await self.p.images.built(fdef.image_id)
         await self.p.volumes.check_mounts(list(fdef.volume_mounts))
         choices = tuple(_gpu_choice(r.function.resources.gpu_config) for r in ranked) if len(ranked) > 1 else ()
+        fdef = await self.p.web_endpoints.with_urls(req.app_id, fdef)
         revision = await self.p.functions.create(req.app_id, fdef, req.existing_function_id, choices)
+        await self.p.web_endpoints.claim(revision.function_id, req.app_id, fdef)
         return api_pb2.FunctionCreateResponse(
             function_id=revision.function_id,
             function=fdef,
@@ -666,8 +669,7 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs
 
     @unary
     async def FunctionCallCancel(self, req):
-        running = await self.p.calls.cancel(req.function_call_id)
-        await self.p.lifecycle.cancel_running(running, req.terminate_containers)
+        await self.p.cancel_call(req.function_call_id, req.terminate_containers)
         return empty_pb2.Empty()
 
     @unary
@@ -680,16 +682,14 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs
     @streaming
     async def FunctionCallGetDataOut(self, req):
         call = await self.p.calls.get(req.function_call_id)
-        index = req.last_index
-        deadline = time.monotonic() + MAX_POLL
-        while time.monotonic() < deadline:
-            chunks = [c for c in call.data_out if c.index > index]
-            for chunk in chunks:
-                yield chunk
-                index = chunk.index
-            if not call.unfinished and not chunks:
-                return
-            await call.data_pulse.wait(min(1.0, deadline - time.monotonic()))
+        async for chunk in _data_chunks(call, call.data_out, call.data_pulse, req.last_index):
+            yield chunk
+
+    @streaming
+    async def FunctionCallGetDataIn(self, req):
+        call = await self.p.calls.get(req.function_call_id)
+        async for chunk in _data_chunks(call, call.data_in, call.data_in_pulse, req.last_index):
+            yield chunk
 
     # -- container side ----------------------------------------------------
 
@@ -779,6 +779,20 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs
     async def FunctionCallPutDataOut(self, req):
         await self.p.calls.put_data_out(self._task().task_id, req.function_call_id, list(req.data_chunks))
         return empty_pb2.Empty()
+
+
+async def _data_chunks(call: Call, chunks: list[api_pb2.DataChunk], pulse: Pulse, after: int):
+    """One of a call's data streams from index `after` on, for up to MAX_POLL or until the call is over
+    and all is read (the reader asks again when a stream ends, until the call is over)."""
+    deadline = time.monotonic() + MAX_POLL
+    while time.monotonic() < deadline:
+        new = [c for c in chunks if c.index > after]
+        for chunk in new:
+            yield chunk
+            after = chunk.index
+        if not call.unfinished and not new:
+            return
+        await pulse.wait(min(1.0, deadline - time.monotonic()))
 
 
 def _autoscaler_settings(a: Autoscaling) -> api_pb2.AutoscalerSettings:

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ..control.platform import Settings
 
 DEFAULT_PORT = 7470
+_DOMAIN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 
 
 @click.group()
@@ -33,7 +35,9 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, help="gRPC port; blobs are served on port+1.")
+@click.option(
+    "--port", default=DEFAULT_PORT, show_default=True, help="gRPC port; blobs are on port+1, web endpoints on port+2."
+)
 @click.option("--database", default="", help="postgresql:// URL (default: SQLite under SHOAL_HOME).")
 @click.option("--detach", is_flag=True, help="Run in the background and return once it is ready.")
 @click.option("--fake-gpus", default="", help="GPUs the local worker declares, for tests and demos: H100:2,A10G:1")
@@ -43,7 +47,15 @@ def main() -> None:
 @click.option(
     "--url", default="", help="How clients and workers on other machines reach it, http://NAME:PORT [http://HOST:PORT]."
 )
-def up(host: str, port: int, database: str, detach: bool, fake_gpus: str, no_local_worker: bool, url: str) -> None:
+@click.option(
+    "--web-domain",
+    default="localhost",
+    show_default=True,
+    help="Web endpoints are at http://LABEL.DOMAIN:PORT+2; for other machines, a wildcard DNS record names this one.",
+)
+def up(
+    host: str, port: int, database: str, detach: bool, fake_gpus: str, no_local_worker: bool, url: str, web_domain: str
+) -> None:
     """Start the platform: API, store, image builder and a local worker."""
     home = shoal_home()
     os.makedirs(home, exist_ok=True)
@@ -61,14 +73,21 @@ def up(host: str, port: int, database: str, detach: bool, fake_gpus: str, no_loc
         raise click.BadParameter(str(e), param_hint="--fake-gpus") from None
     if url and (urlsplit(url).scheme != "http" or not urlsplit(url).hostname):
         raise click.BadParameter(f"expected http://NAME:PORT, not {url!r}", param_hint="--url")
+    if not _DOMAIN.fullmatch(web_domain):
+        raise click.BadParameter(f"expected a domain such as shoal.example.com, not {web_domain!r}", "--web-domain")
     if detach:
-        _start_detached(home, host, port, database, fake_gpus, no_local_worker, url)
+        _start_detached(home, host, port, database, fake_gpus, no_local_worker, url, web_domain)
         return
     # Imported here: the platform's imports take a second that other commands need not spend.
     from ..control.platform import Settings
 
     settings = Settings(
-        home=home, database=database, fake_gpus=fake_gpus, local_worker=not no_local_worker, server_url=url
+        home=home,
+        database=database,
+        fake_gpus=fake_gpus,
+        local_worker=not no_local_worker,
+        server_url=url,
+        web_domain=web_domain.lower(),
     )
     try:
         asyncio.run(_serve(settings, host, port))
@@ -82,7 +101,7 @@ async def _serve(settings: "Settings", host: str, port: int) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     home, database = settings.home, settings.database
-    server = ShoalServer(settings, host, port, port + 1)
+    server = ShoalServer(settings, host, port, port + 1, port + 2)
     ready = asyncio.Event()
     serving = asyncio.create_task(serve_forever(server, ready))
     started = asyncio.create_task(ready.wait())
@@ -100,6 +119,7 @@ async def _serve(settings: "Settings", host: str, port: int) -> None:
             "host": host,
             "port": port,
             "http_port": port + 1,
+            "web_port": port + 2,
             "database": database,
             "url": settings.server_url,
         },
@@ -112,7 +132,7 @@ async def _serve(settings: "Settings", host: str, port: int) -> None:
 
 
 def _start_detached(
-    home: str, host: str, port: int, database: str, fake_gpus: str, no_local_worker: bool, url: str
+    home: str, host: str, port: int, database: str, fake_gpus: str, no_local_worker: bool, url: str, web_domain: str
 ) -> None:
     log_path = os.path.join(home, "server.log")
     args = [sys.executable, "-m", "shoal.cli.main", "up", "--host", host, "--port", str(port)]
@@ -124,6 +144,7 @@ def _start_detached(
         args.append("--no-local-worker")
     if url:
         args += ["--url", url]
+    args += ["--web-domain", web_domain]
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             args, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True

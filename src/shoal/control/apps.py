@@ -15,6 +15,7 @@ from .errors import AlreadyExists, InvalidArgument, NotFound
 from .ids import new_id
 
 DEFAULT_ENVIRONMENT = "main"
+WORKSPACE_NAME = "shoal"  # a shoal server is one workspace
 _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TAG = re.compile(r"[A-Za-z0-9._-]{1,63}")  # the client's own rule for tag keys and values
 _APP_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the client's own rule for object names...

@@ -68,9 +68,12 @@ class Call:
     cleared: bool = False
     cancelled: bool = False
     pulse: Pulse = field(default_factory=Pulse)
-    # generator output chunks (FunctionCallPutDataOut), in index order
+    # generator output chunks (FunctionCallPutDataOut), in index order; the call's end wakes their readers too
     data_out: list[api_pb2.DataChunk] = field(default_factory=list)
     data_pulse: Pulse = field(default_factory=Pulse)
+    # chunks to the running input (a web request's body), indexed from 1 (FunctionCallGetDataIn)
+    data_in: list[api_pb2.DataChunk] = field(default_factory=list)
+    data_in_pulse: Pulse = field(default_factory=Pulse)
 
 
 @dataclass(frozen=True)
@@ -441,6 +444,7 @@ class Calls:
         call.unfinished.pop(input_id, None)
         call.outputs.append(item)
         call.pulse.notify()
+        call.data_pulse.notify()
         self._unwritten.append(
             dict(
                 input_id=input_id,
@@ -527,6 +531,18 @@ class Calls:
         call.data_out.extend(chunks)
         call.data_out.sort(key=lambda c: c.index)
         call.data_pulse.notify()
+
+    def put_data_in(self, call: Call, data_format: int, messages: list[bytes]) -> None:
+        for data in messages:
+            call.data_in.append(api_pb2.DataChunk(data_format=data_format, data=data, index=len(call.data_in) + 1))
+        call.data_in_pulse.notify()
+
+    def forget(self, call_id: str) -> None:
+        """A finished call whose caller took its results and wants nothing more: it leaves memory
+        (the store keeps its outputs)."""
+        call = self.calls.get(call_id)
+        if call is not None and not call.unfinished:
+            del self.calls[call_id]
 
     # -- recovery ----------------------------------------------------------
 

@@ -65,7 +65,7 @@ class Functions:
         self, app_id: str, definition: api_pb2.Function, existing_id: str = "", gpu_choices: tuple[str, ...] = ()
     ) -> Revision:
         """A new revision of the function; it runs once an app version points at it."""
-        refuse_unsupported(definition, deploying=False)
+        refuse_unsupported(definition)
         if definition.HasField("schedule"):
             schedules.check(definition.schedule)
         function_id = existing_id or await self.precreate(app_id, definition.function_name)
@@ -246,17 +246,13 @@ class Functions:
         return class_id
 
 
-def refuse_unsupported(definition: api_pb2.Function, deploying: bool) -> None:
-    """Refuse what shoal cannot do yet, rather than accept a function that would silently lack
-    it. Web endpoints are refused when deployed: `modal run` runs the app's other functions."""
+def refuse_unsupported(definition: api_pb2.Function) -> None:
+    """Refuse what shoal cannot do yet, rather than accept a function that would silently lack it."""
     missing = []
     if definition.cloud_bucket_mounts:
         missing.append("modal.CloudBucketMount")
     if definition._experimental_group_size > 1:
         missing.append("@modal.experimental.clustered")
-    web = [definition.webhook_config, *(m.webhook_config for m in definition.method_definitions.values())]
-    if deploying and any(config.type for config in web):
-        missing.append("web endpoints (fastapi_endpoint, asgi_app, wsgi_app, web_server)")
     if missing:
         raise InvalidArgument(
             f"'{definition.function_name}' uses what shoal does not support yet: {'; '.join(missing)}"

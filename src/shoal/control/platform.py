@@ -46,6 +46,8 @@ from .secrets import Secrets
 from .tokens import Tokens
 from .usage import PRICES_FILE, Prices
 from .volumes import Volumes
+from .web_endpoints import WebEndpoints
+from .web_requests import WebRequests
 from .webhooks import Webhooks
 from .workers import Workers
 
@@ -69,6 +71,10 @@ class Settings:
     ca_bundle: str = field(default_factory=default_ca_bundle)
     fake_gpus: str = ""  # GPUs the local worker declares, "H100:2,A10G:1"
     local_worker: bool = True  # False: containers run only on workers that join (image builds stay here)
+    # Web endpoints are served at http://LABEL.web_domain:PORT: a domain whose subdomains all reach
+    # this machine (*.localhost does, for browsers and curl here; elsewhere, a wildcard DNS record).
+    web_domain: str = "localhost"
+    web_url: str = "http://{label}.localhost"  # set by the server: the pattern with its port
 
     @property
     def blob_dir(self) -> str:
@@ -141,6 +147,10 @@ class Platform:
             self.webhooks,
             self._forget_client,
         )
+        self.web_endpoints = WebEndpoints(self.db, self.apps, lambda label: settings.web_url.format(label=label))
+        self.web_requests = WebRequests(
+            self.web_endpoints, self.calls, self.blobs, self.tokens, self.releases.call_target, self.cancel_call
+        )
         self.deployments.before_switch = self.releases.prewarm
         self.deployments.on_switch = self.releases.switched
         self.last_heartbeat: dict[str, float] = {}
@@ -212,6 +222,10 @@ class Platform:
         revision = await self.releases.call_target(function_id)
         no_arguments = api_pb2.FunctionInput(args=NO_ARGUMENTS, data_format=api_pb2.DATA_FORMAT_PICKLE)
         await self.calls.create(revision.revision_id, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(0, no_arguments)])
+
+    async def cancel_call(self, call_id: str, terminate_containers: bool = False) -> None:
+        running = await self.calls.cancel(call_id)
+        await self.lifecycle.cancel_running(running, terminate_containers)
 
     def heartbeat(self, app_id: str) -> None:
         self.last_heartbeat[app_id] = time.time()

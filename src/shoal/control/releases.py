@@ -15,7 +15,7 @@ from modal_version import __version__ as CLIENT_VERSION
 from .apps import DEFAULT_ENVIRONMENT, STOPPED_STATES, Apps
 from .deployments import Deployments, Version
 from .errors import FailedPrecondition, NotFound
-from .functions import Functions, Revision, refuse_unsupported
+from .functions import Functions, Revision
 from .scheduler import Autoscaling, Scheduler, Task, autoscaling
 from .schedules import Schedules
 from .webhooks import Webhooks
@@ -56,10 +56,6 @@ class Releases:
         tags: Mapping[str, str] = {},
     ) -> Version | None:
         """Make the functions the client created live; None when nothing changed since the live version."""
-        if state == api_pb2.APP_STATE_DEPLOYED:
-            for object_id in objects.values():
-                if object_id.startswith("fu-"):
-                    refuse_unsupported((await self.functions.latest(object_id)).definition, deploying=True)
         app = await self.apps.publish(app_id, name, state, tags)
         if app.state == api_pb2.APP_STATE_DEPLOYED:
             self.on_deployed(app_id)

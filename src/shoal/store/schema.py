@@ -192,6 +192,17 @@ queue_items = Table(
 )
 Index("queue_items_in_order", queue_items.c.queue_id, queue_items.c.partition, queue_items.c.seq)
 
+# Web endpoints: the host label each is served at, and the function (a class's method) behind it.
+web_endpoints = Table(
+    "web_endpoints",
+    metadata,
+    Column("label", String(63), primary_key=True),
+    Column("function_id", String(64), nullable=False),
+    Column("method_name", String(128), nullable=False, server_default=""),
+    Column("app_id", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
 mounts = Table(
     "mounts",
     metadata,

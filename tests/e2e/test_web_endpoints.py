@@ -1,0 +1,145 @@
+"""Web endpoints: `modal deploy` names each one's URL, and HTTP requests reach the function behind
+it, in a container, through the client's own ASGI runtime."""
+
+import hashlib
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+APP = "e2e-web"
+
+
+def request(shoal, label: str, path: str = "/", data: bytes | None = None, headers: dict | None = None):
+    """(status, headers, body) of a request to the endpoint at `label`: Python's resolver knows no
+    *.localhost, so it connects to the web port and names the host as a browser or curl would."""
+    web_port = shoal.port + 2
+    sent = {"Host": f"{label}.localhost:{web_port}", "User-Agent": "e2e-test", **(headers or {})}
+    req = urllib.request.Request(f"http://127.0.0.1:{web_port}{path}", data=data, headers=sent)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+@pytest.fixture(scope="module")
+def deployed(shoal):
+    out = shoal.modal("deploy", "web_endpoints.py").stdout
+    yield out
+    shoal.modal("app", "stop", APP, "--yes", check=False)
+
+
+def test_deploy_shows_each_endpoints_url(shoal, deployed):
+    web_port = shoal.port + 2
+    for label in ("shoal--e2e-web-greet", "shoal--e2e-raw", "shoal--e2e-web-classic", "shoal--e2e-web-counter-web"):
+        assert f"http://{label}.localhost:{web_port}" in deployed
+
+
+def test_a_fastapi_endpoint_takes_query_parameters(shoal, deployed):
+    status, _, body = request(shoal, "shoal--e2e-web-greet", "/?name=shoal")
+    assert status == 200 and json.loads(body) == {"hello": "shoal"}
+
+
+def test_an_asgi_app_gets_the_request_whole_and_streams_its_answer(shoal, deployed):
+    payload = os.urandom(3 * 1024**2 + 17)  # more than one body message
+    status, headers, body = request(shoal, "shoal--e2e-raw", "/some/path?x=1&y=2", data=payload)
+    assert status == 201
+    assert headers.get_all("Set-Cookie") == ["a=1", "b=2"]
+    assert body.decode().splitlines() == [
+        "POST /some/path x=1&y=2",
+        "agent e2e-test",
+        f"{len(payload)} {hashlib.sha256(payload).hexdigest()}",
+    ]
+
+
+def test_a_wsgi_app_a_web_server_and_a_class_method_endpoint(shoal, deployed):
+    assert request(shoal, "shoal--e2e-web-classic", "/page")[2] == b"wsgi GET /page\n"
+    assert request(shoal, "shoal--e2e-web-server", "/index.html")[2] == b"served by a web server\n"
+    assert request(shoal, "shoal--e2e-web-counter-web")[2] == b"entered\n"  # @enter ran first
+
+
+def test_proxy_auth_takes_a_token_of_this_server(shoal, deployed):
+    numbers = json.dumps([1, 2, 3]).encode()
+    json_type = {"Content-Type": "application/json"}
+    status, _, body = request(shoal, "shoal--e2e-web-total", data=numbers, headers=json_type)
+    assert status == 401 and b"Modal-Key" in body
+    env = shoal.client_env()
+    wrong = {**json_type, "Modal-Key": env["MODAL_TOKEN_ID"], "Modal-Secret": "wrong"}
+    assert request(shoal, "shoal--e2e-web-total", data=numbers, headers=wrong)[0] == 401
+    right = {**json_type, "Modal-Key": env["MODAL_TOKEN_ID"], "Modal-Secret": env["MODAL_TOKEN_SECRET"]}
+    status, _, body = request(shoal, "shoal--e2e-web-total", data=numbers, headers=right)
+    assert status == 200 and json.loads(body) == {"total": 6}
+
+
+def test_failures_and_unknown_hosts(shoal, deployed):
+    assert request(shoal, "shoal--e2e-raw", "/fail")[0] == 500
+    status, _, body = request(shoal, "shoal--no-such-endpoint")
+    assert status == 404 and b"No web endpoint is served at 'shoal--no-such-endpoint'" in body
+
+
+def test_a_deployed_apps_label_is_its_own(shoal, deployed):
+    proc = shoal.modal("deploy", "web_label_thief.py", check=False)
+    assert proc.returncode != 0
+    assert "The web endpoint label 'shoal--e2e-raw' belongs to the deployed app 'e2e-web'" in proc.stdout + proc.stderr
+
+
+def test_modal_run_serves_the_apps_endpoints_at_dev_urls(shoal):
+    out = shoal.modal("run", "web_endpoints.py").stdout
+    assert f"url http://shoal--e2e-raw-dev.localhost:{shoal.port + 2}" in out
+    assert "GET /from-run x=1" in out and "a plain function beside the endpoints" in out
+    status, _, body = request(shoal, "shoal--e2e-raw-dev")
+    assert status == 404 and b"stopped" in body  # the run is over
+
+
+SERVED = """
+import modal
+
+app = modal.App("e2e-served")
+
+
+@app.function()
+@modal.asgi_app()
+def page():
+    async def asgi(scope, receive, send):
+        if scope["type"] == "http":
+            await send({{"type": "http.response.start", "status": 200, "headers": []}})
+            await send({{"type": "http.response.body", "body": b"{word}"}})
+
+    return asgi
+"""
+
+
+def test_modal_serve_serves_the_app_and_its_changes(shoal, tmp_path):
+    app_file = tmp_path / "served.py"
+    app_file.write_text(SERVED.format(word="first"))
+    serving = shoal.spawn_modal("serve", str(app_file))
+
+    def page_says(word: bytes) -> bool:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if request(shoal, "shoal--e2e-served-page-dev")[2] == word:
+                return True
+            time.sleep(0.5)
+        return False
+
+    try:
+        assert page_says(b"first")
+        app_file.write_text(SERVED.format(word="second"))
+        assert page_says(b"second"), "the served app did not pick up the change"
+    finally:
+        serving.send_signal(signal.SIGINT)
+        print(serving.communicate(timeout=60)[0])
+
+
+def test_endpoints_survive_a_restart_and_go_with_their_app(shoal, deployed):
+    shoal.down()
+    shoal.up()
+    assert request(shoal, "shoal--e2e-web-greet", "/?name=again")[2] == b'{"hello":"again"}'
+    shoal.modal("app", "stop", APP, "--yes")
+    status, _, body = request(shoal, "shoal--e2e-web-greet")
+    assert status == 404 and b"stopped" in body
