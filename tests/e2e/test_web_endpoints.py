@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -82,6 +83,25 @@ def test_failures_and_unknown_hosts(shoal, deployed):
     assert status == 404 and b"No web endpoint is served at 'shoal--no-such-endpoint'" in body
 
 
+def test_a_client_that_goes_away_cancels_the_input(shoal, deployed):
+    web_port = shoal.port + 2
+    with socket.create_connection(("127.0.0.1", web_port)) as conn:
+        conn.sendall(f"GET / HTTP/1.1\r\nHost: shoal--e2e-web-slow.localhost:{web_port}\r\n\r\n".encode())
+        assert wait_for(lambda: state(shoal) == "started")
+    assert wait_for(lambda: state(shoal) == "cancelled"), "the endpoint's input ran on after its client left"
+
+
+def state(shoal) -> str:
+    return shoal.modal("dict", "get", "e2e-web-slow", "state", check=False).stdout.strip()
+
+
+def wait_for(predicate, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return result
+
+
 def test_a_deployed_apps_label_is_its_own(shoal, deployed):
     proc = shoal.modal("deploy", "web_label_thief.py", check=False)
     assert proc.returncode != 0
@@ -120,17 +140,12 @@ def test_modal_serve_serves_the_app_and_its_changes(shoal, tmp_path):
     serving = shoal.spawn_modal("serve", str(app_file))
 
     def page_says(word: bytes) -> bool:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if request(shoal, "shoal--e2e-served-page-dev")[2] == word:
-                return True
-            time.sleep(0.5)
-        return False
+        return request(shoal, "shoal--e2e-served-page-dev")[2] == word
 
     try:
-        assert page_says(b"first")
+        assert wait_for(lambda: page_says(b"first"))
         app_file.write_text(SERVED.format(word="second"))
-        assert page_says(b"second"), "the served app did not pick up the change"
+        assert wait_for(lambda: page_says(b"second")), "the served app did not pick up the change"
     finally:
         serving.send_signal(signal.SIGINT)
         print(serving.communicate(timeout=60)[0])

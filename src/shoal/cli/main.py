@@ -100,6 +100,8 @@ async def _serve(settings: "Settings", host: str, port: int) -> None:
     from ..control.tokens import Tokens
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A container ends its wait for a web request's body by cancelling it, once per request.
+    logging.getLogger("grpclib.server").setLevel(logging.WARNING)
     home, database = settings.home, settings.database
     server = ShoalServer(settings, host, port, port + 1, port + 2)
     ready = asyncio.Event()

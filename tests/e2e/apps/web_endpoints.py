@@ -53,6 +53,29 @@ def raw():
 
 
 @app.function()
+@modal.asgi_app()
+def slow():
+    """Answers after a minute; says in a dict when it starts, and when its input is cancelled."""
+    import asyncio
+
+    seen = modal.Dict.from_name("e2e-web-slow", create_if_missing=True)
+
+    async def asgi(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await seen.put.aio("state", "started")
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await seen.put.aio("state", "cancelled")
+            raise
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"too late"})
+
+    return asgi
+
+
+@app.function()
 @modal.wsgi_app()
 def classic():
     def application(environ, start_response):
