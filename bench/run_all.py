@@ -16,6 +16,7 @@ import remote_latency
 import rpc_floor
 import second_run
 import volume_transfer
+import web_endpoint
 
 if __name__ == "__main__":
     results = {
@@ -30,5 +31,6 @@ if __name__ == "__main__":
         "image_cache_hit": image_cache_hit.main(),
         "volume_transfer": volume_transfer.main(512, 1000),
         "dict_queue": dict_queue.main(1000),
+        "web_endpoint": web_endpoint.main(),
     }
     print(json.dumps(results, indent=2))
