@@ -65,8 +65,6 @@ def up(
             raise click.ClickException(message)
         click.echo(message)
         return
-    if os.geteuid() != 0:
-        raise click.ClickException("shoal runs containers with runc and overlayfs, which need root")
     try:
         parse_fake_gpus(fake_gpus)
     except ValueError as e:
@@ -74,7 +72,11 @@ def up(
     if url and (urlsplit(url).scheme != "http" or not urlsplit(url).hostname):
         raise click.BadParameter(f"expected http://NAME:PORT, not {url!r}", param_hint="--url")
     if not _DOMAIN.fullmatch(web_domain):
-        raise click.BadParameter(f"expected a domain such as shoal.example.com, not {web_domain!r}", "--web-domain")
+        raise click.BadParameter(
+            f"expected a domain such as shoal.example.com, not {web_domain!r}", param_hint="--web-domain"
+        )
+    if os.geteuid() != 0:
+        raise click.ClickException("shoal runs containers with runc and overlayfs, which need root")
     if detach:
         _start_detached(home, host, port, database, fake_gpus, no_local_worker, url, web_domain)
         return
@@ -160,6 +162,7 @@ def _start_detached(
         state = read_json(state_path(home))
         if state and state["pid"] == proc.pid and _port_open(host, port):
             click.echo(f"shoal is up on {url or f'http://{host}:{port}'} (pid {proc.pid}, logs in {log_path})")
+            click.echo(f"Web endpoints are served at http://LABEL.{web_domain}:{port + 2}")
             click.echo('Point the modal client at it with: eval "$(shoal env)"')
             return
         time.sleep(0.2)

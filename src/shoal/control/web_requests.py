@@ -98,7 +98,9 @@ class WebRequests:
         while True:
             chunks, call.data_out = call.data_out, []  # no one else reads a web call's stream
             for chunk in chunks:
-                data = self.blobs.get(chunk.data_blob_id.removeprefix("bl-")) if chunk.data_blob_id else chunk.data
+                data = chunk.data
+                if chunk.data_blob_id:  # a piece of a large answer, up to 100 MiB: read off the event loop
+                    data = await asyncio.to_thread(self.blobs.get, chunk.data_blob_id.removeprefix("bl-"))
                 if chunk.data_format != ASGI:
                     raise CallFailed(f"{request.label} sent a message of data format {chunk.data_format}, not ASGI")
                 yield api_pb2.Asgi.FromString(data)
