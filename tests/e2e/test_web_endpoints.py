@@ -1,6 +1,7 @@
 """Web endpoints: `modal deploy` names each one's URL, and HTTP requests reach the function behind
 it, in a container, through the client's own ASGI runtime."""
 
+import asyncio
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
+import aiohttp
 import pytest
 
 APP = "e2e-web"
@@ -37,7 +39,8 @@ def deployed(shoal):
 
 def test_deploy_shows_each_endpoints_url(shoal, deployed):
     web_port = shoal.port + 2
-    for label in ("shoal--e2e-web-greet", "shoal--e2e-raw", "shoal--e2e-web-classic", "shoal--e2e-web-counter-web"):
+    labels = ("shoal--e2e-web-greet", "shoal--e2e-raw", "shoal--e2e-web-chat", "shoal--e2e-web-counter-web")
+    for label in labels:
         assert f"http://{label}.localhost:{web_port}" in deployed
 
 
@@ -48,11 +51,11 @@ def test_a_fastapi_endpoint_takes_query_parameters(shoal, deployed):
 
 def test_an_asgi_app_gets_the_request_whole_and_streams_its_answer(shoal, deployed):
     payload = os.urandom(3 * 1024**2 + 17)  # more than one body message
-    status, headers, body = request(shoal, "shoal--e2e-raw", "/some/path?x=1&y=2", data=payload)
+    status, headers, body = request(shoal, "shoal--e2e-raw", "/some/path?x=1&y=a%20b", data=payload)
     assert status == 201
     assert headers.get_all("Set-Cookie") == ["a=1", "b=2"]
     assert body.decode().splitlines() == [
-        "POST /some/path x=1&y=2",
+        "POST /some/path x=1&y=a%20b",
         "agent e2e-test",
         f"{len(payload)} {hashlib.sha256(payload).hexdigest()}",
     ]
@@ -62,6 +65,28 @@ def test_a_wsgi_app_a_web_server_and_a_class_method_endpoint(shoal, deployed):
     assert request(shoal, "shoal--e2e-web-classic", "/page")[2] == b"wsgi GET /page\n"
     assert request(shoal, "shoal--e2e-web-server", "/index.html")[2] == b"served by a web server\n"
     assert request(shoal, "shoal--e2e-web-counter-web")[2] == b"entered\n"  # @enter ran first
+
+
+def test_websockets_both_ways(shoal, deployed):
+    async def converse() -> tuple:
+        host = {"Host": f"shoal--e2e-web-chat.localhost:{shoal.port + 2}"}
+        url = f"http://127.0.0.1:{shoal.port + 2}"
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{url}/talk", headers=host, protocols=("chat.v1",)) as ws:
+                await ws.send_str("hello")
+                text = await ws.receive_str(timeout=60)
+                await ws.send_bytes(b"\x01\x02\x03")
+                data = await ws.receive_bytes(timeout=60)
+                await ws.send_str("bye")
+                closed = await ws.receive(timeout=60)
+                seen = (ws.protocol, text, data, closed.type, ws.close_code)
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(f"{url}/private", headers=host)
+        return seen, refused.value.status
+
+    seen, refused = asyncio.run(converse())
+    assert seen == ("chat.v1", "HELLO", b"\x03\x02\x01", aiohttp.WSMsgType.CLOSE, 4000)
+    assert refused == 403
 
 
 def test_proxy_auth_takes_a_token_of_this_server(shoal, deployed):

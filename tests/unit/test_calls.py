@@ -149,3 +149,14 @@ async def test_a_generators_items_come_only_from_the_container_running_it(tmp_pa
     await calls.put_data_out("ta-1", call.call_id, [api_pb2.DataChunk(index=1, data=b"real")])
     assert [c.data for c in (await calls.get(call.call_id)).data_out] == [b"real"]
     await calls.flush()
+
+
+async def test_failing_some_queued_inputs_leaves_the_others_queued(tmp_path):
+    calls = await make_calls(tmp_path)
+    web, plain = api_pb2.FunctionInput(method_name="web"), api_pb2.FunctionInput(method_name="plain")
+    call, _ = await calls.create("rv-1", 0, [(0, web), (1, plain)])
+    lost = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_TERMINATED, exception="lost")
+    await calls.fail_queued("rv-1", lost, lambda i: i.input.method_name == "web")
+    assert [(o.idx, o.result.exception) for o in call.outputs] == [(0, "lost")]
+    assert [i.idx for i in calls.queue("rv-1").pending] == [1]
+    await calls.flush()

@@ -206,3 +206,18 @@ async def test_proxy_auth_takes_a_token_and_the_app_never_sees_it(db, tmp_path):
     taken = await harness.take_input()
     ((scope,), _) = pickle.loads(taken.input.args)
     assert scope["headers"] == [(b"accept", b"*/*")]
+
+
+async def test_an_abandoned_websocket_tells_the_app_it_disconnected(db, tmp_path):
+    harness = Harness(db, tmp_path)
+    await harness.deploy()
+    scope = {"type": "websocket", "path": "/", "query_string": b"", "headers": [], "subprotocols": []}
+    connection = await harness.requests.open("shoal--app-web", scope)
+    assert connection.websocket
+    harness.requests.send(connection, api_pb2.Asgi(websocket_connect=api_pb2.Asgi.WebsocketConnect()))
+    await harness.take_input()
+    await harness.requests.close(connection, abandoned=True)
+    sent = [api_pb2.Asgi.FromString(c.data) for c in connection.call.data_in]
+    assert [m.WhichOneof("type") for m in sent] == ["websocket_connect", "websocket_disconnect"]
+    assert harness.cancelled == [connection.call.call_id]
+    await harness.calls.flush()

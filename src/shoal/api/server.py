@@ -60,8 +60,11 @@ class ShoalServer:
         self._http = web.AppRunner(http, access_log=None)
         await self._http.setup()
         await web.TCPSite(self._http, self.host, self.http_port).start()
-        # A web request's client that goes away cancels its handler, and with it the call.
-        self._web = web.AppRunner(web_app(self.platform.web_requests), access_log=None, handler_cancellation=True)
+        # A web request's client that goes away cancels its handler, and with it the call; so does
+        # shoal's stop, at once, rather than wait for the requests in flight.
+        self._web = web.AppRunner(
+            web_app(self.platform.web_requests), access_log=None, handler_cancellation=True, shutdown_timeout=0.5
+        )
         await self._web.setup()
         await web.TCPSite(self._web, self.host, self.web_port).start()
         log.info(

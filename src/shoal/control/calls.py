@@ -381,10 +381,13 @@ class Calls:
                 if call and not call.cancelled:
                     self._enqueue(call, [running.input])
 
-    async def fail_queued(self, revision_id: str, result: api_pb2.GenericResult) -> None:
-        """Fail every queued input of a function that cannot start containers."""
+    async def fail_queued(
+        self, revision_id: str, result: api_pb2.GenericResult, which: Callable[[Input], bool] = lambda i: True
+    ) -> None:
+        """Fail the queued inputs of a function (`which` of them): one that cannot start containers."""
         q = self.queue(revision_id)
-        failed, q.pending = list(q.pending), deque()
+        failed = [i for i in q.pending if which(i)]
+        q.pending = deque(i for i in q.pending if not which(i))
         for inp in failed:
             call = self.calls.get(inp.call_id)
             if call:

@@ -46,7 +46,7 @@ from .secrets import Secrets
 from .tokens import Tokens
 from .usage import PRICES_FILE, Prices
 from .volumes import Volumes
-from .web_endpoints import WebEndpoints
+from .web_endpoints import WebEndpoints, endpoints_of
 from .web_requests import WebRequests
 from .webhooks import Webhooks
 from .workers import Workers
@@ -60,6 +60,9 @@ APP_HEARTBEAT_TIMEOUT = 120.0
 DETACHED_POLL = 0.5  # how often a finishing detached app looks for calls still running
 GenericResult = api_pb2.GenericResult
 NO_ARGUMENTS = pickle.dumps(((), {}))  # (args, kwargs), as the client serializes a call's arguments
+REQUEST_LOST = GenericResult(
+    status=GenericResult.GENERIC_STATUS_TERMINATED, exception="shoal restarted while the web request was in flight"
+)
 
 
 @dataclass
@@ -195,9 +198,14 @@ class Platform:
         await self.calls.recover()
         for revision_id in [rid for rid, q in self.calls.queues.items() if q.pending]:
             try:
-                self.scheduler.add(await self.functions.revision(revision_id))
+                revision = await self.functions.revision(revision_id)
             except Exception:
                 log.warning("pending inputs for unknown function revision %s", revision_id)
+                continue
+            # A web request's client went with the server: its input would run with nobody to answer.
+            if web := {method for method, _, _ in endpoints_of(revision.definition)}:
+                await self.calls.fail_queued(revision_id, REQUEST_LOST, lambda i: i.input.method_name in web)
+            self.scheduler.add(revision)
         await self.releases.recover()
         now = time.time()
         for app in await self.apps.in_state(api_pb2.APP_STATE_EPHEMERAL):

@@ -1,10 +1,12 @@
-"""An HTTP request to a web endpoint, as the client's runtime in a container takes it.
+"""An HTTP request or WebSocket connection to a web endpoint, as the client's runtime in a
+container takes it.
 
-The request is a call with one input whose argument is the ASGI scope. Its body goes to the
-container as `http.request` messages on the call's data_in stream; the ASGI app's messages
-(`http.response.start`, `http.response.body`, ...) come back on its data_out stream, and the
-input's output ends the call. Only ASGI messages, protobuf, are read from the container: a web
-endpoint's output is never unpickled here.
+The request is a call with one input whose argument is the ASGI scope. What the client sends goes
+to the container as ASGI messages on the call's data_in stream (`http.request` with the body, or
+`websocket.connect`, `websocket.receive`, `websocket.disconnect`); the ASGI app's messages
+(`http.response.start`, `http.response.body`, `websocket.accept`, `websocket.send`, ...) come back
+on its data_out stream, and the input's output ends the call. Only ASGI messages, protobuf, are
+read from the container: a web endpoint's output is never unpickled here.
 """
 
 import asyncio
@@ -39,6 +41,7 @@ class CallFailed(Exception):
 class WebRequest:
     call: Call
     label: str
+    websocket: bool  # a WebSocket connection, not an HTTP request
 
 
 class WebRequests:
@@ -82,7 +85,7 @@ class WebRequests:
         args = pickle.dumps(((scope,), {}))  # (args, kwargs), as the client's runtime unpacks them
         item = api_pb2.FunctionInput(args=args, data_format=PICKLE, method_name=endpoint.method_name)
         call, _ = await self.calls.create(revision.revision_id, SYNC, [(0, item)])
-        return WebRequest(call, label)
+        return WebRequest(call, label, scope["type"] == "websocket")
 
     def send_body(self, request: WebRequest, body: bytes, more_body: bool) -> None:
         messages = [
@@ -90,6 +93,9 @@ class WebRequests:
             for i in range(0, len(body), BODY_CHUNK)
         ] or [api_pb2.Asgi(http_request=api_pb2.Asgi.HttpRequest(body=b"", more_body=True))]
         messages[-1].http_request.more_body = more_body
+        self.send(request, *messages)
+
+    def send(self, request: WebRequest, *messages: api_pb2.Asgi) -> None:
         self.calls.put_data_in(request.call, ASGI, [m.SerializeToString() for m in messages])
 
     async def responses(self, request: WebRequest) -> AsyncIterator[api_pb2.Asgi]:
@@ -117,8 +123,10 @@ class WebRequests:
         and cancelled; else it leaves memory once its input's output, which follows the response, is in."""
         call = request.call
         if call.unfinished and abandoned:
-            disconnect = api_pb2.Asgi(http_disconnect=api_pb2.Asgi.HttpDisconnect())
-            self.calls.put_data_in(call, ASGI, [disconnect.SerializeToString()])
+            if request.websocket:
+                self.send(request, api_pb2.Asgi(websocket_disconnect=api_pb2.Asgi.WebsocketDisconnect(code=1006)))
+            else:
+                self.send(request, api_pb2.Asgi(http_disconnect=api_pb2.Asgi.HttpDisconnect()))
             await self.cancel(call.call_id)
         if not call.unfinished:
             self.calls.forget(call.call_id)

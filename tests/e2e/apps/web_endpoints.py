@@ -76,6 +76,35 @@ def slow():
 
 
 @app.function()
+@modal.asgi_app()
+def chat():
+    """WebSockets: text comes back upper-cased, bytes reversed; "bye" closes with code 4000; a
+    connection to /private is refused."""
+
+    async def asgi(scope, receive, send):
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        if scope["path"] == "/private":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send({"type": "websocket.accept", "subprotocol": (scope["subprotocols"] or [None])[0]})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") == "bye":
+                await send({"type": "websocket.close", "code": 4000, "reason": "bye"})
+                return
+            if message.get("text") is not None:
+                await send({"type": "websocket.send", "text": message["text"].upper()})
+            else:
+                await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
+
+    return asgi
+
+
+@app.function()
 @modal.wsgi_app()
 def classic():
     def application(environ, start_response):
