@@ -42,6 +42,9 @@ def test_deploy_shows_each_endpoints_url(shoal, deployed):
     labels = ("shoal--e2e-web-greet", "shoal--e2e-raw", "shoal--e2e-web-chat", "shoal--e2e-web-counter-web")
     for label in labels:
         assert f"http://{label}.localhost:{web_port}" in deployed
+    info = json.loads(shoal.modal("function", "info", f"{APP}/total", "--json").stdout)
+    url = f"http://shoal--e2e-web-total.localhost:{web_port}"
+    assert info["web_info"] == {"web_url": url, "method": "POST", "unauthenticated": False}
 
 
 def test_a_fastapi_endpoint_takes_query_parameters(shoal, deployed):

@@ -14,6 +14,7 @@ from ..control.web_requests import BODY_CHUNK, CallFailed, WebRequest, WebReques
 
 log = logging.getLogger(__name__)
 
+MAX_BODY = 1024**3  # a request body's largest
 # Hop-by-hop headers are the connection's, not the app's: aiohttp sets its own.
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer"}
 
@@ -67,11 +68,16 @@ def _scope(request: web.Request, websocket: bool) -> dict:
 
 
 async def _send_body(requests: WebRequests, call: WebRequest, request: web.Request) -> None:
+    """The request's body to the app as it comes; HTTPRequestEntityTooLarge past MAX_BODY (the
+    server holds a body until its call ends)."""
     if not request.body_exists:
         requests.send_body(call, b"", more_body=False)
         return
-    buffer = b""
+    buffer, size = b"", 0
     async for chunk in request.content.iter_chunked(BODY_CHUNK):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=size)
         if buffer:
             requests.send_body(call, buffer, more_body=True)
         buffer = chunk
