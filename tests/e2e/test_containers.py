@@ -1,4 +1,4 @@
-"""`modal container list|logs|stop` on a running app."""
+"""`modal container list|logs|exec|stop` on a running app."""
 
 import json
 import re
@@ -10,7 +10,7 @@ def containers(shoal, app_name: str) -> list[dict]:
     return [r for r in rows if r["app_name"] == app_name]
 
 
-def test_list_logs_and_stop_a_container(shoal):
+def test_list_logs_exec_and_stop_a_container(shoal):
     run = shoal.spawn_modal("run", "stoppable.py")
     try:
         deadline = time.monotonic() + 120
@@ -24,6 +24,15 @@ def test_list_logs_and_stop_a_container(shoal):
             assert time.monotonic() < deadline, logs
             time.sleep(0.5)
 
+        # A command in the container runs as its process does: its environment, its files.
+        command = "echo in $MODAL_TASK_ID; echo to stderr >&2; test -f /root/stoppable.py && echo app here"
+        executed = shoal.modal("container", "exec", "--no-pty", first, "--", "sh", "-c", command)
+        # (stdout and stderr are separate streams: their lines may interleave either way)
+        assert sorted(executed.stdout.splitlines()) == sorted([f"in {first}", "to stderr", "app here"])
+
+        with_terminal = shoal.modal("container", "exec", "--pty", first, "--", "true", check=False)
+        assert with_terminal.returncode != 0 and "--no-pty" in with_terminal.stdout + with_terminal.stderr
+
         shoal.modal("container", "stop", first, "--yes")
         out, _ = run.communicate(timeout=120)
     finally:
@@ -33,3 +42,5 @@ def test_list_logs_and_stop_a_container(shoal):
     assert finished_in and finished_in.group(1) != first, out
     again = shoal.modal("container", "stop", first, "--yes", check=False)
     assert again.returncode != 0 and "already stopped" in again.stdout + again.stderr
+    gone = shoal.modal("container", "exec", "--no-pty", first, "--", "true", check=False)
+    assert gone.returncode != 0 and f"Container {first} is not running" in gone.stdout + gone.stderr

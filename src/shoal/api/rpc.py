@@ -40,7 +40,7 @@ _STATUS = {
 }
 
 
-def _to_grpc(e: Exception, rpc: str) -> GRPCError:
+def to_grpc(e: Exception, rpc: str) -> GRPCError:
     if isinstance(e, GRPCError):
         return e
     for cls, status in _STATUS.items():
@@ -108,7 +108,7 @@ def unary(fn):
         try:
             response = await fn(self, request)
         except Exception as e:
-            raise _to_grpc(e, fn.__name__) from None
+            raise to_grpc(e, fn.__name__) from None
         answered = time.monotonic()
         await stream.send_message(response)
         if TRACE_FILE:
@@ -130,7 +130,7 @@ def streaming(fn):
             async for response in fn(self, request):
                 await stream.send_message(response)
         except Exception as e:
-            raise _to_grpc(e, fn.__name__) from None
+            raise to_grpc(e, fn.__name__) from None
 
     handler.shoal_implemented = True
     return handler
@@ -177,12 +177,13 @@ def _unimplemented(name: str):
     return handler
 
 
+def unimplemented(base: type) -> type:
+    """`base` (a grpclib service) whose every RPC answers UNIMPLEMENTED; a subclass overrides those it builds."""
+    return type(f"Unimplemented{base.__name__}", (base,), {n: _unimplemented(n) for n in base.__abstractmethods__})
+
+
 # Every RPC of the client's protocol answers; the ones shoal has not built say so.
-UnimplementedServicer = type(
-    "UnimplementedServicer",
-    (ModalClientBase,),
-    {name: _unimplemented(name) for name in ModalClientBase.__abstractmethods__},
-)
+UnimplementedServicer = unimplemented(ModalClientBase)
 
 
 def implemented_rpcs(servicer_cls: type) -> set[str]:

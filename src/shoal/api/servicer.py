@@ -374,6 +374,15 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs
         )
 
     @unary
+    async def TaskGetCommandRouterAccess(self, req):
+        if req.task_id not in self.p.scheduler.tasks:
+            raise NotFound(f"Container {req.task_id} is not running")
+        # The router is served beside this API, at the URL the client reaches it at.
+        return api_pb2.TaskGetCommandRouterAccessResponse(
+            url=self.p.settings.server_url, jwt=self.p.execs.access(req.task_id)
+        )
+
+    @unary
     async def ContainerStop(self, req):
         await self.p.lifecycle.stop_container(req.task_id, req.graceful)
         return api_pb2.ContainerStopResponse()

@@ -16,7 +16,7 @@ from modal_proto import api_pb2
 from ..images.base import BaseResolver
 from ..images.builder import Builder
 from ..images.store import LayerStore
-from ..runtime import Runtime
+from ..runtime import Exec, Runtime
 from ..store.blobs import BlobStore
 from ..store.database import Database
 from ..worker.agent import Load, LocalWorker, SocketServer, default_ca_bundle
@@ -30,7 +30,8 @@ from .container_plans import ContainerPlans
 from .containers import Containers
 from .deployments import Deployments
 from .dicts import Dicts
-from .errors import FailedPrecondition
+from .errors import FailedPrecondition, NotFound
+from .execs import Execs
 from .functions import Functions, retry_policy
 from .images import Images
 from .lifecycle import Lifecycle
@@ -85,7 +86,7 @@ class Settings:
 
 
 class Platform:
-    def __init__(self, settings: Settings, serve_socket: SocketServer):
+    def __init__(self, settings: Settings, serve_socket: SocketServer, secret: bytes):
         self.settings = settings
         home = settings.home
         os.makedirs(home, exist_ok=True)
@@ -150,6 +151,7 @@ class Platform:
             self.webhooks,
             self._forget_client,
         )
+        self.execs = Execs(secret, self.run_in)
         self.web_endpoints = WebEndpoints(self.db, self.apps, lambda label: settings.web_url.format(label=label))
         self.web_requests = WebRequests(
             self.web_endpoints, self.calls, self.blobs, self.tokens, self.releases.call_target, self.cancel_call
@@ -183,6 +185,7 @@ class Platform:
             task.cancel()
         self.releases.close()
         self.schedules.close()
+        self.execs.close()
         await self.scheduler.close()
         await self.webhooks.close()
         if LOCAL in self.pool.workers:
@@ -230,6 +233,18 @@ class Platform:
         revision = await self.releases.call_target(function_id)
         no_arguments = api_pb2.FunctionInput(args=NO_ARGUMENTS, data_format=api_pb2.DATA_FORMAT_PICKLE)
         await self.calls.create(revision.revision_id, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(0, no_arguments)])
+
+    async def run_in(self, task_id: str, args: list[str], cwd: str, env: dict[str, str], merge_stderr: bool) -> Exec:
+        """A command run in a running container (`modal container exec`)."""
+        if task_id not in self.scheduler.tasks:
+            raise NotFound(f"Container {task_id} is not running")
+        command = await self.worker.exec(task_id, args, cwd, env, merge_stderr)
+        if command is None:
+            raise FailedPrecondition(
+                f"Container {task_id} runs on a joined worker: shoal runs commands only in the control plane's"
+                " own containers yet"
+            )
+        return command
 
     async def cancel_call(self, call_id: str, terminate_containers: bool = False) -> None:
         running = await self.calls.cancel(call_id)

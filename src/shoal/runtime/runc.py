@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from . import overlay
 from .cgroups import CpuHierarchy, MemoryHierarchy, cpu_hierarchy, memory_hierarchy
+from .exec import Exec, start_exec
 from .oci import build_config, cgroups_path
 from .spec import ContainerError, ContainerSpec
 from .users import resolve_user
@@ -125,6 +126,14 @@ class Runtime:
         )
         out, err = await proc.communicate()
         return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+    async def exec(
+        self, container_id: str, args: list[str], cwd: str = "", env: dict[str, str] = {}, merge_stderr: bool = False
+    ) -> Exec:
+        """Run `args` in the running container `container_id`, as its own process runs (user,
+        environment, working directory), with `cwd` and `env` over those."""
+        runc = [self._runc_bin, "--root", self.runc_root]
+        return await start_exec(runc, container_id, args, cwd, env, merge_stderr)
 
     async def start(self, spec: ContainerSpec, on_output: OutputCallback | None = None) -> Container:
         """Run spec.args in a new container; return once the process runs.

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..runtime import BindMount, Container, ContainerError, ContainerSpec, Runtime
+from ..runtime import BindMount, Container, ContainerError, ContainerSpec, Exec, Runtime
 from . import nvidia
 from .cpu_load import CpuMeter
 from .excess import Excess, ExcessMeter
@@ -250,6 +250,13 @@ class LocalWorker:
             if readings:
                 found[task_id] = sum(readings) / len(readings)
         return found
+
+    async def exec(
+        self, task_id: str, args: list[str], cwd: str, env: dict[str, str], merge_stderr: bool
+    ) -> Exec | None:
+        """A command run in the task's container; None if the task has no container running here."""
+        container = self.containers.get(task_id)
+        return await self.runtime.exec(container.id, args, cwd, env, merge_stderr) if container else None
 
     async def stop(self, task_id: str) -> None:
         container = self.containers.get(task_id)

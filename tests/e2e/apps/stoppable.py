@@ -12,7 +12,7 @@ marker = "/tmp/shoal-e2e-stoppable"  # inside the container: each container has 
 @app.function()
 def work() -> str:
     print(f"working in {os.environ['MODAL_TASK_ID']}", flush=True)
-    time.sleep(8)
+    time.sleep(12)  # room for the test to look inside before it stops the container
     return f"finished in {os.environ['MODAL_TASK_ID']}"
 
 
