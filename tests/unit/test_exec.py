@@ -7,6 +7,7 @@ import time
 import jwt
 import pytest
 
+from shoal.control import execs as execs_module
 from shoal.control.errors import NotFound, Unauthenticated
 from shoal.control.execs import Execs
 from shoal.runtime.exec import Exec
@@ -56,7 +57,7 @@ async def started(task_id: str, args: list[str], cwd: str, env: dict, merge_stde
     return await process(*args)
 
 
-async def test_access_is_for_one_container_and_expires():
+async def test_access_is_for_one_container_and_expires(monkeypatch):
     execs = Execs(SECRET, started)
     token = execs.access("ta-1")
     execs.verify(token, "ta-1")
@@ -64,9 +65,11 @@ async def test_access_is_for_one_container_and_expires():
         execs.verify(token, "ta-2")
     with pytest.raises(Unauthenticated):
         execs.verify(Execs(b"o" * 32, started).access("ta-1"), "ta-1")
-    expired = jwt.encode({"task_id": "ta-1", "exp": int(time.time()) - 10}, SECRET, algorithm="HS256")
+    with pytest.raises(Unauthenticated):  # signed with the server's secret itself, not the key made from it
+        execs.verify(jwt.encode({"task_id": "ta-1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"), "ta-1")
+    monkeypatch.setattr(execs_module, "ACCESS_TTL", -10.0)
     with pytest.raises(Unauthenticated, match="expired"):
-        execs.verify(expired, "ta-1")
+        execs.verify(execs.access("ta-1"), "ta-1")
 
 
 async def test_a_command_is_started_once_per_id_and_found_by_it():

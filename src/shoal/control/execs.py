@@ -6,6 +6,8 @@ writes its stdin through the command router at that URL, presenting the JWT each
 """
 
 import asyncio
+import hashlib
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 
@@ -22,7 +24,8 @@ RunIn = Callable[[str, list[str], str, dict[str, str], bool], Awaitable[Exec]]
 
 class Execs:
     def __init__(self, secret: bytes, run_in: RunIn):
-        self._secret = secret
+        # A key of its own, derived from the server's secret (which also signs blob URLs).
+        self._secret = hmac.new(secret, b"command router access", hashlib.sha256).digest()
         self._run_in = run_in  # (task id, args, cwd, env, merge_stderr) -> the command, started
         self._running: dict[tuple[str, str], Exec] = {}  # (task id, exec id) -> its command
         self._finishing: set[asyncio.Task] = set()

@@ -63,7 +63,7 @@ class WebRequests:
         self._settling: set[asyncio.Task] = set()
 
     async def open(self, label: str, scope: dict) -> WebRequest:
-        """Start the endpoint's call for a request (`scope`: its ASGI HTTP scope). NotFound: no such
+        """Start the endpoint's call for a request (`scope`: its ASGI scope, HTTP or WebSocket). NotFound: no such
         endpoint, or its app is stopped or no longer has it; Unauthenticated: it requires proxy auth
         and the request's Modal-Key and Modal-Secret headers are not a token of this server."""
         endpoint = await self.endpoints.find(label)
