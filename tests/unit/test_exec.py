@@ -2,6 +2,7 @@
 and the access tokens that let a client run them."""
 
 import asyncio
+import os
 import time
 
 import jwt
@@ -11,6 +12,7 @@ from shoal.control import execs as execs_module
 from shoal.control.errors import NotFound, Unauthenticated
 from shoal.control.execs import Execs
 from shoal.runtime.exec import Exec
+from shoal.worker.agent import ExecOptions
 
 SECRET = b"s" * 32  # as long as the server's own
 
@@ -53,7 +55,7 @@ async def test_a_killed_command_reports_its_signal():
     assert await command.wait() == -9
 
 
-async def started(task_id: str, args: list[str], cwd: str, env: dict, merge_stderr: bool) -> Exec:
+async def started(task_id: str, args: list[str], options: ExecOptions) -> Exec:
     return await process(*args)
 
 
@@ -74,11 +76,23 @@ async def test_access_is_for_one_container_and_expires(monkeypatch):
 
 async def test_a_command_is_started_once_per_id_and_found_by_it():
     execs = Execs(SECRET, started)
-    await execs.start("ta-1", "ex-1", ["echo", "once"], "", {}, 0)
-    await execs.start("ta-1", "ex-1", ["echo", "twice"], "", {}, 0)  # the client's retry of the same start
+    await execs.start("ta-1", "ex-1", ["echo", "once"], ExecOptions(), 0)
+    await execs.start("ta-1", "ex-1", ["echo", "twice"], ExecOptions(), 0)  # the client's retry of the same start
     command = execs.get("ta-1", "ex-1")
     await command.wait()
     assert await read_all(command, 1) == b"once\n"
     with pytest.raises(NotFound):
         execs.get("ta-2", "ex-1")
     execs.close()
+
+
+async def test_a_command_on_a_terminal_reads_it_and_ends_at_end_of_input():
+    ours, theirs = os.openpty()
+    proc = await asyncio.create_subprocess_exec("cat", stdin=theirs, stdout=theirs, stderr=theirs)
+    os.close(theirs)
+    command = Exec(proc, ours)
+    await command.write_stdin(0, b"typed\n", eof=False)
+    await command.write_stdin(6, b"", eof=True)  # end of input: ^D
+    assert await command.wait() == 0
+    assert b"typed\r\ntyped\r\n" in await read_all(command, 1)  # the terminal's echo, then cat's copy
+    assert await read_all(command, 2) == b""  # a terminal has one output stream

@@ -8,9 +8,12 @@ from modal_proto.task_command_router_grpc import TaskCommandRouterBase
 
 from ..control.errors import Unauthenticated
 from ..control.execs import Execs
+from ..worker.agent import ExecOptions
 from .rpc import to_grpc, unimplemented
 
 SERVICE = "/modal.task_command_router.TaskCommandRouter/"
+# The environment a command on a terminal gets from the client's PTYInfo.
+_TERMINAL_ENV = {"TERM": "env_term", "COLORTERM": "env_colorterm", "TERM_PROGRAM": "env_term_program"}
 STDOUT = sr_pb2.TASK_EXEC_STDIO_FILE_DESCRIPTOR_STDOUT
 
 
@@ -29,21 +32,18 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
 
     async def TaskExecStart(self, stream):
         req = await self._request(stream)
-        if req.pty_info.enabled:
-            raise GRPCError(
-                Status.FAILED_PRECONDITION,
-                "shoal runs commands in containers without a terminal yet: run `modal container exec --no-pty`",
-            )
+        env = {e.key: e.value for e in req.env}
+        pty = req.pty_info
+        if pty.enabled:  # the client's terminal: its size and kind
+            env |= {name: getattr(pty, field) for name, field in _TERMINAL_ENV.items() if getattr(pty, field)}
+        options = ExecOptions(
+            cwd=req.workdir,
+            env=env,
+            merge_stderr=req.stderr_config == sr_pb2.TASK_EXEC_STDERR_CONFIG_STDOUT,
+            terminal=(pty.winsz_rows or 24, pty.winsz_cols or 80) if pty.enabled else None,
+        )
         try:
-            await self.execs.start(
-                req.task_id,
-                req.exec_id,
-                list(req.command_args),
-                req.workdir,
-                {e.key: e.value for e in req.env},
-                req.timeout_secs,
-                merge_stderr=req.stderr_config == sr_pb2.TASK_EXEC_STDERR_CONFIG_STDOUT,
-            )
+            await self.execs.start(req.task_id, req.exec_id, list(req.command_args), options, req.timeout_secs)
         except Exception as e:
             raise to_grpc(e, "TaskExecStart") from None
         await stream.send_message(sr_pb2.TaskExecStartResponse())
@@ -61,6 +61,30 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
         except ValueError as e:
             raise GRPCError(Status.FAILED_PRECONDITION, str(e)) from None
         await stream.send_message(sr_pb2.TaskExecStdinWriteResponse())
+
+    async def TaskExecStdinWriteStream(self, stream):
+        """Stdin in one stream: where it starts, the data, and an end that closes it."""
+        first = await stream.recv_message()
+        start = first.start
+        token = str(stream.metadata.get("authorization", "")).removeprefix("Bearer ")
+        try:
+            self.execs.verify(token, start.task_id)
+        except Unauthenticated as e:
+            raise GRPCError(Status.UNAUTHENTICATED, str(e)) from None
+        command, offset = self._command(start), start.offset
+        async for message in stream:
+            if message.HasField("end"):
+                await command.write_stdin(offset, b"", eof=True)
+                break
+            await command.write_stdin(offset, message.data, eof=False)
+            offset += len(message.data)
+        await stream.send_message(sr_pb2.TaskExecStdinWriteStreamResponse())
+
+    async def TaskExecStdinStatus(self, stream):
+        command = self._command(await self._request(stream))
+        await stream.send_message(
+            sr_pb2.TaskExecStdinStatusResponse(num_bytes_written=command.stdin_offset, closed=command.stdin_closed)
+        )
 
     async def TaskExecWait(self, stream):
         req = await self._request(stream)

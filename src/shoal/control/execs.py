@@ -14,19 +14,20 @@ from collections.abc import Awaitable, Callable
 import jwt
 
 from ..runtime import Exec
+from ..worker.agent import ExecOptions
 from .errors import InvalidArgument, NotFound, Unauthenticated
 
 ACCESS_TTL = 3600.0  # seconds a container's access token lasts; the client asks again before it ends
 KEEP_FINISHED = 600.0  # seconds a finished command's output stays readable
 
-RunIn = Callable[[str, list[str], str, dict[str, str], bool], Awaitable[Exec]]
+RunIn = Callable[[str, list[str], ExecOptions], Awaitable[Exec]]
 
 
 class Execs:
     def __init__(self, secret: bytes, run_in: RunIn):
         # A key of its own, derived from the server's secret (which also signs blob URLs).
         self._secret = hmac.new(secret, b"command router access", hashlib.sha256).digest()
-        self._run_in = run_in  # (task id, args, cwd, env, merge_stderr) -> the command, started
+        self._run_in = run_in  # (task id, args, options) -> the command, started
         self._running: dict[tuple[str, str], Exec] = {}  # (task id, exec id) -> its command
         self._finishing: set[asyncio.Task] = set()
 
@@ -45,23 +46,13 @@ class Execs:
         if claims.get("task_id") != task_id:
             raise Unauthenticated(f"The access token is for another container than {task_id}")
 
-    async def start(
-        self,
-        task_id: str,
-        exec_id: str,
-        args: list[str],
-        cwd: str,
-        env: dict[str, str],
-        timeout: float,
-        merge_stderr: bool = False,
-    ) -> None:
-        """Start a command (its stderr into its stdout with `merge_stderr`); a start sent again for the
-        same id starts nothing more."""
+    async def start(self, task_id: str, exec_id: str, args: list[str], options: ExecOptions, timeout: float) -> None:
+        """Start a command; a start sent again for the same id starts nothing more."""
         if (task_id, exec_id) in self._running:
             return
         if not args:
             raise InvalidArgument("No command to run")
-        command = self._running[(task_id, exec_id)] = await self._run_in(task_id, args, cwd, env, merge_stderr)
+        command = self._running[(task_id, exec_id)] = await self._run_in(task_id, args, options)
         finishing = asyncio.create_task(self._finish(task_id, exec_id, command, timeout))
         self._finishing.add(finishing)
         finishing.add_done_callback(self._finishing.discard)

@@ -19,7 +19,7 @@ from ..images.store import LayerStore
 from ..runtime import Exec, Runtime
 from ..store.blobs import BlobStore
 from ..store.database import Database
-from ..worker.agent import Load, LocalWorker, SocketServer, default_ca_bundle
+from ..worker.agent import ExecOptions, Load, LocalWorker, SocketServer, default_ca_bundle
 from ..worker.inventory import this_machine
 from ..worker.protocol import HEARTBEAT_INTERVAL
 from .apps import Apps
@@ -234,11 +234,11 @@ class Platform:
         no_arguments = api_pb2.FunctionInput(args=NO_ARGUMENTS, data_format=api_pb2.DATA_FORMAT_PICKLE)
         await self.calls.create(revision.revision_id, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(0, no_arguments)])
 
-    async def run_in(self, task_id: str, args: list[str], cwd: str, env: dict[str, str], merge_stderr: bool) -> Exec:
+    async def run_in(self, task_id: str, args: list[str], options: ExecOptions) -> Exec:
         """A command run in a running container (`modal container exec`)."""
         if task_id not in self.scheduler.tasks:
             raise NotFound(f"Container {task_id} is not running")
-        command = await self.worker.exec(task_id, args, cwd, env, merge_stderr)
+        command = await self.worker.exec(task_id, args, options)
         if command is None:
             raise FailedPrecondition(
                 f"Container {task_id} runs on a joined worker: shoal runs commands only in the control plane's"

@@ -2,25 +2,37 @@
 take its process settings (user, environment, working directory) unless told otherwise.
 
 An exec's output is kept whole, so a reader may start at any offset and read again after a lost
-connection; its stdin is written at offsets, so a write sent twice is written once.
+connection; its stdin is written at offsets, so a write sent twice is written once. On a
+terminal, the command's output is one stream (stdout).
 """
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import signal
+import struct
+import termios
 from collections.abc import AsyncIterator
 
 CHUNK = 64 * 1024
+EOT = b"\x04"  # end of input, on a terminal
 
 
 class Exec:
-    def __init__(self, proc: asyncio.subprocess.Process):
+    def __init__(self, proc: asyncio.subprocess.Process, terminal: int | None = None):
         self._proc = proc
+        self._terminal = terminal  # the terminal's master end, if the command has one
         self.output: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
         self._closed: set[int] = set()  # streams at their end
         self._changed = asyncio.Condition()
-        self._stdin_offset = 0
-        self._pumps = [asyncio.create_task(self._pump(fd, s)) for fd, s in ((1, proc.stdout), (2, proc.stderr))]
+        self.stdin_offset = 0  # bytes of stdin written
+        self.stdin_closed = False
+        if terminal is None:
+            self._pumps = [asyncio.create_task(self._pump(fd, s)) for fd, s in ((1, proc.stdout), (2, proc.stderr))]
+        else:
+            self._closed.add(2)  # a terminal has one output stream
+            self._pumps = [asyncio.create_task(self._pump_terminal(terminal))]
 
     @property
     def returncode(self) -> int | None:
@@ -45,47 +57,119 @@ class Exec:
 
     async def write_stdin(self, offset: int, data: bytes, eof: bool) -> None:
         """Write what is new of `data`, which starts at `offset` of the stdin stream; close it at `eof`."""
-        stdin = self._proc.stdin
-        if offset > self._stdin_offset:
-            raise ValueError(f"stdin write at offset {offset}, but {self._stdin_offset} bytes were written")
-        fresh = data[self._stdin_offset - offset :]
-        if fresh and stdin and not stdin.is_closing():
-            stdin.write(fresh)
-            self._stdin_offset += len(fresh)
-            with contextlib.suppress(ConnectionError):
-                await stdin.drain()
-        if eof and stdin and not stdin.is_closing():
-            stdin.close()
+        if offset > self.stdin_offset:
+            raise ValueError(f"stdin write at offset {offset}, but {self.stdin_offset} bytes were written")
+        fresh = data[self.stdin_offset - offset :]
+        if fresh and not self.stdin_closed:
+            await self._write(fresh)
+            self.stdin_offset += len(fresh)
+        if eof and not self.stdin_closed:
+            self.stdin_closed = True
+            await self._close_stdin()
 
     def kill(self) -> None:
         if self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.send_signal(signal.SIGKILL)
 
+    async def _write(self, data: bytes) -> None:
+        if self._terminal is not None:
+            await asyncio.to_thread(_write_all, self._terminal, data)
+            return
+        stdin = self._proc.stdin
+        if stdin and not stdin.is_closing():
+            stdin.write(data)
+            with contextlib.suppress(ConnectionError):
+                await stdin.drain()
+
+    async def _close_stdin(self) -> None:
+        if self._terminal is not None:
+            await asyncio.to_thread(_write_all, self._terminal, EOT)
+        elif self._proc.stdin and not self._proc.stdin.is_closing():
+            self._proc.stdin.close()
+
     async def _pump(self, fd: int, stream: asyncio.StreamReader | None) -> None:
         while stream and (chunk := await stream.read(CHUNK)):
-            async with self._changed:
-                self.output[fd] += chunk
-                self._changed.notify_all()
+            await self._add(fd, chunk)
+        await self._end(fd)
+
+    async def _pump_terminal(self, terminal: int) -> None:
+        try:
+            while chunk := await asyncio.to_thread(_read_terminal, terminal):
+                await self._add(1, chunk)
+        finally:
+            os.close(terminal)
+            await self._end(1)
+
+    async def _add(self, fd: int, chunk: bytes) -> None:
+        async with self._changed:
+            self.output[fd] += chunk
+            self._changed.notify_all()
+
+    async def _end(self, fd: int) -> None:
         async with self._changed:
             self._closed.add(fd)
             self._changed.notify_all()
 
 
+def _read_terminal(terminal: int) -> bytes:
+    try:
+        return os.read(terminal, CHUNK)
+    except OSError:  # EIO: the command and everything it started let go of the terminal
+        return b""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
 async def start_exec(
-    runc: list[str], container_id: str, args: list[str], cwd: str, env: dict[str, str], merge_stderr: bool
+    runc: list[str],
+    container_id: str,
+    args: list[str],
+    cwd: str,
+    env: dict[str, str],
+    merge_stderr: bool,
+    terminal: tuple[int, int] | None = None,
 ) -> Exec:
-    """`runc exec` of `args` in the container; `runc` is the runc command with its global options."""
+    """`runc exec` of `args` in the container; `runc` is the runc command with its global options;
+    `terminal`: (rows, columns) of a terminal to run it on."""
     options = [*(["--cwd", cwd] if cwd else []), *(f"--env={k}={v}" for k, v in env.items())]
-    proc = await asyncio.create_subprocess_exec(
-        *runc,
-        "exec",
-        *options,
-        container_id,
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
-    return Exec(proc)
+    if terminal is None:
+        proc = await asyncio.create_subprocess_exec(
+            *runc,
+            "exec",
+            *options,
+            container_id,
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        return Exec(proc)
+    # runc makes the container's terminal and copies between it and its own stdio: a terminal whose
+    # other end is ours, where the command's output is read and its input written.
+    ours, runcs = os.openpty()
+    rows, columns = terminal
+    fcntl.ioctl(runcs, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *runc,
+            "exec",
+            "--tty",
+            *options,
+            container_id,
+            *args,
+            stdin=runcs,
+            stdout=runcs,
+            stderr=runcs,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(ours)
+        raise
+    finally:
+        os.close(runcs)
+    return Exec(proc, ours)

@@ -128,12 +128,19 @@ class Runtime:
         return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
     async def exec(
-        self, container_id: str, args: list[str], cwd: str = "", env: dict[str, str] = {}, merge_stderr: bool = False
+        self,
+        container_id: str,
+        args: list[str],
+        cwd: str = "",
+        env: dict[str, str] = {},
+        merge_stderr: bool = False,
+        terminal: tuple[int, int] | None = None,
     ) -> Exec:
         """Run `args` in the running container `container_id`, as its own process runs (user,
-        environment, working directory), with `cwd` and `env` over those."""
+        environment, working directory), with `cwd` and `env` over those; on a terminal of
+        (rows, columns) if `terminal` is given."""
         runc = [self._runc_bin, "--root", self.runc_root]
-        return await start_exec(runc, container_id, args, cwd, env, merge_stderr)
+        return await start_exec(runc, container_id, args, cwd, env, merge_stderr, terminal)
 
     async def start(self, spec: ContainerSpec, on_output: OutputCallback | None = None) -> Container:
         """Run spec.args in a new container; return once the process runs.

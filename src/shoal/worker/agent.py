@@ -35,6 +35,16 @@ ARGS_NAME = "container_args.bin"
 SocketServer = Callable[[str, str], Awaitable[Callable[[], Awaitable[None]]]]
 
 
+@dataclass(frozen=True)
+class ExecOptions:
+    """How a command runs in a container, over the container's own settings."""
+
+    cwd: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    merge_stderr: bool = False  # its stderr into its stdout
+    terminal: tuple[int, int] | None = None  # (rows, columns) of a terminal to run it on
+
+
 @dataclass
 class ContainerPlan:
     task_id: str
@@ -251,12 +261,13 @@ class LocalWorker:
                 found[task_id] = sum(readings) / len(readings)
         return found
 
-    async def exec(
-        self, task_id: str, args: list[str], cwd: str, env: dict[str, str], merge_stderr: bool
-    ) -> Exec | None:
+    async def exec(self, task_id: str, args: list[str], options: ExecOptions) -> Exec | None:
         """A command run in the task's container; None if the task has no container running here."""
         container = self.containers.get(task_id)
-        return await self.runtime.exec(container.id, args, cwd, env, merge_stderr) if container else None
+        if container is None:
+            return None
+        o = options
+        return await self.runtime.exec(container.id, args, o.cwd, o.env, o.merge_stderr, o.terminal)
 
     async def stop(self, task_id: str) -> None:
         container = self.containers.get(task_id)
