@@ -210,3 +210,9 @@ def test_functions_with_volumes_run_on_workers_that_see_the_volumes(cluster):
         assert "read from w-vol" in proc.stdout and "read-only Read-only file system" in proc.stdout
     finally:
         cluster.stop("w-vol")
+
+
+def test_web_endpoints_run_on_workers(cluster):
+    """A web request's body and answer stream through the worker to the control plane's ingress."""
+    out = cluster.shoal.modal("run", "web_endpoints.py").stdout
+    assert "GET /from-run x=1" in out and "a plain function beside the endpoints" in out

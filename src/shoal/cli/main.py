@@ -1,7 +1,6 @@
 """`shoal` command line: run the platform and point the modal client at it."""
 
 import asyncio
-import logging
 import os
 import re
 import signal
@@ -16,7 +15,17 @@ import click
 
 from ..worker.inventory import parse_fake_gpus
 from .images import images
-from .state import alive, read_json, running_state, shoal_home, state_path, token_path, with_store, write_json
+from .state import (
+    alive,
+    log_to_stderr,
+    read_json,
+    running_state,
+    shoal_home,
+    state_path,
+    token_path,
+    with_store,
+    write_json,
+)
 from .usage import usage
 from .webhooks import webhooks
 from .worker import worker, workers
@@ -101,9 +110,7 @@ async def _serve(settings: "Settings", host: str, port: int) -> None:
     from ..api.server import ShoalServer, serve_forever
     from ..control.tokens import Tokens
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # A container ends its wait for a web request's body by cancelling it, once per request.
-    logging.getLogger("grpclib.server").setLevel(logging.WARNING)
+    log_to_stderr()
     home, database = settings.home, settings.database
     server = ShoalServer(settings, host, port, port + 1, port + 2)
     ready = asyncio.Event()

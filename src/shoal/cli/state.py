@@ -3,6 +3,7 @@ the store it uses, for commands that change it directly; its admin routes, for t
 
 import asyncio
 import json
+import logging
 import os
 import urllib.error
 import urllib.parse
@@ -123,3 +124,10 @@ def human_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
+
+
+def log_to_stderr() -> None:
+    """How the server and workers log: their own lines, and grpclib's warnings only (a container ends
+    its wait for a web request's body by cancelling it, once per request)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("grpclib.server").setLevel(logging.WARNING)

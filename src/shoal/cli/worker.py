@@ -4,7 +4,6 @@
 import asyncio
 import fcntl
 import json
-import logging
 import os
 import signal
 import socket
@@ -13,7 +12,7 @@ import click
 from rich.table import Table
 
 from ..worker.inventory import parse_fake_gpus
-from .state import admin_request, console, human_size, shoal_home
+from .state import admin_request, console, human_size, log_to_stderr, shoal_home
 
 
 @click.command()
@@ -77,7 +76,7 @@ def worker(
         raise click.ClickException(
             f"another worker is running in {home}; give this one its own --name or --home"
         ) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_stderr()
 
     async def run() -> None:
         # Made here: its gRPC channels belong to this event loop.
