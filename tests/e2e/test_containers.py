@@ -1,16 +1,9 @@
 """`modal container list|logs|exec|stop` and `modal shell` on a running app."""
 
-import json
 import re
-import subprocess
 import time
 
-from conftest import VENV_BIN
-
-
-def containers(shoal, app_name: str) -> list[dict]:
-    rows = json.loads(shoal.modal("container", "list", "--json").stdout)
-    return [r for r in rows if r["app_name"] == app_name]
+from inside import check_shell, containers
 
 
 def test_list_logs_exec_and_stop_a_container(shoal):
@@ -47,20 +40,4 @@ def test_list_logs_exec_and_stop_a_container(shoal):
 
 
 def test_modal_shell_into_a_running_container(shoal):
-    """An interactive shell on a terminal: `script` gives the client one, and types into it."""
-    run = shoal.spawn_modal("run", "long_running.py")
-    try:
-        deadline = time.monotonic() + 120
-        while not (found := containers(shoal, "e2e-long-running")) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert found, "the running container is listed"
-        typing = "(sleep 3; printf 'echo shell-says-$((6*7))\\n'; sleep 1; printf 'exit\\n')"
-        shell = f"{typing} | script -qec '{VENV_BIN}/modal shell {found[0]['container_id']}' /dev/null"
-        session = subprocess.run(
-            ["bash", "-c", shell], env=shoal.client_env(), capture_output=True, text=True, timeout=120
-        )
-        assert session.returncode == 0, session.stdout + session.stderr
-        assert "shell-says-42" in session.stdout  # the shell's answer, not the typed line
-    finally:
-        shoal.modal("app", "stop", "e2e-long-running", "--yes", check=False)
-        run.kill()
+    check_shell(shoal)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import VENV_BIN, Shoal, running_shoal
+from inside import check_shell
 from metering import check_billed_above_the_reservation
 
 WORKERS = {"w-a": "H100:1", "w-b": "H100:1,A10G:1"}
@@ -216,3 +217,8 @@ def test_web_endpoints_run_on_workers(cluster):
     """A web request's body and answer stream through the worker to the control plane's ingress."""
     out = cluster.shoal.modal("run", "web_endpoints.py").stdout
     assert "GET /from-run x=1" in out and "a plain function beside the endpoints" in out
+
+
+def test_a_shell_in_a_container_on_a_worker(cluster):
+    """Its terminal's output and the typed input travel the worker's link to the control plane."""
+    check_shell(cluster.shoal)

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import signal
 from collections.abc import Callable
 
 from google.protobuf.wrappers_pb2 import BytesValue, StringValue
@@ -14,11 +15,12 @@ from grpclib.const import Cardinality, Handler
 from grpclib.server import Stream
 
 from ..control.errors import AlreadyExists
+from ..control.ids import new_id
 from ..control.placement import Gpu, Worker
 from ..control.platform import Platform
 from ..control.workers import ExitCallback
-from ..runtime import ContainerError
-from ..worker.agent import ContainerPlan
+from ..runtime import Command, ContainerError
+from ..worker.agent import ContainerPlan, ExecOptions
 from ..worker.excess import Excess
 from ..worker.protocol import (
     CONNECT,
@@ -31,6 +33,7 @@ from ..worker.protocol import (
     TAR_OPTIONS,
     TUNNEL,
     excess_of,
+    exec_options_to_json,
     load_of,
     pack,
     plan_to_json,
@@ -43,6 +46,49 @@ log = logging.getLogger(__name__)
 TAR_CHUNK = 1 << 20
 
 
+class RemoteExec(Command):
+    """A command run in a container on a joined worker: its output comes in the link's messages."""
+
+    def __init__(self, link: "RemoteLink", exec_id: str):
+        super().__init__()
+        self.link, self.exec_id = link, exec_id
+        loop = asyncio.get_running_loop()
+        self.started: asyncio.Future[None] = loop.create_future()
+        self.exited: asyncio.Future[int] = loop.create_future()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.exited.result() if self.exited.done() else None
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self.exited)
+
+    def kill(self) -> None:
+        self.link.tell({"type": "exec_kill", "exec_id": self.exec_id})
+
+    async def _write(self, data: bytes) -> None:
+        await self.link._send(_stdin(self.exec_id, self.stdin_offset, data, eof=False))
+
+    async def _close_stdin(self) -> None:
+        await self.link._send(_stdin(self.exec_id, self.stdin_offset, b"", eof=True))
+
+    async def ended(self, code: int) -> None:
+        for fd in (1, 2):
+            await self.end(fd)
+        if not self.exited.done():
+            self.exited.set_result(code)
+
+
+def _stdin(exec_id: str, offset: int, data: bytes, eof: bool) -> dict:
+    return {
+        "type": "exec_stdin",
+        "exec_id": exec_id,
+        "offset": offset,
+        "data": base64.b64encode(data).decode(),
+        "eof": eof,
+    }
+
+
 class RemoteLink:
     """Starts and stops containers on one connected worker; its messages come back through `serve`."""
 
@@ -53,7 +99,9 @@ class RemoteLink:
         self.send_lock = asyncio.Lock()
         self.running: dict[str, tuple[Callable[[int, bytes], None], ExitCallback]] = {}
         self.starting: dict[str, asyncio.Future] = {}  # task id -> resolved when its process runs
+        self.execs: dict[str, RemoteExec] = {}  # exec id -> a command running there
         self.closed = False
+        self._telling: set[asyncio.Task] = set()
 
     async def start(self, plan: ContainerPlan, on_output: Callable[[int, bytes], None], on_exit: ExitCallback) -> None:
         """Returns once the worker says the container's process runs; raises when it could not start it."""
@@ -81,6 +129,28 @@ class RemoteLink:
         if not self.closed:
             await self._send({"type": "stop", "task_id": task_id})
 
+    async def exec(self, task_id: str, args: list[str], options: ExecOptions) -> RemoteExec:
+        """A command run in one of the worker's containers; raises ContainerError if it could not start it."""
+        if self.closed:
+            raise ContainerError(f"worker {self.worker_id} is gone")
+        exec_id = new_id("ex")
+        command = self.execs[exec_id] = RemoteExec(self, exec_id)
+        message = {"type": "exec", "task_id": task_id, "exec_id": exec_id, "args": args}
+        await self._send({**message, "options": exec_options_to_json(options)})
+        try:
+            await command.started
+        except ContainerError:
+            self.execs.pop(exec_id, None)
+            raise
+        return command
+
+    def tell(self, message: dict) -> None:
+        """Send without waiting for the send (a kill from code that cannot wait)."""
+        if not self.closed:
+            telling = asyncio.create_task(self._send(message))
+            self._telling.add(telling)
+            telling.add_done_callback(self._telling.discard)
+
     async def _send(self, message: dict) -> None:
         async with self.send_lock:
             await self.stream.send_message(pack(message))
@@ -104,10 +174,23 @@ class RemoteLink:
                 self._not_started(task_id, message["error"])
             elif kind == "exit" and task_id in self.running:
                 await self._exited(task_id, message["code"], message["oom"], excess_of(message))
+            elif kind.startswith("exec_") and (command := self.execs.get(message["exec_id"])):
+                await self._to_command(command, kind, message)
             elif kind == "heartbeat":
                 self.platform.workers.note_cache(self.worker_id, message["cache_bytes"], message["cache_limit"])
                 if load := load_of(message):
                     await self.platform.note_load(self.worker_id, load)
+
+    async def _to_command(self, command: RemoteExec, kind: str, message: dict) -> None:
+        if kind == "exec_started" and not command.started.done():
+            command.started.set_result(None)
+        elif kind == "exec_failed" and not command.started.done():
+            command.started.set_exception(ContainerError(message["error"]))
+        elif kind == "exec_output":
+            await command.add(message["fd"], base64.b64decode(message["data"]))
+        elif kind == "exec_exit":
+            self.execs.pop(command.exec_id, None)
+            await command.ended(message["code"])
 
     def _not_started(self, task_id: str, error: str) -> None:
         self.running.pop(task_id, None)
@@ -127,6 +210,11 @@ class RemoteLink:
         for task_id in list(self.running):
             self.running[task_id][0](2, f"worker {self.worker_id} was lost\n".encode())
             await self._exited(task_id, -1, False, None)
+        for command in list(self.execs.values()):
+            if not command.started.done():
+                command.started.set_exception(ContainerError(f"worker {self.worker_id} was lost"))
+            await command.ended(-signal.SIGKILL)
+        self.execs.clear()
 
 
 class WorkerService:

@@ -13,14 +13,14 @@ from collections.abc import Awaitable, Callable
 
 import jwt
 
-from ..runtime import Exec
+from ..runtime import Command
 from ..worker.agent import ExecOptions
 from .errors import InvalidArgument, NotFound, Unauthenticated
 
 ACCESS_TTL = 3600.0  # seconds a container's access token lasts; the client asks again before it ends
 KEEP_FINISHED = 600.0  # seconds a finished command's output stays readable
 
-RunIn = Callable[[str, list[str], ExecOptions], Awaitable[Exec]]
+RunIn = Callable[[str, list[str], ExecOptions], Awaitable[Command]]
 
 
 class Execs:
@@ -28,7 +28,7 @@ class Execs:
         # A key of its own, derived from the server's secret (which also signs blob URLs).
         self._secret = hmac.new(secret, b"command router access", hashlib.sha256).digest()
         self._run_in = run_in  # (task id, args, options) -> the command, started
-        self._running: dict[tuple[str, str], Exec] = {}  # (task id, exec id) -> its command
+        self._running: dict[tuple[str, str], Command] = {}  # (task id, exec id) -> its command
         self._finishing: set[asyncio.Task] = set()
 
     def close(self) -> None:
@@ -57,7 +57,7 @@ class Execs:
         self._finishing.add(finishing)
         finishing.add_done_callback(self._finishing.discard)
 
-    async def _finish(self, task_id: str, exec_id: str, command: Exec, timeout: float) -> None:
+    async def _finish(self, task_id: str, exec_id: str, command: Command, timeout: float) -> None:
         try:
             await asyncio.wait_for(command.wait(), timeout or None)
         except asyncio.TimeoutError:
@@ -65,7 +65,7 @@ class Execs:
         await asyncio.sleep(KEEP_FINISHED)
         self._running.pop((task_id, exec_id), None)
 
-    def get(self, task_id: str, exec_id: str) -> Exec:
+    def get(self, task_id: str, exec_id: str) -> Command:
         command = self._running.get((task_id, exec_id))
         if command is None:
             raise NotFound(f"No command {exec_id} in container {task_id}")

@@ -16,7 +16,7 @@ from modal_proto import api_pb2
 from ..images.base import BaseResolver
 from ..images.builder import Builder
 from ..images.store import LayerStore
-from ..runtime import Exec, Runtime
+from ..runtime import Command, ContainerError, Runtime
 from ..store.blobs import BlobStore
 from ..store.database import Database
 from ..worker.agent import ExecOptions, Load, LocalWorker, SocketServer, default_ca_bundle
@@ -234,16 +234,16 @@ class Platform:
         no_arguments = api_pb2.FunctionInput(args=NO_ARGUMENTS, data_format=api_pb2.DATA_FORMAT_PICKLE)
         await self.calls.create(revision.revision_id, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(0, no_arguments)])
 
-    async def run_in(self, task_id: str, args: list[str], options: ExecOptions) -> Exec:
-        """A command run in a running container (`modal container exec`)."""
-        if task_id not in self.scheduler.tasks:
-            raise NotFound(f"Container {task_id} is not running")
-        command = await self.worker.exec(task_id, args, options)
+    async def run_in(self, task_id: str, args: list[str], options: ExecOptions) -> Command:
+        """A command run in a running container (`modal container exec`), on whichever worker has it."""
+        task = self.scheduler.tasks.get(task_id)
+        link = self.workers.link(task.allocation.worker_id) if task else None
+        try:
+            command = await link.exec(task_id, args, options) if link else None
+        except ContainerError as e:
+            raise FailedPrecondition(f"Could not run the command in container {task_id}: {e}") from None
         if command is None:
-            raise FailedPrecondition(
-                f"Container {task_id} runs on a joined worker: shoal runs commands only in the control plane's"
-                " own containers yet"
-            )
+            raise NotFound(f"Container {task_id} is not running")
         return command
 
     async def cancel_call(self, call_id: str, terminate_containers: bool = False) -> None:

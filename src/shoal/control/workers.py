@@ -10,6 +10,8 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from ..runtime import Command
+from ..worker.agent import ExecOptions
 from ..worker.excess import Excess
 from .errors import AlreadyExists
 from .placement import Pool, Worker
@@ -24,6 +26,9 @@ class Link(Protocol):
         """Returns once the container's process runs (then on_exit follows its end); raises if it cannot start."""
 
     async def stop(self, task_id: str) -> None: ...
+
+    async def exec(self, task_id: str, args: list[str], options: ExecOptions) -> Command | None:
+        """A command run in the container; None if it is not running there."""
 
 
 # A joined worker's cache of fetched images and code, as `shoal workers` shows it; the embedded

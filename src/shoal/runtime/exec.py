@@ -19,30 +19,27 @@ CHUNK = 64 * 1024
 EOT = b"\x04"  # end of input, on a terminal
 
 
-class Exec:
-    def __init__(self, proc: asyncio.subprocess.Process, terminal: int | None = None):
-        self._proc = proc
-        self._terminal = terminal  # the terminal's master end, if the command has one
+class Command:
+    """A command's output, kept whole for readers at any offset, and its stdin, written at offsets;
+    where it runs and how its input reaches it is a subclass's."""
+
+    def __init__(self) -> None:
         self.output: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
         self._closed: set[int] = set()  # streams at their end
         self._changed = asyncio.Condition()
         self.stdin_offset = 0  # bytes of stdin written
         self.stdin_closed = False
-        if terminal is None:
-            self._pumps = [asyncio.create_task(self._pump(fd, s)) for fd, s in ((1, proc.stdout), (2, proc.stderr))]
-        else:
-            self._closed.add(2)  # a terminal has one output stream
-            self._pumps = [asyncio.create_task(self._pump_terminal(terminal))]
 
     @property
     def returncode(self) -> int | None:
         """The exit code, -N if a signal N ended it; None while it runs."""
-        return self._proc.returncode
+        raise NotImplementedError
 
     async def wait(self) -> int:
-        code = await self._proc.wait()
-        await asyncio.gather(*self._pumps)
-        return code
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
 
     async def read(self, fd: int, offset: int) -> AsyncIterator[bytes]:
         """Stream `fd` (1, 2) from `offset` until the command closes it."""
@@ -67,6 +64,45 @@ class Exec:
             self.stdin_closed = True
             await self._close_stdin()
 
+    async def _write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def _close_stdin(self) -> None:
+        raise NotImplementedError
+
+    async def add(self, fd: int, chunk: bytes) -> None:
+        async with self._changed:
+            self.output[fd] += chunk
+            self._changed.notify_all()
+
+    async def end(self, fd: int) -> None:
+        async with self._changed:
+            self._closed.add(fd)
+            self._changed.notify_all()
+
+
+class Exec(Command):
+    """A command `runc exec` runs, this process's child."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, terminal: int | None = None):
+        super().__init__()
+        self._proc = proc
+        self._terminal = terminal  # the terminal's master end, if the command has one
+        if terminal is None:
+            self._pumps = [asyncio.create_task(self._pump(fd, s)) for fd, s in ((1, proc.stdout), (2, proc.stderr))]
+        else:
+            self._closed.add(2)  # a terminal has one output stream
+            self._pumps = [asyncio.create_task(self._pump_terminal(terminal))]
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        code = await self._proc.wait()
+        await asyncio.gather(*self._pumps)
+        return code
+
     def kill(self) -> None:
         if self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -90,26 +126,16 @@ class Exec:
 
     async def _pump(self, fd: int, stream: asyncio.StreamReader | None) -> None:
         while stream and (chunk := await stream.read(CHUNK)):
-            await self._add(fd, chunk)
-        await self._end(fd)
+            await self.add(fd, chunk)
+        await self.end(fd)
 
     async def _pump_terminal(self, terminal: int) -> None:
         try:
             while chunk := await asyncio.to_thread(_read_terminal, terminal):
-                await self._add(1, chunk)
+                await self.add(1, chunk)
         finally:
             os.close(terminal)
-            await self._end(1)
-
-    async def _add(self, fd: int, chunk: bytes) -> None:
-        async with self._changed:
-            self.output[fd] += chunk
-            self._changed.notify_all()
-
-    async def _end(self, fd: int) -> None:
-        async with self._changed:
-            self._closed.add(fd)
-            self._changed.notify_all()
+            await self.end(1)
 
 
 def _read_terminal(terminal: int) -> bytes:

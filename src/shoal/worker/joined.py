@@ -18,12 +18,21 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality
 from modal_version import __version__ as CLIENT_VERSION
 
-from ..runtime import Runtime
+from ..runtime import Command, ContainerError, Runtime
 from .agent import ContainerPlan, LocalWorker, default_ca_bundle
 from .excess import Excess
 from .fetched import Fetched
 from .inventory import this_machine
-from .protocol import CONNECT, HEARTBEAT_INTERVAL, exit_message, heartbeat, pack, plan_from_json, unpack
+from .protocol import (
+    CONNECT,
+    HEARTBEAT_INTERVAL,
+    exec_options_from_json,
+    exit_message,
+    heartbeat,
+    pack,
+    plan_from_json,
+    unpack,
+)
 from .task_proxy import RAW, Tunnel, serve_task
 
 log = logging.getLogger(__name__)
@@ -80,6 +89,8 @@ class JoinedWorker:
             self.runtime, home, self._serve_task, default_ca_bundle(), self.inventory.nvidia, volumes_root=volumes
         )
         self.secrets: dict[str, str] = {}  # task id -> the secret its requests carry
+        self.execs: dict[str, Command] = {}  # exec id -> a command running in a container here
+        self.exec_tasks: set[asyncio.Task] = set()
         self.starting: dict[str, asyncio.Task] = {}  # task id -> fetching its image, not yet a container
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -143,6 +154,12 @@ class JoinedWorker:
                         if starting := self.starting.get(message["task_id"]):
                             starting.cancel()
                         await self.local.stop(message["task_id"])
+                    elif message["type"] == "exec":
+                        running = asyncio.create_task(self._exec(message, outbox))
+                        self.exec_tasks.add(running)
+                        running.add_done_callback(self.exec_tasks.discard)
+                    elif command := self.execs.get(message.get("exec_id", "")):
+                        await _to_command(command, message)
             finally:
                 sender.cancel()
                 beat.cancel()
@@ -166,7 +183,7 @@ class JoinedWorker:
         task_id = plan.task_id
 
         def on_output(fd: int, data: bytes) -> None:
-            outbox.put_nowait({"type": "output", "task_id": task_id, "fd": fd, "data": base64.b64encode(data).decode()})
+            outbox.put_nowait({"type": "output", "task_id": task_id, "fd": fd, "data": _b64(data)})
 
         async def on_exit(code: int, oom: bool, excess: Excess | None) -> None:
             self.secrets.pop(task_id, None)
@@ -192,6 +209,30 @@ class JoinedWorker:
             return
         # Before any exit it may have: its watcher first runs after this.
         outbox.put_nowait({"type": "started", "task_id": task_id})
+
+    async def _exec(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
+        """A command in one of this worker's containers: its output and exit go back as they come."""
+        exec_id = message["exec_id"]
+        options = exec_options_from_json(message["options"])
+        try:
+            command = await self.local.exec(message["task_id"], message["args"], options)
+            if command is None:
+                raise ContainerError(f"container {message['task_id']} is not running on worker {self.name}")
+        except Exception as e:
+            outbox.put_nowait({"type": "exec_failed", "exec_id": exec_id, "error": str(e)})
+            return
+        self.execs[exec_id] = command
+        outbox.put_nowait({"type": "exec_started", "exec_id": exec_id})
+
+        async def relay(fd: int) -> None:
+            async for data in command.read(fd, 0):
+                outbox.put_nowait({"type": "exec_output", "exec_id": exec_id, "fd": fd, "data": _b64(data)})
+
+        try:
+            await asyncio.gather(relay(1), relay(2))
+            outbox.put_nowait({"type": "exec_exit", "exec_id": exec_id, "code": await command.wait()})
+        finally:
+            self.execs.pop(exec_id, None)
 
     def _release(self, task_id: str) -> None:
         self.fetched.release(task_id)
@@ -225,3 +266,18 @@ class JoinedWorker:
         except Exception:
             log.exception("stopping containers")
         self.secrets.clear()
+
+
+async def _to_command(command: Command, message: dict) -> None:
+    """The control plane's word to a running command: stdin, or kill."""
+    if message["type"] == "exec_stdin":
+        try:
+            await command.write_stdin(message["offset"], base64.b64decode(message["data"]), message["eof"])
+        except ValueError as e:  # a gap in the stream: the client resumes from the offset it is told
+            log.warning("stdin of a command: %s", e)
+    elif message["type"] == "exec_kill":
+        command.kill()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -2,7 +2,10 @@
 
 Two gRPC methods on the control plane's own port, beside the Modal API:
 - Connect (stream-stream): the worker says hello with what it offers, then sends
-  heartbeats, container output and exits; the control plane sends starts and stops.
+  heartbeats, container output and exits; the control plane sends starts and stops. A
+  command run in a container (`modal container exec`) travels there too: the control plane
+  sends exec, its stdin and kill, the worker sends back exec_started (or exec_failed), its
+  output and exec_exit.
 - FetchManifest (unary) and FetchFiles (unary-stream): an image layer's manifest, then
   a tar stream of just the file-store objects the worker does not hold yet; the worker
   keeps them in a layer store of its own, so a file is fetched once whatever layer has it.
@@ -25,7 +28,7 @@ from typing import Any
 from google.protobuf.wrappers_pb2 import BytesValue
 from grpclib.exceptions import StreamTerminatedError
 
-from .agent import ContainerPlan, Load
+from .agent import ContainerPlan, ExecOptions, Load
 from .excess import Excess
 
 CONNECT = "/shoal.Worker/Connect"
@@ -97,6 +100,15 @@ def plan_to_json(plan: ContainerPlan) -> dict[str, Any]:
 
 def plan_from_json(data: dict[str, Any]) -> ContainerPlan:
     return ContainerPlan(**{**data, "container_args": base64.b64decode(data["container_args"])})
+
+
+def exec_options_to_json(options: ExecOptions) -> dict[str, Any]:
+    return asdict(options)
+
+
+def exec_options_from_json(data: dict[str, Any]) -> ExecOptions:
+    terminal = data.get("terminal")
+    return ExecOptions(**{**data, "terminal": tuple(terminal) if terminal else None})
 
 
 def call_record(header: dict[str, Any], payload: bytes = b"") -> bytes:
