@@ -8,6 +8,7 @@ from modal_proto.task_command_router_grpc import TaskCommandRouterBase
 
 from ..control.errors import Unauthenticated
 from ..control.execs import Execs
+from ..runtime import Command
 from ..worker.agent import ExecOptions
 from .rpc import to_grpc, unimplemented
 
@@ -23,12 +24,15 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
 
     async def _request(self, stream):
         request = await stream.recv_message()
+        self._verify(stream, request.task_id)
+        return request
+
+    def _verify(self, stream, task_id: str) -> None:
         token = str(stream.metadata.get("authorization", "")).removeprefix("Bearer ")
         try:
-            self.execs.verify(token, request.task_id)
+            self.execs.verify(token, task_id)
         except Unauthenticated as e:
             raise GRPCError(Status.UNAUTHENTICATED, str(e)) from None
-        return request
 
     async def TaskExecStart(self, stream):
         req = await self._request(stream)
@@ -56,28 +60,20 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
 
     async def TaskExecStdinWrite(self, stream):
         req = await self._request(stream)
-        try:
-            await self._command(req).write_stdin(req.offset, req.data, req.eof)
-        except ValueError as e:
-            raise GRPCError(Status.FAILED_PRECONDITION, str(e)) from None
+        await _write_stdin(self._command(req), req.offset, req.data, req.eof)
         await stream.send_message(sr_pb2.TaskExecStdinWriteResponse())
 
     async def TaskExecStdinWriteStream(self, stream):
         """Stdin in one stream: where it starts, the data, and an end that closes it."""
-        first = await stream.recv_message()
-        start = first.start
-        token = str(stream.metadata.get("authorization", "")).removeprefix("Bearer ")
-        try:
-            self.execs.verify(token, start.task_id)
-        except Unauthenticated as e:
-            raise GRPCError(Status.UNAUTHENTICATED, str(e)) from None
+        start = (await stream.recv_message()).start
+        self._verify(stream, start.task_id)
         command, offset = self._command(start), start.offset
         async for message in stream:
-            if message.HasField("end"):
-                await command.write_stdin(offset, b"", eof=True)
-                break
-            await command.write_stdin(offset, message.data, eof=False)
+            ended = message.HasField("end")
+            await _write_stdin(command, offset, message.data, eof=ended)
             offset += len(message.data)
+            if ended:
+                break
         await stream.send_message(sr_pb2.TaskExecStdinWriteStreamResponse())
 
     async def TaskExecStdinStatus(self, stream):
@@ -107,3 +103,10 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
 def _exit_status(response_type, code: int):
     """An exit code, or the signal that ended the command (a negative code)."""
     return response_type(signal=-code) if code < 0 else response_type(code=code)
+
+
+async def _write_stdin(command: Command, offset: int, data: bytes, eof: bool) -> None:
+    try:
+        await command.write_stdin(offset, data, eof)
+    except ValueError as e:  # a gap: the client asks TaskExecStdinStatus where to resume
+        raise GRPCError(Status.FAILED_PRECONDITION, str(e)) from None

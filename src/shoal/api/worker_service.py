@@ -67,10 +67,10 @@ class RemoteExec(Command):
         self.link.tell({"type": "exec_kill", "exec_id": self.exec_id})
 
     async def _write(self, data: bytes) -> None:
-        await self.link._send(_stdin(self.exec_id, self.stdin_offset, data, eof=False))
+        await self.link.send(_stdin(self.exec_id, self.stdin_offset, data, eof=False))
 
     async def _close_stdin(self) -> None:
-        await self.link._send(_stdin(self.exec_id, self.stdin_offset, b"", eof=True))
+        await self.link.send(_stdin(self.exec_id, self.stdin_offset, b"", eof=True))
 
     async def ended(self, code: int) -> None:
         for fd in (1, 2):
@@ -113,7 +113,7 @@ class RemoteLink:
         started = self.starting[plan.task_id] = asyncio.get_running_loop().create_future()
         secret = self.platform.workers.issue_secret(plan.task_id)
         try:
-            await self._send({"type": "start", "plan": data, "secret": secret})
+            await self.send({"type": "start", "plan": data, "secret": secret})
             await started
         finally:
             self.starting.pop(plan.task_id, None)
@@ -127,7 +127,7 @@ class RemoteLink:
 
     async def stop(self, task_id: str) -> None:
         if not self.closed:
-            await self._send({"type": "stop", "task_id": task_id})
+            await self.send({"type": "stop", "task_id": task_id})
 
     async def exec(self, task_id: str, args: list[str], options: ExecOptions) -> RemoteExec:
         """A command run in one of the worker's containers; raises ContainerError if it could not start it."""
@@ -136,7 +136,7 @@ class RemoteLink:
         exec_id = new_id("ex")
         command = self.execs[exec_id] = RemoteExec(self, exec_id)
         message = {"type": "exec", "task_id": task_id, "exec_id": exec_id, "args": args}
-        await self._send({**message, "options": exec_options_to_json(options)})
+        await self.send({**message, "options": exec_options_to_json(options)})
         try:
             await command.started
         except ContainerError:
@@ -147,11 +147,11 @@ class RemoteLink:
     def tell(self, message: dict) -> None:
         """Send without waiting for the send (a kill from code that cannot wait)."""
         if not self.closed:
-            telling = asyncio.create_task(self._send(message))
+            telling = asyncio.create_task(self.send(message))
             self._telling.add(telling)
             telling.add_done_callback(self._telling.discard)
 
-    async def _send(self, message: dict) -> None:
+    async def send(self, message: dict) -> None:
         async with self.send_lock:
             await self.stream.send_message(pack(message))
 
