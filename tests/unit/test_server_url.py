@@ -16,8 +16,8 @@ def test_blob_urls_name_the_public_host_not_the_listening_address(tmp_path):
 def test_web_endpoints_are_hosts_in_the_web_domain(tmp_path):
     local = ShoalServer(Settings(home=str(tmp_path)), "127.0.0.1", 7470, 7471, 7472)
     assert local.settings.web_url.format(label="shoal--app-f") == "http://shoal--app-f.localhost:7472"
-    named = ShoalServer(Settings(home=str(tmp_path / "b"), web_domain="shoal.example.com"), "0.0.0.0", 80, 81, 80)
-    assert named.settings.web_url.format(label="shoal--app-f") == "http://shoal--app-f.shoal.example.com"
+    named = ShoalServer(Settings(home=str(tmp_path / "b"), web_domain="shoal.example.com"), "0.0.0.0", 7470, 7471, 7472)
+    assert named.settings.web_url.format(label="shoal--app-f") == "http://shoal--app-f.shoal.example.com:7472"
 
 
 def test_shoal_up_refuses_a_web_domain_that_is_not_one(tmp_path, monkeypatch):

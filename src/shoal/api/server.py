@@ -37,7 +37,7 @@ class ShoalServer:
         self.settings = settings
         self.host, self.port, self.http_port, self.web_port = host, port, http_port, web_port
         settings.server_url = settings.server_url or f"http://{host}:{port}"
-        settings.web_url = f"http://{{label}}.{settings.web_domain}" + (f":{web_port}" if web_port != 80 else "")
+        settings.web_url = f"http://{{label}}.{settings.web_domain}:{web_port}"
         # Blob URLs go to clients and containers anywhere: they name the host they reach shoal at.
         public_host = urlsplit(settings.server_url).hostname or host
         secret = _server_secret(settings.home)
