@@ -7,6 +7,7 @@ more per container of the embedded worker answers its private unix socket, where
 """
 
 import base64
+import bisect
 import hashlib
 import time
 
@@ -795,7 +796,7 @@ async def _data_chunks(call: Call, chunks: list[api_pb2.DataChunk], pulse: Pulse
     and all is read (the reader asks again when a stream ends, until the call is over)."""
     deadline = time.monotonic() + MAX_POLL
     while time.monotonic() < deadline:
-        new = [c for c in chunks if c.index > after]
+        new = chunks[bisect.bisect_right(chunks, after, key=lambda c: c.index) :]  # chunks are in index order
         for chunk in new:
             yield chunk
             after = chunk.index

@@ -386,8 +386,10 @@ class Calls:
     ) -> None:
         """Fail the queued inputs of a function (`which` of them): one that cannot start containers."""
         q = self.queue(revision_id)
-        failed = [i for i in q.pending if which(i)]
-        q.pending = deque(i for i in q.pending if not which(i))
+        failed, kept = [], deque()
+        for inp in q.pending:
+            (failed if which(inp) else kept).append(inp)
+        q.pending = kept
         for inp in failed:
             call = self.calls.get(inp.call_id)
             if call:

@@ -36,20 +36,21 @@ class Dicts:
 
     async def delete(self, dict_id: str) -> None:
         await self.objects.delete(dict_id)
-        await self._clear(dict_id)
+        async with self.db.tx() as conn:
+            await conn.execute(delete(t.dict_entries).where(e.dict_id == dict_id))
 
     async def get(self, dict_id: str, key: bytes) -> bytes | None:
-        await self.objects.get(dict_id)
         async with self.db.tx() as conn:
+            await self.objects.check(conn, dict_id)
             return (
                 await conn.execute(select(e.value).where(e.dict_id == dict_id, e.key_sha256 == _sha(key)))
             ).scalar_one_or_none()
 
     async def update(self, dict_id: str, entries: Iterable[tuple[bytes, bytes]], if_not_exists: bool) -> bool:
         """Set the entries (all or, with if_not_exists, only when no key is there yet); whether it did."""
-        await self.objects.get(dict_id)
         latest = {_sha(k): (k, v) for k, v in entries}  # the last of a key's values wins, as in dict.update
         async with self.db.tx() as conn:
+            await self.objects.check(conn, dict_id)
             present = e.dict_id == dict_id, e.key_sha256.in_(latest)
             if if_not_exists and (await conn.execute(select(func.count()).where(*present))).scalar_one():
                 return False
@@ -62,28 +63,25 @@ class Dicts:
         return True
 
     async def pop(self, dict_id: str, key: bytes) -> bytes | None:
-        await self.objects.get(dict_id)
         where = e.dict_id == dict_id, e.key_sha256 == _sha(key)
         async with self.db.tx() as conn:
+            await self.objects.check(conn, dict_id)
             value = (await conn.execute(select(e.value).where(*where))).scalar_one_or_none()
             await conn.execute(delete(t.dict_entries).where(*where))
         return value
 
     async def length(self, dict_id: str) -> int:
-        await self.objects.get(dict_id)
         async with self.db.tx() as conn:
+            await self.objects.check(conn, dict_id)
             return (await conn.execute(select(func.count()).where(e.dict_id == dict_id))).scalar_one()
 
     async def contents(self, dict_id: str) -> list[tuple[bytes, bytes]]:
-        await self.objects.get(dict_id)
         async with self.db.tx() as conn:
+            await self.objects.check(conn, dict_id)
             rows = await conn.execute(select(e.key, e.value).where(e.dict_id == dict_id))
             return [(row.key, row.value) for row in rows]
 
     async def clear(self, dict_id: str) -> None:
-        await self.objects.get(dict_id)
-        await self._clear(dict_id)
-
-    async def _clear(self, dict_id: str) -> None:
         async with self.db.tx() as conn:
+            await self.objects.check(conn, dict_id)
             await conn.execute(delete(t.dict_entries).where(e.dict_id == dict_id))

@@ -100,6 +100,11 @@ class NamedObjects:
             raise NotFound(f"{self.kind} '{name}' not found in environment '{environment}'")
         return obj
 
+    async def check(self, conn, object_id: str) -> None:
+        """NotFound for an unknown id, in the transaction of the operation that needs it there."""
+        if (await conn.execute(select(self.id).where(self.id == object_id))).first() is None:
+            raise NotFound(f"{self.kind} {object_id} not found")
+
     async def get(self, object_id: str) -> NamedObject:
         async with self.db.tx() as conn:
             row = (await conn.execute(select(self.table).where(self.id == object_id))).first()

@@ -31,11 +31,12 @@ class Queues:
 
     async def delete(self, queue_id: str) -> None:
         await self.objects.delete(queue_id)
-        await self._remove(queue_id, None)
+        async with self.db.tx() as conn:
+            await conn.execute(delete(t.queue_items).where(q.queue_id == queue_id))
 
     async def put(self, queue_id: str, partition: bytes, values: list[bytes]) -> None:
-        await self.objects.get(queue_id)
         async with self.db.tx() as conn:
+            await self.objects.check(conn, queue_id)
             held = (await conn.execute(select(func.count()).where(*_in(queue_id, partition)))).scalar_one()
             if held + len(values) > PARTITION_LIMIT:
                 raise ResourceExhausted(
@@ -51,11 +52,11 @@ class Queues:
 
     async def get(self, queue_id: str, partition: bytes, n_values: int, timeout: float) -> list[bytes]:
         """Take up to n_values from the front of the partition, waiting up to timeout for the first."""
-        await self.objects.get(queue_id)
         return await self._when_there(queue_id, timeout, lambda: self._take(queue_id, partition, max(1, n_values)))
 
     async def _take(self, queue_id: str, partition: bytes, n: int) -> list[bytes]:
         async with self.db.tx() as conn:
+            await self.objects.check(conn, queue_id)
             rows = (
                 await conn.execute(select(q.seq, q.value).where(*_in(queue_id, partition)).order_by(q.seq).limit(n))
             ).all()
@@ -65,10 +66,10 @@ class Queues:
 
     async def next_items(self, queue_id: str, partition: bytes, after: int, timeout: float) -> list[tuple[int, bytes]]:
         """The items after entry `after`, left in place (Queue.iterate), waiting up to timeout for one."""
-        await self.objects.get(queue_id)
 
         async def read() -> list[tuple[int, bytes]]:
             async with self.db.tx() as conn:
+                await self.objects.check(conn, queue_id)
                 rows = await conn.execute(
                     select(q.seq, q.value)
                     .where(*_in(queue_id, partition), q.seq > after)
@@ -93,9 +94,9 @@ class Queues:
                 pass
 
     async def length(self, queue_id: str, partition: bytes, total: bool) -> int:
-        await self.objects.get(queue_id)
         where = (q.queue_id == queue_id,) if total else _in(queue_id, partition)
         async with self.db.tx() as conn:
+            await self.objects.check(conn, queue_id)
             return (await conn.execute(select(func.count()).where(*where))).scalar_one()
 
     async def sizes(self, queue_ids: list[str]) -> dict[str, tuple[int, int]]:
@@ -109,12 +110,9 @@ class Queues:
             return {row[0]: (row[1], row[2]) for row in await conn.execute(query)}
 
     async def clear(self, queue_id: str, partition: bytes, all_partitions: bool) -> None:
-        await self.objects.get(queue_id)
-        await self._remove(queue_id, None if all_partitions else partition)
-
-    async def _remove(self, queue_id: str, partition: bytes | None) -> None:
-        where = (q.queue_id == queue_id,) if partition is None else _in(queue_id, partition)
+        where = (q.queue_id == queue_id,) if all_partitions else _in(queue_id, partition)
         async with self.db.tx() as conn:
+            await self.objects.check(conn, queue_id)
             await conn.execute(delete(t.queue_items).where(*where))
 
 

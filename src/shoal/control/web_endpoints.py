@@ -86,26 +86,29 @@ class WebEndpoints:
             label, truncated = label_for(
                 app.environment, app.name or app.description, target.function_name, config, deployed
             )
-            holder = await self._holder(label)
-            if holder and holder.app_id != app.app_id and holder.state == api_pb2.APP_STATE_DEPLOYED:
+            other = await self._other_holder(label, app.app_id)
+            if other and other.state == api_pb2.APP_STATE_DEPLOYED:
                 raise AlreadyExists(
-                    f"The web endpoint label '{label}' belongs to the deployed app '{holder.name}'"
-                    f" ({holder.app_id}): give '{target.function_name}' another label= or stop that app"
+                    f"The web endpoint label '{label}' belongs to the deployed app '{other.name}'"
+                    f" ({other.app_id}): give '{target.function_name}' another label= or stop that app"
                 )
             target.web_url = self.url_of(label)
             target.web_url_info.CopyFrom(
                 api_pb2.WebUrlInfo(
                     truncated=truncated,
                     has_unique_hash=truncated,
-                    label_stolen=bool(holder and holder.app_id != app.app_id and holder.state not in STOPPED_STATES),
+                    label_stolen=bool(other and other.state not in STOPPED_STATES),
                 )
             )
         return named
 
-    async def _holder(self, label: str) -> App | None:
-        async with self.db.tx() as conn:
-            row = (await conn.execute(select(t.web_endpoints.c.app_id).where(t.web_endpoints.c.label == label))).first()
-        return await self.apps.get(row.app_id) if row else None
+    async def _other_holder(self, label: str, app_id: str) -> App | None:
+        """The app other than `app_id` that holds the label, if one does."""
+        try:
+            holder = (await self.find(label)).app_id
+        except NotFound:
+            return None
+        return await self.apps.get(holder) if holder != app_id else None
 
     async def claim(self, function_id: str, app_id: str, definition: api_pb2.Function) -> None:
         """The labels in a definition `with_urls` named route to `function_id` from now on."""

@@ -10,7 +10,6 @@ read from the container: a web endpoint's output is never unpickled here.
 """
 
 import asyncio
-import logging
 import pickle
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,8 +22,6 @@ from .errors import FailedPrecondition, NotFound
 from .functions import Revision
 from .tokens import Tokens
 from .web_endpoints import WebEndpoints
-
-log = logging.getLogger(__name__)
 
 ASGI, PICKLE = api_pb2.DATA_FORMAT_ASGI, api_pb2.DATA_FORMAT_PICKLE
 SYNC = api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC

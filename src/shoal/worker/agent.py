@@ -266,8 +266,9 @@ class LocalWorker:
         container = self.containers.get(task_id)
         if container is None:
             return None
-        o = options
-        return await self.runtime.exec(container.id, args, o.cwd, o.env, o.merge_stderr, o.terminal)
+        return await self.runtime.exec(
+            container.id, args, options.cwd, options.env, options.merge_stderr, options.terminal
+        )
 
     async def stop(self, task_id: str) -> None:
         container = self.containers.get(task_id)
