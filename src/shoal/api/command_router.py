@@ -1,6 +1,7 @@
 """The command router: where the client runs commands in a running container (`modal container
-exec`). It is served beside the Modal API; a request shows the container's access token
-(TaskGetCommandRouterAccess) instead of the client's own token."""
+exec`, `Sandbox.exec`) and reads and writes a sandbox's own command. It is served beside the
+Modal API; a request shows the container's access token (TaskGetCommandRouterAccess,
+SandboxGetCommandRouterAccess) instead of the client's own token."""
 
 from grpclib import GRPCError, Status
 from modal_proto import task_command_router_pb2 as sr_pb2
@@ -8,6 +9,7 @@ from modal_proto.task_command_router_grpc import TaskCommandRouterBase
 
 from ..control.errors import Unauthenticated
 from ..control.execs import Execs
+from ..control.sandboxes import Sandboxes
 from ..runtime import Command
 from ..worker.agent import ExecOptions
 from .rpc import to_grpc, unimplemented
@@ -16,11 +18,13 @@ SERVICE = "/modal.task_command_router.TaskCommandRouter/"
 # The environment a command on a terminal gets from the client's PTYInfo.
 _TERMINAL_ENV = {"TERM": "env_term", "COLORTERM": "env_colorterm", "TERM_PROGRAM": "env_term_program"}
 STDOUT = sr_pb2.TASK_EXEC_STDIO_FILE_DESCRIPTOR_STDOUT
+SANDBOX_STDOUT = sr_pb2.SANDBOX_STDIO_FILE_DESCRIPTOR_STDOUT
 
 
 class CommandRouter(unimplemented(TaskCommandRouterBase)):
-    def __init__(self, execs: Execs):
+    def __init__(self, execs: Execs, sandboxes: Sandboxes):
         self.execs = execs
+        self.sandboxes = sandboxes
 
     async def _request(self, stream):
         request = await stream.recv_message()
@@ -92,6 +96,31 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
         await stream.send_message(
             sr_pb2.TaskExecPollResponse() if code is None else _exit_status(sr_pb2.TaskExecPollResponse, code)
         )
+
+    async def SandboxStdioReadV2(self, stream):
+        """The sandbox's command's output from an offset, live or after it ended."""
+        req = await self._request(stream)
+        command = await self._sandbox_command(req.task_id)
+        if command is None:
+            return  # a sandbox without a command has no output
+        offset = req.offset
+        async for data in command.read(1 if req.file_descriptor == SANDBOX_STDOUT else 2, offset):
+            await stream.send_message(sr_pb2.SandboxStdioReadV2Response(data=data, starting_offset=offset))
+            offset += len(data)
+
+    async def SandboxStdinWriteV2(self, stream):
+        req = await self._request(stream)
+        command = await self._sandbox_command(req.task_id)
+        if command is None:
+            raise GRPCError(Status.FAILED_PRECONDITION, "The sandbox runs no command to write to")
+        await _write_stdin(command, req.offset, req.data, req.eof)
+        await stream.send_message(sr_pb2.SandboxStdinWriteV2Response())
+
+    async def _sandbox_command(self, task_id: str) -> Command | None:
+        try:
+            return await self.sandboxes.command(task_id)
+        except Exception as e:
+            raise to_grpc(e, "Sandbox stdio") from None
 
     def _command(self, req):
         try:

@@ -52,7 +52,7 @@ class ShoalServer:
         await self.platform.start()
         modal = ShoalServicer(self.platform, self.blob_urls)
         workers = WorkerService(self.platform, modal.__mapping__(), self._check)
-        self._grpc = Server([modal, workers, CommandRouter(self.platform.execs)])
+        self._grpc = Server([modal, workers, CommandRouter(self.platform.execs, self.platform.sandboxes)])
         listen(self._grpc, RecvRequest, self._authenticate)
         await self._grpc.start(self.host, self.port)
         http = http_app(

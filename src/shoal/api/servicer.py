@@ -31,6 +31,7 @@ from .dicts import DictRpcs
 from .inspection import InspectionRpcs
 from .queues import QueueRpcs
 from .rpc import UnimplementedServicer, caller, poll_timeout, seconds, sending_task, streaming, unary
+from .sandboxes import SandboxRpcs
 from .volumes import VolumeRpcs
 
 GenericResult = api_pb2.GenericResult
@@ -46,7 +47,7 @@ MULTIPART_MAX_PARTS = 10_000
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's request carries no data to tell it by
 
 
-class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs, UnimplementedServicer):
+class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs, SandboxRpcs, UnimplementedServicer):
     def __init__(self, platform: Platform, blob_urls: BlobUrls, task_id: str = ""):
         self.p = platform
         self.blob_urls = blob_urls
@@ -219,6 +220,20 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs
                 )
             )
         return api_pb2.AppListResponse(apps=items)
+
+    @unary
+    async def AppGetOrCreate(self, req):
+        create = req.object_creation_type == api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING
+        app = await self.p.apps.get_or_create(req.environment_name, req.app_name, create)
+        return api_pb2.AppGetOrCreateResponse(
+            app_id=app.app_id,
+            handle_metadata=api_pb2.AppHandleMetadata(
+                description=app.description,
+                app_id=app.app_id,
+                environment_name=app.environment,
+                lifecycle=await self._lifecycle(app),
+            ),
+        )
 
     @unary
     async def AppGetByDeploymentName(self, req):

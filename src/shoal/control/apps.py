@@ -112,6 +112,17 @@ class Apps:
         """The running or deployed app of that name."""
         return await self._named(environment, name, stopped=False)
 
+    async def get_or_create(self, environment: str, name: str, create: bool) -> App:
+        """The running or deployed app of that name (`App.lookup`); with `create`, if there is none,
+        a deployed app with nothing in it yet, for sandboxes to run in or a later deploy to fill."""
+        environment = environment or DEFAULT_ENVIRONMENT
+        if app := await self.by_name(environment, name):
+            return app
+        if not create:
+            raise NotFound(f"App '{name}' not found in environment '{environment}'")
+        app = await self.create(environment, name, api_pb2.APP_STATE_INITIALIZING)
+        return await self.publish(app.app_id, name, api_pb2.APP_STATE_DEPLOYED)
+
     async def last_stopped(self, environment: str, name: str) -> App | None:
         """The most recently stopped app of that name, for commands that still name it."""
         return await self._named(environment, name, stopped=True)

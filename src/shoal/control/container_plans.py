@@ -1,8 +1,10 @@
-"""Container plans: what a container of a function revision starts with.
+"""Container plans: what a container of a function revision, or of a sandbox, starts with.
 
 The image's layers, the client package and code mounts stacked on them, the
 environment with the function's secrets, and the arguments the client runtime
-reads at start-up. Function containers and image build functions share it.
+reads at start-up. Function containers and image build functions share it. A
+sandbox's container has its image and mounts, and holds still while its
+command runs in it (see sandboxes.py).
 """
 
 import asyncio
@@ -18,10 +20,14 @@ from .containers import reservation
 from .deployments import Deployments
 from .functions import Revision
 from .mounts import CLIENT_MOUNT_ID, Mounts
+from .scheduler import SandboxLaunch
 from .secrets import Secrets
 from .volumes import Volumes
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# A sandbox container's own process: it only keeps the container up for the command run in it.
+HOLD = ["sleep", "infinity"]
+BLOCKED = api_pb2.NetworkAccess.NetworkAccessType.BLOCKED
 
 
 class ContainerPlans:
@@ -88,4 +94,29 @@ class ContainerPlans:
             reserved_cores=milli_cpu / 1000,
             reserved_memory_mb=memory_mb,
             volumes=await self.volumes.binds(list(fdef.volume_mounts)),
+        )
+
+    async def sandbox(
+        self, task_id: str, launch: SandboxLaunch, built: BuiltImage, image_dirs: list[str]
+    ) -> ContainerPlan:
+        """A sandbox's container on the image `built`, with its mounts, volumes, resources and environment."""
+        definition = launch.definition
+        mount_dirs = [await self.mounts.materialise(m) for m in definition.mount_ids]
+        resources = definition.resources
+        milli_cpu, memory_mb = reservation(resources.milli_cpu, resources.memory_mb)
+        return ContainerPlan(
+            task_id=task_id,
+            lower_dirs=image_dirs + mount_dirs,
+            args=HOLD,
+            env={**built.config.env, **launch.env, "MODAL_SANDBOX_ID": launch.sandbox_id},
+            cwd=definition.workdir or built.config.workdir or "/",
+            user=built.config.user,
+            container_args=b"",
+            cpu=resources.milli_cpu_max / 1000 if resources.milli_cpu_max else None,
+            memory_mb=resources.memory_mb_max or None,
+            network=not (definition.block_network or definition.network_access.network_access_type == BLOCKED),
+            reserved_cores=milli_cpu / 1000,
+            reserved_memory_mb=memory_mb,
+            volumes=await self.volumes.binds(list(definition.volume_mounts)),
+            serve_api=False,
         )

@@ -69,7 +69,13 @@ class Lifecycle:
         self._starting.add(starting)
         starting.add_done_callback(self._starting.discard)
 
-    async def _start_container(self, task: Task) -> None:
+    async def start_now(self, task: Task) -> str:
+        """Start a container the scheduler does not manage (a sandbox's) and wait until it runs;
+        returns why it could not start, "" once it runs."""
+        await self.containers.placed(task)
+        return await self._start_container(task)
+
+    async def _start_container(self, task: Task) -> str:
         output = None
         try:
             link = self.workers.link(task.allocation.worker_id)
@@ -86,16 +92,21 @@ class Lifecycle:
             log.exception("cannot start container for %s", task.function_id)
             await self.logs.append(task.app_id, task.task_id, task.function_id, 2, f"{e}\n")
             await self._container_exited(task, -1, False, startup_error=str(e), output=output)
-            return
+            return str(e) or type(e).__name__
         await self.containers.running(task.task_id, time.time())
+        return ""
 
     async def _plan(self, task: Task) -> ContainerPlan:
-        revision = await self.functions.revision(task.revision_id)
-        built = await self.images.built(revision.definition.image_id)
+        revision = None if task.sandbox else await self.functions.revision(task.revision_id)
+        image_id = task.sandbox.definition.image_id if task.sandbox else revision.definition.image_id
+        built = await self.images.built(image_id)
         # Held until the container exits, so that image garbage collection leaves its layers alone.
         self._leases[task.task_id] = await self.layers.hold(built.layers)
         lower_dirs = await self.layers.ensure(built.layers)
-        plan = await self.plans.plan(task.task_id, revision, built, lower_dirs)
+        if task.sandbox:
+            plan = await self.plans.sandbox(task.task_id, task.sandbox, built, lower_dirs)
+        else:
+            plan = await self.plans.plan(task.task_id, revision, built, lower_dirs)
         plan.gpus = [g.uuid for g in task.allocation.gpus]
         return plan
 
@@ -131,6 +142,8 @@ class Lifecycle:
         self.pool.release(task.task_id)
         was_draining = task.state == "draining"
         self.scheduler.exited(task.task_id)
+        if task.sandbox:
+            return  # it ran no inputs; its sandbox settles its own result
         if task.kill_status:
             result = GenericResult(status=task.kill_status, exception=task.kill_message)
         elif task.startup_failure is not None:

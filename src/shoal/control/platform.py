@@ -41,6 +41,7 @@ from .mounts import Mounts
 from .placement import Pool, Worker
 from .queues import Queues
 from .releases import Releases
+from .sandboxes import Sandboxes
 from .scheduler import Scheduler
 from .schedules import Schedules
 from .secrets import Secrets
@@ -152,6 +153,9 @@ class Platform:
             self._forget_client,
         )
         self.execs = Execs(secret, self.run_in)
+        self.sandboxes = Sandboxes(
+            self.db, self.apps, self.secrets, self.pool, self.scheduler, self.lifecycle, self.run_in
+        )
         self.web_endpoints = WebEndpoints(self.db, self.apps, lambda label: settings.web_url.format(label=label))
         self.web_requests = WebRequests(
             self.web_endpoints, self.calls, self.blobs, self.tokens, self.releases.call_target, self.cancel_call
@@ -169,6 +173,7 @@ class Platform:
         await self.apps.ensure_environment("")
         await self.runtime.cleanup_all()
         await self.containers.close_unfinished()
+        await self.sandboxes.close_unfinished()
         await self._recover()
         self.scheduler.start()
         self.schedules.start()
@@ -186,6 +191,7 @@ class Platform:
         self.releases.close()
         self.schedules.close()
         self.execs.close()
+        self.sandboxes.close()
         await self.scheduler.close()
         await self.webhooks.close()
         if LOCAL in self.pool.workers:
@@ -265,6 +271,7 @@ class Platform:
         for rid in [rid for rid, rev in self.scheduler.revisions.items() if rev.app_id == app_id]:
             self.scheduler.remove(rid)
             await self.calls.fail_queued(rid, stopped)
+        self.sandboxes.stop_app(app_id)
         for task in self.scheduler.tasks_of_app(app_id):
             await self.scheduler.kill(task, stopped.status, stopped.exception)
         self.logs.mark_done(app_id)

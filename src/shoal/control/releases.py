@@ -75,7 +75,9 @@ class Releases:
         if app.state != api_pb2.APP_STATE_DEPLOYED:
             raise FailedPrecondition(f"App {app_id} is not deployed")
         version = await self.deployments.rollover(app_id, deployed_by, CLIENT_VERSION)
-        outdated = [t for t in self.scheduler.tasks_of_app(app_id) if t.state in ("starting", "running")]
+        outdated = [
+            t for t in self.scheduler.tasks_of_app(app_id) if t.state in ("starting", "running") and not t.sandbox
+        ]
         replacing = asyncio.create_task(self._replace(outdated))
         self._background.add(replacing)
         replacing.add_done_callback(self._background.discard)

@@ -36,6 +36,15 @@ DRAIN_GRACE = 30.0
 MAX_STARTING = max(2, os.cpu_count() or 1)
 
 
+@dataclass(frozen=True)
+class SandboxLaunch:
+    """What a sandbox's container runs: its definition, with the environment its secrets make."""
+
+    sandbox_id: str
+    definition: api_pb2.Sandbox
+    env: dict[str, str]
+
+
 @dataclass
 class Task:
     task_id: str
@@ -57,6 +66,9 @@ class Task:
     # why the platform killed it, reported to the inputs it was running
     kill_status: int = 0
     kill_message: str = ""
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # its container exited
+    # A sandbox's container (no revision, and no inputs): what it runs, see sandboxes.py
+    sandbox: SandboxLaunch | None = None
 
 
 def target_concurrency(fdef: api_pb2.Function) -> int:
@@ -181,7 +193,7 @@ class Scheduler:
             for r in self.calls.running.values():
                 running[r.input.revision_id].append(r)
             for revision_id in self._fair_order(
-                dirty | {t.revision_id for t in self.tasks.values()} | self._with_backlog()
+                dirty | {t.revision_id for t in self.tasks.values() if not t.sandbox} | self._with_backlog()
             ):
                 try:
                     await self.reconcile(revision_id, running[revision_id])
@@ -359,11 +371,13 @@ class Scheduler:
     def exited(self, task_id: str) -> None:
         task = self.tasks.pop(task_id, None)
         if task:
-            if not task.ready and task.state != "draining":
+            if not task.ready and task.state != "draining" and not task.sandbox:
                 self._failed_starts[task.revision_id] += 1
             task.state = "stopped"
             task.stop.set()
-            self.kick(task.revision_id)
+            task.ended.set()
+            if not task.sandbox:
+                self.kick(task.revision_id)
 
     def input_slots(self, revision_id: str, target: int, maximum: int) -> int:
         """How many inputs a container of a function with `target_inputs` below `max_inputs`
@@ -386,4 +400,5 @@ class Scheduler:
         )
 
     def tasks_of_app(self, app_id: str) -> list[Task]:
+        """Its containers, its sandboxes' included."""
         return [t for t in self.tasks.values() if t.app_id == app_id]

@@ -203,6 +203,24 @@ web_endpoints = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# A sandbox's record; its output lives with its command while it runs (see control/sandboxes.py).
+sandboxes = Table(
+    "sandboxes",
+    metadata,
+    Column("sandbox_id", String(64), primary_key=True),
+    Column("app_id", String(64), nullable=False, index=True),
+    Column("environment", String(64), nullable=False),
+    Column("name", String(64)),
+    Column("tags", Text, nullable=False, server_default="{}"),  # JSON: name -> value
+    Column("image_id", String(64), nullable=False),
+    Column("timeout_secs", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("task_id", String(64)),
+    Column("finished_at", Float),
+    Column("result", LargeBinary),  # api_pb2.GenericResult, once it ended
+)
+Index("sandboxes_by_time", sandboxes.c.created_at)
+
 mounts = Table(
     "mounts",
     metadata,

@@ -63,6 +63,8 @@ class ContainerPlan:
     reserved_memory_mb: int = 0
     network: bool = True  # False: block_network=True
     volumes: list[tuple[str, str, bool]] = field(default_factory=list)  # (volume id, path in it, read-only)
+    # Its processes reach shoal's API on a socket of their own; a sandbox's get none (its code may be anyone's).
+    serve_api: bool = True
 
 
 @dataclass
@@ -88,6 +90,10 @@ def default_ca_bundle() -> str:
 
 # Where the worker mounts things into every container (created in a build step's upper dir, not part of it).
 MOUNT_POINTS = (TASK_MOUNT, CA_MOUNT)
+
+
+async def _serving_nothing() -> None:
+    pass
 
 
 class LocalWorker:
@@ -162,16 +168,18 @@ class LocalWorker:
         """Start the container with its private directory and socket; returns it and what removes it all."""
         task_dir = os.path.join(self.run_dir, plan.task_id)
         os.makedirs(task_dir, exist_ok=True)
-        with open(os.path.join(task_dir, ARGS_NAME), "wb") as f:
-            f.write(plan.container_args)
-        stop_serving = await self.serve_socket(plan.task_id, os.path.join(task_dir, SOCKET_NAME))
         env = dict(plan.env)
-        env.update(
-            MODAL_SERVER_URL=f"unix://{TASK_MOUNT}/{SOCKET_NAME}",
-            MODAL_CONTAINER_ARGUMENTS_PATH=f"{TASK_MOUNT}/{ARGS_NAME}",
-            MODAL_TASK_ID=plan.task_id,
-            MODAL_IS_REMOTE="1",
-        )
+        stop_serving = _serving_nothing
+        if plan.serve_api:
+            with open(os.path.join(task_dir, ARGS_NAME), "wb") as f:
+                f.write(plan.container_args)
+            stop_serving = await self.serve_socket(plan.task_id, os.path.join(task_dir, SOCKET_NAME))
+            env.update(
+                MODAL_SERVER_URL=f"unix://{TASK_MOUNT}/{SOCKET_NAME}",
+                MODAL_CONTAINER_ARGUMENTS_PATH=f"{TASK_MOUNT}/{ARGS_NAME}",
+                MODAL_IS_REMOTE="1",
+            )
+        env["MODAL_TASK_ID"] = plan.task_id
         gpu_devices, gpu_mounts = self._gpus(plan.gpus, env)
         spec = ContainerSpec(
             id=plan.task_id,

@@ -1,0 +1,145 @@
+"""Sandboxes driven through the client: `python sandboxes.py SCENARIO` prints one JSON line."""
+
+import json
+import os
+import sys
+import time
+
+import modal
+from modal.exception import SandboxTimeoutError
+
+APP = "e2e-sandboxes"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def app() -> modal.App:
+    return modal.App.lookup(APP, create_if_missing=True)
+
+
+def stdio() -> dict:
+    """A command's stdin, stdout, stderr and exit code, in the client's default kind of sandbox."""
+    sb = modal.Sandbox.create(
+        "bash", "-c", "echo héllo; echo oops >&2; read x; echo got $x; exit 3", app=app(), timeout=60
+    )
+    sb.stdin.write(b"line\n")
+    sb.stdin.write_eof()
+    sb.stdin.drain()
+    out = {"stdout": sb.stdout.read(), "stderr": sb.stderr.read()}
+    sb.wait()
+    out["returncode"] = sb.returncode
+    out["v2_id"] = sb.object_id.endswith("V")
+    # Lines stream as they are printed, not when the command ends.
+    sb = modal.Sandbox.create("bash", "-c", "for i in 1 2 3; do echo $i; sleep 0.5; done", app=app())
+    t0, seen = time.monotonic(), []
+    for line in sb.stdout:
+        seen.append([line.strip(), time.monotonic() - t0])
+    out["streamed"] = [n for n, _ in seen]
+    out["first_line_before_last"] = seen[0][1] < seen[-1][1] - 0.5
+    return out
+
+
+def settings() -> dict:
+    """Its environment, secrets, working directory, local files, volumes, and what it cannot reach."""
+    volume = modal.Volume.from_name("e2e-sandbox-volume", create_if_missing=True)
+    image = modal.Image.debian_slim().add_local_file(os.path.join(HERE, "data.txt"), "/opt/data.txt")
+    script = (
+        "pwd; echo $FOO $SECRET_X; cat /opt/data.txt; echo written > /vol/from-sandbox;"
+        " echo api=${MODAL_SERVER_URL:-none}; ls -A /__shoal | wc -l"
+    )
+    sb = modal.Sandbox.create(
+        "sh",
+        "-c",
+        script,
+        app=app(),
+        image=image,
+        workdir="/tmp",
+        env={"FOO": "bar"},
+        secrets=[modal.Secret.from_dict({"SECRET_X": "s3cr3t"})],
+        volumes={"/vol": volume},
+    )
+    sb.wait()
+    lines = sb.stdout.read().splitlines()
+    offline = modal.Sandbox.create(
+        "python3",
+        "-c",
+        "import socket; socket.create_connection(('1.1.1.1', 80), timeout=2)",
+        app=app(),
+        block_network=True,
+    )
+    offline.wait()
+    return {
+        "lines": lines,
+        "volume": b"".join(volume.read_file("from-sandbox")).decode(),
+        "offline_returncode": offline.returncode,
+        "offline_error": offline.stderr.read().strip().splitlines()[-1],
+    }
+
+
+def lifecycle() -> dict:
+    """Commands run in it, names, tags, lookups, a timeout and termination."""
+    a = app()
+    sb = modal.Sandbox.create(app=a, name="e2e-named", timeout=120)  # no command: it waits
+    ran = sb.exec("python3", "-c", "import sys; print(6 * 7); sys.exit(5)")
+    out = {"exec": [ran.stdout.read().strip(), ran.wait()]}
+    sb.set_tags({"team": "ml", "run": "1"})
+    out["tags"] = sb.get_tags()
+    out["from_name"] = modal.Sandbox.from_name(APP, "e2e-named").object_id == sb.object_id
+    listed = modal.Sandbox.list(app_id=a.app_id, tags={"team": "ml"})
+    out["listed_by_tag"] = [s.object_id == sb.object_id for s in listed]
+    out["listed_by_other_tag"] = len(list(modal.Sandbox.list(app_id=a.app_id, tags={"team": "web"})))
+    try:
+        modal.Sandbox.create(app=a, name="e2e-named")
+    except Exception as e:
+        out["same_name"] = f"{type(e).__name__}: {e}"
+    out["poll_running"] = modal.Sandbox.from_id(sb.object_id).poll()
+    sb.terminate()
+    sb.wait(raise_on_termination=False)
+    out["terminated"] = sb.returncode
+    slow = modal.Sandbox.create("sleep", "60", app=a, timeout=1)
+    try:
+        slow.wait()
+    except SandboxTimeoutError:
+        out["timed_out"] = slow.returncode
+    try:
+        modal.Sandbox.create("true", app=a, encrypted_ports=[8000])
+    except Exception as e:
+        out["ports"] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def gpu() -> dict:
+    """A GPU sandbox (the client's older kind of sandbox): its GPU, stdio and commands."""
+    sb = modal.Sandbox.create(
+        "bash", "-c", "echo $CUDA_VISIBLE_DEVICES; read x; echo got $x", app=app(), gpu="A10G", timeout=60
+    )
+    sb.stdin.write(b"ping\n")
+    sb.stdin.drain()
+    out = {"stdout": sb.stdout.read().splitlines(), "v1_id": not sb.object_id.endswith("V")}
+    sb.wait()
+    out["returncode"] = sb.returncode
+    idle = modal.Sandbox.create(app=app(), gpu="A10G", timeout=60)
+    ran = idle.exec("sh", "-c", "echo $CUDA_VISIBLE_DEVICES")
+    out["exec"] = ran.stdout.read().strip()
+    idle.terminate()
+    try:
+        modal.Sandbox.create("true", app=app(), gpu="B200")
+    except Exception as e:
+        out["impossible"] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def start() -> dict:
+    """A sandbox left running, for the test to look at from outside."""
+    sb = modal.Sandbox.create("sleep", "600", app=app(), timeout=900)
+    return {"sandbox_id": sb.object_id, "task_id": sb._get_task_id()}
+
+
+def result() -> dict:
+    """How the sandbox `start` made ended."""
+    sb = modal.Sandbox.from_id(sys.argv[2])
+    sb.wait(raise_on_termination=False)
+    return {"returncode": sb.returncode}
+
+
+if __name__ == "__main__":
+    print(json.dumps(globals()[sys.argv[1]]()))

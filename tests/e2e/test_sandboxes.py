@@ -1,0 +1,65 @@
+"""Sandboxes end to end: `modal.Sandbox` in both the client's kinds, from the client and the CLI."""
+
+import json
+
+
+def scenario(shoal, name: str, *args: str) -> dict:
+    return json.loads(shoal.python("sandboxes.py", name, *args).stdout.strip().splitlines()[-1])
+
+
+def test_a_sandbox_command_reads_stdin_and_streams_its_output(shoal):
+    out = scenario(shoal, "stdio")
+    assert out["v2_id"]  # the client's default kind
+    assert out["stdout"] == "héllo\ngot line\n"
+    assert out["stderr"] == "oops\n"
+    assert out["returncode"] == 3
+    assert out["streamed"] == ["1", "2", "3"]
+    assert out["first_line_before_last"]
+
+
+def test_a_sandbox_has_its_settings_and_no_way_into_shoal(shoal):
+    out = scenario(shoal, "settings")
+    assert out["lines"] == ["/tmp", "bar s3cr3t", "copied into the image", "api=none", "0"]
+    assert out["volume"] == "written\n"
+    assert out["offline_returncode"] == 1
+    assert "Network is unreachable" in out["offline_error"]
+
+
+def test_sandbox_exec_names_tags_timeout_and_terminate(shoal):
+    out = scenario(shoal, "lifecycle")
+    assert out["exec"] == ["42", 5]
+    assert out["tags"] == {"team": "ml", "run": "1"}
+    assert out["from_name"]
+    assert out["listed_by_tag"] == [True]
+    assert out["listed_by_other_tag"] == 0
+    assert out["same_name"].startswith("AlreadyExistsError") and "e2e-named" in out["same_name"]
+    assert out["poll_running"] is None
+    assert out["terminated"] == 137
+    assert out["timed_out"] == 124
+    assert out["ports"].startswith("InvalidError") and "tunnels" in out["ports"]
+
+
+def test_a_gpu_sandbox_gets_its_gpu(shoal):
+    out = scenario(shoal, "gpu")
+    assert out["v1_id"]  # the client asks for GPUs through its older kind of sandbox
+    assert out["stdout"] == ["GPU-fake-2-A10G", "got ping"]
+    assert out["returncode"] == 0
+    assert out["exec"] == "GPU-fake-2-A10G"
+    assert "gpu=B200" in out["impossible"] and "A10G:1" in out["impossible"]
+
+
+def test_sandboxes_from_the_cli_and_when_their_app_stops(shoal):
+    started = scenario(shoal, "start")
+    task_id = started["task_id"]
+    assert task_id in shoal.modal("container", "list").stdout
+    executed = shoal.modal("container", "exec", "--no-pty", task_id, "--", "sh", "-c", "echo $MODAL_SANDBOX_ID")
+    assert executed.stdout.strip() == started["sandbox_id"]
+    shoal.modal("app", "stop", "-y", "e2e-sandboxes")
+    assert scenario(shoal, "result", started["sandbox_id"]) == {"returncode": 137}
+
+
+def test_a_running_sandbox_ends_with_shoal_and_its_record_stays(shoal):
+    started = scenario(shoal, "start")
+    shoal.down()
+    shoal.up()
+    assert scenario(shoal, "result", started["sandbox_id"]) == {"returncode": 137}
