@@ -48,6 +48,12 @@ def test_a_gpu_sandbox_gets_its_gpu(shoal):
     assert "gpu=B200" in out["impossible"] and "A10G:1" in out["impossible"]
 
 
+def test_a_sandbox_command_on_a_terminal(shoal):
+    out = scenario(shoal, "terminal")
+    assert out["lines"][-2].startswith("/dev/pts/")  # after the terminal's echo of the input
+    assert out["lines"][-1] == "got abc" and out["returncode"] == 0
+
+
 def test_sandboxes_from_the_cli_and_when_their_app_stops(shoal):
     started = scenario(shoal, "start")
     task_id = started["task_id"]

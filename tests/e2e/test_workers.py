@@ -219,6 +219,18 @@ def test_web_endpoints_run_on_workers(cluster):
     assert "GET /from-run x=1" in out and "a plain function beside the endpoints" in out
 
 
+def test_sandboxes_run_on_workers(cluster):
+    """A sandbox's stdio, and the commands run in it, travel the worker's link to the control plane."""
+
+    def scenario(name: str) -> dict:
+        return json.loads(cluster.shoal.python("sandboxes.py", name).stdout.strip().splitlines()[-1])
+
+    out = scenario("stdio")
+    assert (out["stdout"], out["stderr"], out["returncode"]) == ("héllo\ngot line\n", "oops\n", 3)
+    out = scenario("lifecycle")
+    assert out["exec"] == ["42", 5] and out["terminated"] == 137 and out["timed_out"] == 124
+
+
 def test_a_shell_in_a_container_on_a_worker(cluster):
     """Its terminal's output and the typed input travel the worker's link to the control plane."""
     check_shell(cluster.shoal)

@@ -71,12 +71,7 @@ class SandboxRpcs:
             except TimeoutError:
                 break
             offset += len(data)
-            text = decoder.decode(data)
-            # An entry id is a byte offset: a character cut at the chunk's end is sent with the next.
-            entry_id = str(offset - len(decoder.getstate()[0]))
-            yield api_pb2.TaskLogsBatch(
-                items=[api_pb2.TaskLogs(data=text, file_descriptor=req.file_descriptor)], entry_id=entry_id
-            )
+            yield log_batch(decoder, data, offset, req.file_descriptor)
         await reading.aclose()
 
     @unary
@@ -149,6 +144,14 @@ class SandboxRpcs:
             req.before_timestamp,
         )
         return api_pb2.SandboxListResponse(sandboxes=[_info(s) for s in found])
+
+
+def log_batch(decoder: codecs.IncrementalDecoder, data: bytes, end: int, fd: int) -> api_pb2.TaskLogsBatch:
+    """`data`, which ends at byte `end` of the stream, as text. Its entry id is the offset the next
+    read starts from: a character cut at the end of `data` is sent whole with what follows."""
+    text = decoder.decode(data)
+    entry_id = str(end - len(decoder.getstate()[0]))
+    return api_pb2.TaskLogsBatch(items=[api_pb2.TaskLogs(data=text, file_descriptor=fd)], entry_id=entry_id)
 
 
 def _metadata(sandbox: Sandbox) -> api_pb2.SandboxHandleMetadata:

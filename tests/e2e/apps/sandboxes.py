@@ -128,6 +128,17 @@ def gpu() -> dict:
     return out
 
 
+def terminal() -> dict:
+    """A command on a terminal (`pty=True`, also the older kind)."""
+    sb = modal.Sandbox.create("bash", "-c", "tty; read x; echo got $x", app=app(), pty=True, timeout=60)
+    sb.stdin.write(b"abc\n")
+    sb.stdin.drain()
+    out = {"lines": sb.stdout.read().splitlines()}
+    sb.wait()
+    out["returncode"] = sb.returncode
+    return out
+
+
 def start() -> dict:
     """A sandbox left running, for the test to look at from outside."""
     sb = modal.Sandbox.create("sleep", "600", app=app(), timeout=900)
