@@ -14,6 +14,7 @@ import image_store
 import map_throughput
 import remote_latency
 import rpc_floor
+import sandbox
 import second_run
 import volume_transfer
 import web_endpoint
@@ -32,5 +33,6 @@ if __name__ == "__main__":
         "volume_transfer": volume_transfer.main(512, 1000),
         "dict_queue": dict_queue.main(1000),
         "web_endpoint": web_endpoint.main(),
+        "sandbox": sandbox.main(),
     }
     print(json.dumps(results, indent=2))

@@ -35,6 +35,7 @@ def test_sandbox_exec_names_tags_timeout_and_terminate(shoal):
     assert out["same_name"].startswith("AlreadyExistsError") and "e2e-named" in out["same_name"]
     assert out["poll_running"] is None
     assert out["terminated"] == 137
+    assert "has finished" in out["exec_after_end"]
     assert out["timed_out"] == 124
     assert out["ports"].startswith("InvalidError") and "tunnels" in out["ports"]
 

@@ -51,6 +51,7 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
             terminal=(pty.winsz_rows or 24, pty.winsz_cols or 80) if pty.enabled else None,
         )
         try:
+            self.sandboxes.check_running(req.task_id)
             await self.execs.start(req.task_id, req.exec_id, list(req.command_args), options, req.timeout_secs)
         except Exception as e:
             raise to_grpc(e, "TaskExecStart") from None

@@ -70,6 +70,7 @@ class _Live:
     v2: bool
     command: Command | None = None  # its command, once it runs (None for a sandbox with none)
     stdin_index: int = 0  # the last stdin write of the older kind's, which numbers them
+    over: bool = False  # it is ending: its container is being stopped, or is gone
     started: asyncio.Event = field(default_factory=asyncio.Event)  # its command runs, or it ended first
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     terminated: asyncio.Event = field(default_factory=asyncio.Event)
@@ -238,6 +239,7 @@ class Sandboxes:
             live.started.set()
             return await self._until_end(live, task)
         finally:
+            live.over = True
             if not task.ended.is_set():
                 await self.lifecycle.terminate(task)
 
@@ -383,6 +385,12 @@ class Sandboxes:
 
     def is_sandbox_task(self, task_id: str) -> bool:
         return task_id in self._by_task
+
+    def check_running(self, task_id: str) -> None:
+        """Before a command starts in a container: a sandbox's must not be ending."""
+        live = self._by_task.get(task_id)
+        if live is not None and live.over:
+            raise FailedPrecondition(f"Sandbox {live.sandbox.sandbox_id} has finished: no more commands run in it")
 
     async def set_tags(self, sandbox_id: str, tags: dict[str, str]) -> None:
         sandbox = await self.get(sandbox_id)

@@ -95,6 +95,10 @@ def lifecycle() -> dict:
     sb.terminate()
     sb.wait(raise_on_termination=False)
     out["terminated"] = sb.returncode
+    try:
+        sb.exec("true")
+    except Exception as e:
+        out["exec_after_end"] = f"{type(e).__name__}: {e}"
     slow = modal.Sandbox.create("sleep", "60", app=a, timeout=1)
     try:
         slow.wait()
