@@ -40,6 +40,16 @@ def test_sandbox_exec_names_tags_timeout_and_terminate(shoal):
     assert out["ports"].startswith("InvalidError") and "tunnels" in out["ports"]
 
 
+def test_sandbox_filesystem(shoal):
+    out = scenario(shoal, "filesystem")
+    assert out["round_trip"]
+    assert out["text"] == out["seen_by_commands"] == "héllo\n"
+    assert out["listed"] == [["deep", "directory"], ["note.txt", "file"]]
+    assert out["size"] == 256 * 4096
+    assert out["missing"] == "SandboxFilesystemNotFoundError"
+    assert out["after_remove"] == []
+
+
 def test_a_gpu_sandbox_gets_its_gpu(shoal):
     out = scenario(shoal, "gpu")
     assert out["v1_id"]  # the client asks for GPUs through its older kind of sandbox

@@ -119,4 +119,5 @@ class ContainerPlans:
             reserved_memory_mb=memory_mb,
             volumes=await self.volumes.binds(list(definition.volume_mounts)),
             serve_api=False,
+            fs_tools=True,
         )

@@ -29,6 +29,7 @@ CA_ENV = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SOCKET_NAME = "modal.sock"
 ARGS_NAME = "container_args.bin"
+FS_TOOLS = "/__modal/.bin/modal-sandbox-fs-tools"  # where the client runs it
 
 # serve_socket(task_id, path) starts answering RPCs on a unix socket and
 # returns the coroutine function that stops it.
@@ -65,6 +66,7 @@ class ContainerPlan:
     volumes: list[tuple[str, str, bool]] = field(default_factory=list)  # (volume id, path in it, read-only)
     # Its processes reach shoal's API on a socket of their own; a sandbox's get none (its code may be anyone's).
     serve_api: bool = True
+    fs_tools: bool = False  # the file tool of `Sandbox.filesystem` is mounted where the client runs it
 
 
 @dataclass
@@ -193,6 +195,7 @@ class LocalWorker:
                 *self._ca_mounts(env),
                 *gpu_mounts,
                 *self._volume_mounts(plan.volumes),
+                *([BindMount(self._fs_tools(), FS_TOOLS)] if plan.fs_tools else []),
             ],
             cpu=plan.cpu,
             memory_mb=plan.memory_mb,
@@ -217,6 +220,16 @@ class LocalWorker:
                 shutil.rmtree(task_dir, ignore_errors=True)
 
         return container, cleanup
+
+    def _fs_tools(self) -> str:
+        """The sandbox file tool, executable, where containers can mount it (the installed copy may not be)."""
+        path = os.path.join(self.run_dir, "modal-sandbox-fs-tools")
+        if not os.path.exists(path):
+            os.makedirs(self.run_dir, exist_ok=True)
+            shutil.copyfile(os.path.join(os.path.dirname(__file__), "sandbox_fs_tools.py"), path + ".new")
+            os.chmod(path + ".new", 0o755)
+            os.replace(path + ".new", path)
+        return path
 
     def _gpus(self, uuids: list[str], env: dict[str, str]) -> tuple[list[str], list[BindMount]]:
         """Device nodes and driver mounts for the container's GPUs; fake ones get only the variable."""

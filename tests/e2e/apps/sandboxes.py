@@ -143,6 +143,30 @@ def terminal() -> dict:
     return out
 
 
+def filesystem() -> dict:
+    """`Sandbox.filesystem`: files written, read, listed, described and removed in the sandbox."""
+    sb = modal.Sandbox.create(app=app(), timeout=120)
+    fs = sb.filesystem
+    data = bytes(range(256)) * 4096
+    fs.write_bytes(data, "/tmp/work/deep/data.bin")
+    fs.write_text("héllo\n", "/tmp/work/note.txt")
+    out = {
+        "round_trip": fs.read_bytes("/tmp/work/deep/data.bin") == data,
+        "text": fs.read_text("/tmp/work/note.txt"),
+        "seen_by_commands": sb.exec("cat", "/tmp/work/note.txt").stdout.read(),
+        "listed": [[e.name, e.type.value] for e in fs.list_files("/tmp/work")],
+        "size": fs.stat("/tmp/work/deep/data.bin").size,
+    }
+    try:
+        fs.read_text("/tmp/work/missing")
+    except Exception as e:
+        out["missing"] = type(e).__name__
+    fs.remove("/tmp/work", recursive=True)
+    out["after_remove"] = sb.exec("ls", "/tmp").stdout.read().split()
+    sb.terminate()
+    return out
+
+
 def start() -> dict:
     """A sandbox left running, for the test to look at from outside."""
     sb = modal.Sandbox.create("sleep", "600", app=app(), timeout=900)
