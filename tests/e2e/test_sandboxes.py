@@ -50,6 +50,10 @@ def test_sandbox_filesystem(shoal):
     assert out["after_remove"] == []
 
 
+def test_an_idle_sandbox_ends(shoal):
+    assert scenario(shoal, "idle") == {"returncode": 124, "exec": 0}
+
+
 def test_a_gpu_sandbox_gets_its_gpu(shoal):
     out = scenario(shoal, "gpu")
     assert out["v1_id"]  # the client asks for GPUs through its older kind of sandbox

@@ -114,6 +114,7 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
         command = await self._sandbox_command(req.task_id)
         if command is None:
             raise GRPCError(Status.FAILED_PRECONDITION, "The sandbox runs no command to write to")
+        self.sandboxes.touch(req.task_id)
         await _write_stdin(command, req.offset, req.data, req.eof)
         await stream.send_message(sr_pb2.SandboxStdinWriteV2Response())
 

@@ -70,6 +70,10 @@ class Execs:
         await asyncio.sleep(KEEP_FINISHED)
         self._running.pop((task_id, exec_id), None)
 
+    def busy(self, task_id: str) -> bool:
+        """Whether a command started in the container still runs."""
+        return any(t == task_id and c.returncode is None for (t, _), c in self._running.items())
+
     def get(self, task_id: str, exec_id: str) -> Command:
         command = self._running.get((task_id, exec_id))
         if command is None:

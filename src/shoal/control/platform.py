@@ -154,7 +154,7 @@ class Platform:
         )
         self.execs = Execs(secret, self.run_in)
         self.sandboxes = Sandboxes(
-            self.db, self.apps, self.secrets, self.pool, self.scheduler, self.lifecycle, self.run_in
+            self.db, self.apps, self.secrets, self.pool, self.scheduler, self.lifecycle, self.run_in, self.execs.busy
         )
         self.web_endpoints = WebEndpoints(self.db, self.apps, lambda label: settings.web_url.format(label=label))
         self.web_requests = WebRequests(

@@ -42,10 +42,12 @@ GenericResult = api_pb2.GenericResult
 V2_MARKER = "V"
 PLACEMENT_RETRY = 0.25  # seconds between tries to place a sandbox while the pool is full
 KEEP_FINISHED = 600.0  # seconds an ended sandbox's output stays readable
+IDLE_CHECK = 0.5  # seconds between looks at whether a sandbox with an idle_timeout is in use
 LIST_PAGE = 100
 ALLOWLIST = api_pb2.NetworkAccess.NetworkAccessType.ALLOWLIST
 
 RunIn = Callable[[str, list[str], ExecOptions], Awaitable[Command]]
+Busy = Callable[[str], bool]  # task id -> whether a command started in it still runs
 
 
 @dataclass
@@ -71,6 +73,7 @@ class _Live:
     command: Command | None = None  # its command, once it runs (None for a sandbox with none)
     stdin_index: int = 0  # the last stdin write of the older kind's, which numbers them
     over: bool = False  # it is ending: its container is being stopped, or is gone
+    active_at: float = 0.0  # when last seen in use (see idle_timeout)
     started: asyncio.Event = field(default_factory=asyncio.Event)  # its command runs, or it ended first
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     terminated: asyncio.Event = field(default_factory=asyncio.Event)
@@ -105,6 +108,7 @@ class Sandboxes:
         scheduler: Scheduler,
         lifecycle: Lifecycle,
         run_in: RunIn,
+        busy: Busy,
     ):
         self.db = db
         self.apps = apps
@@ -113,6 +117,7 @@ class Sandboxes:
         self.scheduler = scheduler
         self.lifecycle = lifecycle
         self.run_in = run_in
+        self.busy = busy
         self._live: dict[str, _Live] = {}  # sandbox id -> it, while it runs and KEEP_FINISHED after
         self._by_task: dict[str, _Live] = {}
         self._runners: set[asyncio.Task] = set()
@@ -276,6 +281,8 @@ class Sandboxes:
         }
         if live.command:
             waits[asyncio.ensure_future(live.command.wait())] = "command"
+        if idle_timeout := live.launch.definition.idle_timeout_secs:
+            waits[asyncio.ensure_future(self._idle(live, task.task_id, idle_timeout))] = "idle"
         timeout = live.sandbox.timeout_secs or None
         try:
             done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -287,6 +294,11 @@ class Sandboxes:
             return GenericResult(status=task.kill_status, exception=task.kill_message)
         if "terminated" in ended:
             return _terminated()
+        if "idle" in ended:
+            return GenericResult(
+                status=GenericResult.GENERIC_STATUS_TIMEOUT,
+                exception=f"Sandbox was idle for {live.launch.definition.idle_timeout_secs} seconds (idle_timeout)",
+            )
         if "command" in ended:
             code = live.command.returncode
             status = GenericResult.GENERIC_STATUS_SUCCESS if code == 0 else GenericResult.GENERIC_STATUS_FAILURE
@@ -299,6 +311,23 @@ class Sandboxes:
             status=GenericResult.GENERIC_STATUS_TIMEOUT,
             exception=f"Sandbox timed out after {live.sandbox.timeout_secs:.0f} seconds",
         )
+
+    async def _idle(self, live: _Live, task_id: str, limit: float) -> None:
+        """Returns once the sandbox has been idle for `limit` seconds: as in Modal, no command of
+        `Sandbox.exec` running in it and nothing written to its stdin (its own command may run)."""
+        live.active_at = time.monotonic()
+        while True:
+            await asyncio.sleep(IDLE_CHECK)
+            now = time.monotonic()
+            if self.busy(task_id):
+                live.active_at = now
+            elif now - live.active_at >= limit:
+                return
+
+    def touch(self, task_id: str) -> None:
+        """Its stdin was written to: it is not idle."""
+        if live := self._by_task.get(task_id):
+            live.active_at = time.monotonic()
 
     async def _end(self, live: _Live, result: GenericResult) -> None:
         sandbox = live.sandbox
@@ -372,6 +401,7 @@ class Sandboxes:
             await live.started.wait()
         if live is None or live.command is None:
             raise FailedPrecondition(f"Sandbox {sandbox_id} runs no command to write to")
+        self.touch(live.sandbox.task_id)
         if index > live.stdin_index:
             live.stdin_index = index
             await live.command.write_stdin(live.command.stdin_offset, data, eof)

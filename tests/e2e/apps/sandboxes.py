@@ -111,6 +111,17 @@ def lifecycle() -> dict:
     return out
 
 
+def idle() -> dict:
+    """`idle_timeout=`: a command of `exec` running keeps the sandbox, none for that long ends it."""
+    sb = modal.Sandbox.create("sleep", "300", app=app(), idle_timeout=2, timeout=120)
+    longer_than_idle = sb.exec("sleep", "4").wait()  # killed with the sandbox, were it idle meanwhile
+    try:
+        sb.wait()
+    except SandboxTimeoutError:
+        pass
+    return {"returncode": sb.returncode, "exec": longer_than_idle}
+
+
 def gpu() -> dict:
     """A GPU sandbox (the client's older kind of sandbox): its GPU, stdio and commands."""
     sb = modal.Sandbox.create(
