@@ -27,16 +27,17 @@ FAKE_GPUS = "H100:2,A10G:1"
 
 
 def _free_ports() -> int:
-    """A port P with P + 1 and P + 2 free too (shoal serves blobs and web endpoints there). Each is
-    bound to check: a port that an outgoing connection uses has no listener to answer a connect,
-    but a bind fails."""
+    """A port P with P + 1 to P + 3 free too (shoal serves blobs, web endpoints and the command
+    router there). Each is bound to check: a port that an outgoing connection uses has no
+    listener to answer a connect, but a bind fails."""
     while True:
-        with socket.socket() as s, socket.socket() as s1, socket.socket() as s2:
+        with socket.socket() as s, socket.socket() as s1, socket.socket() as s2, socket.socket() as s3:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
             try:
                 s1.bind(("127.0.0.1", port + 1))
                 s2.bind(("127.0.0.1", port + 2))
+                s3.bind(("127.0.0.1", port + 3))
             except OSError:
                 continue
             return port

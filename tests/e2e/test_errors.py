@@ -82,8 +82,8 @@ def test_unknown_ids_are_not_found(shoal):
 
 
 def test_unimplemented_rpcs_name_the_feature(shoal):
-    message = expect_error(Status.UNIMPLEMENTED, shoal, "SandboxCreate", api_pb2.SandboxCreateRequest())
-    assert "Sandbox create" in message
+    message = expect_error(Status.UNIMPLEMENTED, shoal, "SharedVolumeList", api_pb2.SharedVolumeListRequest())
+    assert "Shared volume list" in message
 
 
 def test_unimplemented_feature_through_the_cli(shoal):

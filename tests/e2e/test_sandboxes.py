@@ -50,8 +50,26 @@ def test_sandbox_filesystem(shoal):
     assert out["after_remove"] == []
 
 
+def test_a_sandbox_filesystem_snapshot_starts_later_sandboxes(shoal):
+    out = scenario(shoal, "snapshot")
+    assert out["image_id"].startswith("im-")
+    assert out["lines"] == ["kept", "f", "issue gone"]  # a file written, and one removed, as they were
+
+
 def test_an_idle_sandbox_ends(shoal):
     assert scenario(shoal, "idle") == {"returncode": 124, "exec": 0}
+
+
+def test_a_function_makes_sandboxes(shoal):
+    """The client in a container reaches the command router over TLS, trusting shoal's CA."""
+    printed = shoal.modal("run", "sandbox_caller.py").stdout.splitlines()
+    out = json.loads(next(line for line in printed if line.startswith("{")))
+    assert out == {
+        "stdout": "got from a function\n",
+        "exec": "exec too\n",
+        "returncode": 0,
+        "from_snapshot": "kept\n",
+    }
 
 
 def test_a_gpu_sandbox_gets_its_gpu(shoal):

@@ -229,6 +229,10 @@ def test_sandboxes_run_on_workers(cluster):
     assert (out["stdout"], out["stderr"], out["returncode"]) == ("héllo\ngot line\n", "oops\n", 3)
     out = scenario("lifecycle")
     assert out["exec"] == ["42", 5] and out["terminated"] == 137 and out["timed_out"] == 124
+    # A function on a worker makes sandboxes: its client trusts the router's CA the worker was given.
+    printed = cluster.shoal.modal("run", "sandbox_caller.py", "--no-snapshot").stdout.splitlines()
+    made = json.loads(next(line for line in printed if line.startswith("{")))
+    assert (made["stdout"], made["exec"]) == ("got from a function\n", "exec too\n")
 
 
 def test_a_shell_in_a_container_on_a_worker(cluster):

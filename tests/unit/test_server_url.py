@@ -6,17 +6,19 @@ from shoal.control.platform import Settings
 
 def test_blob_urls_name_the_public_host_not_the_listening_address(tmp_path):
     settings = Settings(home=str(tmp_path), server_url="http://gpu-box.internal:7470")
-    public = ShoalServer(settings, "0.0.0.0", 7470, 7471, 7472)
+    public = ShoalServer(settings, "0.0.0.0", 7470, 7471, 7472, 7473)
     assert public.blob_urls.upload("bl-1").startswith("http://gpu-box.internal:7471/blobs/bl-1?sig=")
-    local = ShoalServer(Settings(home=str(tmp_path / "b")), "127.0.0.1", 7480, 7481, 7482)
+    local = ShoalServer(Settings(home=str(tmp_path / "b")), "127.0.0.1", 7480, 7481, 7482, 7483)
     assert local.settings.server_url == "http://127.0.0.1:7480"
     assert local.blob_urls.download("bl-1").startswith("http://127.0.0.1:7481/blobs/bl-1?sig=")
 
 
 def test_web_endpoints_are_hosts_in_the_web_domain(tmp_path):
-    local = ShoalServer(Settings(home=str(tmp_path)), "127.0.0.1", 7470, 7471, 7472)
+    local = ShoalServer(Settings(home=str(tmp_path)), "127.0.0.1", 7470, 7471, 7472, 7473)
     assert local.settings.web_url.format(label="shoal--app-f") == "http://shoal--app-f.localhost:7472"
-    named = ShoalServer(Settings(home=str(tmp_path / "b"), web_domain="shoal.example.com"), "0.0.0.0", 7470, 7471, 7472)
+    named = ShoalServer(
+        Settings(home=str(tmp_path / "b"), web_domain="shoal.example.com"), "0.0.0.0", 7470, 7471, 7472, 7473
+    )
     assert named.settings.web_url.format(label="shoal--app-f") == "http://shoal--app-f.shoal.example.com:7472"
 
 

@@ -118,6 +118,14 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
         await _write_stdin(command, req.offset, req.data, req.eof)
         await stream.send_message(sr_pb2.SandboxStdinWriteV2Response())
 
+    async def TaskSnapshotFilesystem(self, stream):
+        req = await self._request(stream)
+        try:
+            image_id = await self.sandboxes.snapshot_filesystem(req.task_id, req.snapshot_id)
+        except Exception as e:
+            raise to_grpc(e, "TaskSnapshotFilesystem") from None
+        await stream.send_message(sr_pb2.TaskSnapshotFilesystemResponse(image_id=image_id))
+
     async def _sandbox_command(self, task_id: str) -> Command | None:
         try:
             return await self.sandboxes.command(task_id)

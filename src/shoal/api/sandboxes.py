@@ -13,10 +13,10 @@ from google.protobuf import empty_pb2
 from modal_proto import api_pb2
 
 from ..control.apps import DEFAULT_ENVIRONMENT
-from ..control.errors import NotFound
+from ..control.errors import InvalidArgument, NotFound
 from ..control.platform import Platform
 from ..control.sandboxes import Sandbox
-from .rpc import caller, poll_timeout, streaming, unary
+from .rpc import caller, poll_timeout, router_url, streaming, unary
 
 # Long-polls answer before the client's own attempt timeout would end them.
 MAX_WAIT = 50.0
@@ -57,6 +57,8 @@ class SandboxRpcs:
         if command is None:
             yield api_pb2.TaskLogsBatch(eof=True, entry_id=req.last_entry_id)
             return
+        if not ((entry := req.last_entry_id or "0").isascii() and entry.isdigit()):
+            raise InvalidArgument(f"Invalid log entry id {req.last_entry_id!r}")
         offset = int(req.last_entry_id or 0)
         fd = 1 if req.file_descriptor == api_pb2.FILE_DESCRIPTOR_STDOUT else 2
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -94,9 +96,8 @@ class SandboxRpcs:
             task_id = req.task_id
         else:
             raise NotFound(f"No sandbox runs in container {req.task_id}")
-        # The router is served beside this API, at the URL the client reaches it at.
         return api_pb2.SandboxGetCommandRouterAccessResponse(
-            url=self.p.settings.server_url, jwt=self.p.execs.access(task_id)
+            url=router_url(self.p.settings), jwt=self.p.execs.access(task_id)
         )
 
     @unary

@@ -1,4 +1,5 @@
-"""Runs the platform behind its two endpoints: gRPC for the client, HTTP for blobs and admin."""
+"""Runs the platform behind its endpoints: gRPC for the client, HTTP for blobs and admin, HTTP for
+web endpoints, and the command router over TLS."""
 
 import asyncio
 import logging
@@ -17,6 +18,7 @@ from modal_version import __version__ as CLIENT_VERSION
 from ..control.errors import Unauthenticated
 from ..control.platform import Platform, Settings
 from ..worker.protocol import TASK_ID_HEADER, TASK_SECRET_HEADER
+from . import router_tls
 from .admin import admin_routes
 from .blob_urls import BlobUrls
 from .build_servicer import BuildStepServicer
@@ -33,18 +35,28 @@ log = logging.getLogger(__name__)
 
 
 class ShoalServer:
-    def __init__(self, settings: Settings, host: str, port: int, http_port: int, web_port: int):
+    def __init__(self, settings: Settings, host: str, port: int, http_port: int, web_port: int, router_port: int):
         self.settings = settings
         self.host, self.port, self.http_port, self.web_port = host, port, http_port, web_port
+        self.router_port = router_port
         settings.server_url = settings.server_url or f"http://{host}:{port}"
         settings.web_url = f"http://{{label}}.{settings.web_domain}:{web_port}"
         # Blob URLs go to clients and containers anywhere: they name the host they reach shoal at.
         public_host = urlsplit(settings.server_url).hostname or host
+        cert, key, bundle = router_tls.ensure(settings.home, [public_host], settings.ca_bundle)
+        self._router_tls = router_tls.server_context(cert, key)
+        settings.router_url = f"https://{public_host}:{router_port}"
+        settings.router_ca = router_tls.ca_pem(settings.home)
+        if host in ("127.0.0.1", "0.0.0.0", "localhost"):
+            settings.loopback_router_url = f"http://127.0.0.1:{port}"
+        if settings.ca_bundle:  # none at all is asked for with SHOAL_CA_BUNDLE=""
+            settings.ca_bundle = bundle  # the containers' own client trusts the router's certificate
         secret = _server_secret(settings.home)
         self.blob_urls = BlobUrls(f"http://{public_host}:{http_port}", secret)
         self.host_proof = host_proof(secret)
         self.platform = Platform(settings, self._serve_task, secret)
         self._grpc: Server | None = None
+        self._router: Server | None = None
         self._http: web.AppRunner | None = None
         self._web: web.AppRunner | None = None
 
@@ -52,9 +64,14 @@ class ShoalServer:
         await self.platform.start()
         modal = ShoalServicer(self.platform, self.blob_urls)
         workers = WorkerService(self.platform, modal.__mapping__(), self._check)
-        self._grpc = Server([modal, workers, CommandRouter(self.platform.execs, self.platform.sandboxes)])
+        # The command router is served beside the API for clients on this machine, and over TLS
+        # for all (see rpc.router_url).
+        router = CommandRouter(self.platform.execs, self.platform.sandboxes)
+        self._grpc = Server([modal, workers, router])
         listen(self._grpc, RecvRequest, self._authenticate)
         await self._grpc.start(self.host, self.port)
+        self._router = Server([router])
+        await self._router.start(self.host, self.router_port, ssl=self._router_tls)
         http = http_app(
             self.platform.blobs,
             self.blob_urls,
@@ -80,13 +97,15 @@ class ShoalServer:
     async def close(self) -> None:
         if self._web:
             await self._web.cleanup()  # its requests' calls are cancelled while the store is open
-        if self._grpc:
-            self._grpc.close()
+        for server in (self._grpc, self._router):
+            if server:
+                server.close()
         await self.platform.close()
         if self._http:
             await self._http.cleanup()
-        if self._grpc:
-            await self._grpc.wait_closed()
+        for server in (self._grpc, self._router):
+            if server:
+                await server.wait_closed()
 
     async def _authenticate(self, event: RecvRequest) -> None:
         if not event.method_name.startswith(ROUTER):  # the router checks its own access tokens

@@ -30,7 +30,7 @@ from .blob_urls import BlobUrls
 from .dicts import DictRpcs
 from .inspection import InspectionRpcs
 from .queues import QueueRpcs
-from .rpc import UnimplementedServicer, caller, poll_timeout, seconds, sending_task, streaming, unary
+from .rpc import UnimplementedServicer, caller, poll_timeout, router_url, seconds, sending_task, streaming, unary
 from .sandboxes import SandboxRpcs
 from .volumes import VolumeRpcs
 
@@ -393,9 +393,8 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs
     async def TaskGetCommandRouterAccess(self, req):
         if req.task_id not in self.p.scheduler.tasks:
             raise NotFound(f"Container {req.task_id} is not running")
-        # The router is served beside this API, at the URL the client reaches it at.
         return api_pb2.TaskGetCommandRouterAccessResponse(
-            url=self.p.settings.server_url, jwt=self.p.execs.access(req.task_id)
+            url=router_url(self.p.settings), jwt=self.p.execs.access(req.task_id)
         )
 
     @unary

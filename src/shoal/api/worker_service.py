@@ -248,7 +248,8 @@ class WorkerService:
             raise GRPCError(Status.ALREADY_EXISTS, str(e)) from None
         log.info("worker %s joined: %s", worker.worker_id, worker.shape())
         try:
-            await stream.send_message(pack({"type": "welcome"}))
+            # With the CA its containers need to trust the command router (see router_tls.py).
+            await stream.send_message(pack({"type": "welcome", "router_ca": self.platform.settings.router_ca}))
             await link.serve()
         finally:
             log.info("worker %s left", worker.worker_id)

@@ -45,7 +45,10 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", default=DEFAULT_PORT, show_default=True, help="gRPC port; blobs are on port+1, web endpoints on port+2."
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="gRPC port; blobs are on port+1, web endpoints on port+2, the command router on port+3.",
 )
 @click.option("--database", default="", help="postgresql:// URL (default: SQLite under SHOAL_HOME).")
 @click.option("--detach", is_flag=True, help="Run in the background and return once it is ready.")
@@ -112,7 +115,7 @@ async def _serve(settings: "Settings", host: str, port: int) -> None:
 
     log_to_stderr()
     home, database = settings.home, settings.database
-    server = ShoalServer(settings, host, port, port + 1, port + 2)
+    server = ShoalServer(settings, host, port, port + 1, port + 2, port + 3)
     ready = asyncio.Event()
     serving = asyncio.create_task(serve_forever(server, ready))
     started = asyncio.create_task(ready.wait())

@@ -9,6 +9,7 @@ hosts that cannot download them again).
 """
 
 import asyncio
+import copy
 import hashlib
 import logging
 import os
@@ -31,7 +32,7 @@ from ..images.store import Collected
 from ..store import schema as t
 from ..store.database import Database
 from .apps import STOPPED_STATES
-from .errors import InvalidArgument, NotFound
+from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .ids import content_id
 from .mounts import Mounts, contained_path
 from .pulse import Pulse
@@ -59,6 +60,10 @@ class BuildJob:
 RunBuildFunction = Callable[
     [str, api_pb2.FunctionInput | None, BuiltImage, list[str], str, Callable[[str], None]], Awaitable[None]
 ]
+
+
+# writes a new layer into a directory, given the dirs of the layers below it
+Fill = Callable[[str, list[str]], Awaitable[None]]
 
 
 class Images:
@@ -264,6 +269,37 @@ class Images:
             for filename, sha, _mode in await self.mounts.files(image.context_mount_id):
                 context[filename.lstrip("/")] = self.mounts.blobs.path(sha)
         return context
+
+    async def snapshot(self, base_image_id: str, app_id: str, fill: Fill, label: str) -> str:
+        """A new image: `base_image_id` and one more layer that `fill(dir, base_layer_dirs)` writes
+        (a sandbox's changes to its file system). It is kept while the app lives, as images the
+        app asked for are."""
+        base = await self.built(base_image_id)
+        layer_id = os.urandom(32).hex()  # each snapshot is new
+        async with self.layers.lease():
+            if not await self.layers.use(base.layers):
+                raise FailedPrecondition(f"Image {base_image_id}'s layers were garbage collected")
+            async with self.layers.building(layer_id) as upper:
+                await fill(upper, [self.layers.layer_dir(layer) for layer in base.layers])
+            built = BuiltImage([*base.layers, layer_id], copy.deepcopy(base.config))
+            definition = api_pb2.Image(
+                base_images=[api_pb2.BaseImage(image_id=base_image_id, docker_tag="base")],
+                dockerfile_commands=["FROM base", f"# {label}"],
+            )
+            image_id = content_id("im", layer_id.encode())
+            async with self.db.tx() as conn:
+                await conn.execute(
+                    insert(t.images).values(
+                        image_id=image_id,
+                        definition=definition.SerializeToString(),
+                        status="ready",
+                        built=built.to_json(),
+                        created_at=time.time(),
+                    )
+                )
+            await self._used_by(image_id, app_id)
+        self._built[image_id] = built
+        return image_id
 
     async def import_rootfs(self, name: str, source: str, python: str | None) -> BuiltImage:
         """Make the root file system at `source` on this machine the base image `name` (imported.py)."""

@@ -69,6 +69,11 @@ class Lifecycle:
         self._starting.add(starting)
         starting.add_done_callback(self._starting.discard)
 
+    async def check_sandbox(self, definition: api_pb2.Sandbox) -> None:
+        """What a sandbox's container needs exists: its image, built, its mounts and its volumes."""
+        await self.images.built(definition.image_id)
+        await self.plans.check_sandbox(definition)
+
     async def start_now(self, task: Task) -> str:
         """Start a container the scheduler does not manage (a sandbox's) and wait until it runs;
         returns why it could not start, "" once it runs."""

@@ -15,11 +15,13 @@ from modal_proto import api_pb2
 
 from ..images.base import BaseResolver
 from ..images.builder import Builder
+from ..images.layers import LayerView
+from ..images.snapshot import drop_runtime_files
 from ..images.store import LayerStore
 from ..runtime import Command, ContainerError, Runtime
 from ..store.blobs import BlobStore
 from ..store.database import Database
-from ..worker.agent import ExecOptions, Load, LocalWorker, SocketServer, default_ca_bundle
+from ..worker.agent import FS_TOOLS, MOUNT_POINTS, ExecOptions, Load, LocalWorker, SocketServer, default_ca_bundle
 from ..worker.inventory import this_machine
 from ..worker.protocol import HEARTBEAT_INTERVAL
 from .apps import Apps
@@ -42,7 +44,7 @@ from .placement import Pool, Worker
 from .queues import Queues
 from .releases import Releases
 from .sandboxes import Sandboxes
-from .scheduler import Scheduler
+from .scheduler import Scheduler, Task
 from .schedules import Schedules
 from .secrets import Secrets
 from .tokens import Tokens
@@ -80,6 +82,9 @@ class Settings:
     # this machine (*.localhost does, for browsers and curl here; elsewhere, a wildcard DNS record).
     web_domain: str = "localhost"
     web_url: str = "http://{label}.localhost"  # set by the server: the pattern with its port
+    router_url: str = ""  # set by the server: where clients reach the command router (HTTPS)
+    loopback_router_url: str = ""  # and where clients on this machine's loopback reach it (HTTP), if they can
+    router_ca: str = ""  # set by the server: the PEM of the CA that signed the router's certificate
 
     @property
     def blob_dir(self) -> str:
@@ -154,7 +159,15 @@ class Platform:
         )
         self.execs = Execs(secret, self.run_in)
         self.sandboxes = Sandboxes(
-            self.db, self.apps, self.secrets, self.pool, self.scheduler, self.lifecycle, self.run_in, self.execs.busy
+            self.db,
+            self.apps,
+            self.secrets,
+            self.pool,
+            self.scheduler,
+            self.lifecycle,
+            self.run_in,
+            self.execs.busy,
+            self.snapshot_container,
         )
         self.web_endpoints = WebEndpoints(self.db, self.apps, lambda label: settings.web_url.format(label=label))
         self.web_requests = WebRequests(
@@ -251,6 +264,25 @@ class Platform:
         if command is None:
             raise NotFound(f"Container {task_id} is not running")
         return command
+
+    async def snapshot_container(self, task: Task, image_id: str, app_id: str, label: str) -> str:
+        """An image of a running container's file system: its image and what it changed (a sandbox's
+        `snapshot_filesystem`), taken on the embedded worker."""
+        if task.allocation.worker_id != LOCAL:
+            raise FailedPrecondition(
+                f"Container {task.task_id} runs on worker {task.allocation.worker_id}: shoal takes file system "
+                "snapshots of containers on its own worker only, not yet on workers that joined"
+            )
+
+        async def fill(into: str, image_dirs: list[str]) -> None:
+            try:
+                await self.worker.copy_changes(task.task_id, into)
+            except ContainerError as e:
+                raise FailedPrecondition(str(e)) from None
+            # What the worker mounted into it is not part of its files.
+            await asyncio.to_thread(drop_runtime_files, into, LayerView(image_dirs), [], (*MOUNT_POINTS, FS_TOOLS))
+
+        return await self.images.snapshot(image_id, app_id, fill, label)
 
     async def cancel_call(self, call_id: str, terminate_containers: bool = False) -> None:
         running = await self.calls.cancel(call_id)

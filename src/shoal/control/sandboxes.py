@@ -26,10 +26,10 @@ from ..store import schema as t
 from ..store.database import Database
 from ..worker.agent import ExecOptions
 from .apps import Apps, valid_object_name
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ShoalError
 from .ids import new_id
 from .lifecycle import Lifecycle
-from .placement import Pool, Unsatisfiable, request_of
+from .placement import Pool, request_of
 from .scheduler import SandboxLaunch, Scheduler, Task
 from .secrets import Secrets
 
@@ -48,6 +48,8 @@ ALLOWLIST = api_pb2.NetworkAccess.NetworkAccessType.ALLOWLIST
 
 RunIn = Callable[[str, list[str], ExecOptions], Awaitable[Command]]
 Busy = Callable[[str], bool]  # task id -> whether a command started in it still runs
+# (task, its image id, its app id, a label) -> the id of an image of its file system now
+Snapshot = Callable[[Task, str, str, str], Awaitable[str]]
 
 
 @dataclass
@@ -74,6 +76,7 @@ class _Live:
     stdin_index: int = 0  # the last stdin write of the older kind's, which numbers them
     over: bool = False  # it is ending: its container is being stopped, or is gone
     active_at: float = 0.0  # when last seen in use (see idle_timeout)
+    snapshots: dict[str, str] = field(default_factory=dict)  # the client's snapshot id -> its image, for retries
     started: asyncio.Event = field(default_factory=asyncio.Event)  # its command runs, or it ended first
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     terminated: asyncio.Event = field(default_factory=asyncio.Event)
@@ -109,6 +112,7 @@ class Sandboxes:
         lifecycle: Lifecycle,
         run_in: RunIn,
         busy: Busy,
+        snapshot: Snapshot,
     ):
         self.db = db
         self.apps = apps
@@ -118,6 +122,7 @@ class Sandboxes:
         self.lifecycle = lifecycle
         self.run_in = run_in
         self.busy = busy
+        self._snapshot = snapshot
         self._live: dict[str, _Live] = {}  # sandbox id -> it, while it runs and KEEP_FINISHED after
         self._by_task: dict[str, _Live] = {}
         self._runners: set[asyncio.Task] = set()
@@ -157,6 +162,7 @@ class Sandboxes:
             if self._running_named(app_id, name):
                 raise AlreadyExists(f"A sandbox named '{name}' is already running in the app")
         request_of(api_pb2.Function(resources=definition.resources))  # a malformed GPU request fails here
+        await self.lifecycle.check_sandbox(definition)
         env: dict[str, str] = {}
         for source in secret_sources:  # later ones override earlier ones, as the client lists them
             env |= await self.secrets.env([source.secret_id]) if source.secret_id else dict(source.env.contents)
@@ -208,7 +214,7 @@ class Sandboxes:
         """The sandbox from its placement to its end; cancelled, it leaves its end to the next start."""
         try:
             result = await self._run_until_end(live)
-        except Unsatisfiable as e:
+        except ShoalError as e:  # no worker could ever run it, or its command could not start
             result = GenericResult(status=GenericResult.GENERIC_STATUS_FAILURE, exception=str(e))
         except Exception as e:
             log.exception("sandbox %s failed", live.sandbox.sandbox_id)
@@ -393,6 +399,18 @@ class Sandboxes:
             await self.get(sandbox_id)  # NotFound for one that never was
             return None
         return await _command(live)
+
+    async def snapshot_filesystem(self, task_id: str, snapshot_id: str) -> str:
+        """An image of the sandbox's file system as it is now (`Sandbox.snapshot_filesystem`)."""
+        live = self._by_task.get(task_id)
+        task = self.scheduler.tasks.get(task_id)
+        if live is None or task is None or live.over:
+            raise NotFound(f"No sandbox runs in container {task_id}")
+        if snapshot_id not in live.snapshots:
+            sandbox = live.sandbox
+            label = f"snapshot of sandbox {sandbox.sandbox_id}"
+            live.snapshots[snapshot_id] = await self._snapshot(task, sandbox.image_id, sandbox.app_id, label)
+        return live.snapshots[snapshot_id]
 
     async def write_stdin(self, sandbox_id: str, index: int, data: bytes, eof: bool) -> None:
         """Stdin as the older kind writes it: numbered writes, of which one sent again is written once."""

@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from . import overlay
 from .cgroups import CpuHierarchy, MemoryHierarchy, cpu_hierarchy, memory_hierarchy
@@ -38,6 +38,8 @@ class Container:
         on_output: OutputCallback | None,
     ):
         self.id = spec.id
+        # where its writes go: a throw-away dir in its bundle, or the spec's own (a build step's layer)
+        self.upper_dir = runtime._upper(spec, os.path.join(runtime.bundles_dir, spec.id))
         self.pid: int | None = None  # set once runc reports the process running
         self.oom_killed = False
         self._runtime = runtime
@@ -290,6 +292,17 @@ class Runtime:
     def memory_bytes(self, container_id: str) -> int | None:
         """Memory the container's processes use (file cache aside), None where cgroups do not account it."""
         return self._memory.working_set_bytes(cgroups_path(container_id)) if self._memory else None
+
+    @contextlib.asynccontextmanager
+    async def paused(self, container: Container) -> AsyncIterator[None]:
+        """Its processes frozen meanwhile (the cgroup freezer), so its files hold still."""
+        rc, _, err = await self._runc("pause", container.id)
+        if rc != 0:
+            raise ContainerError(f"runc pause {container.id}: {err.strip()}")
+        try:
+            yield
+        finally:
+            await self._runc("resume", container.id)
 
     async def list_ids(self) -> list[str]:
         rc, out, err = await self._runc("list", "--quiet")

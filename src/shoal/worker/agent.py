@@ -291,6 +291,20 @@ class LocalWorker:
             container.id, args, options.cwd, options.env, options.merge_stderr, options.terminal
         )
 
+    async def copy_changes(self, task_id: str, into: str) -> None:
+        """What the running container changed in its file system (its overlay's upper dir: files,
+        whiteouts and opaque directories), copied into `into` while its processes are paused."""
+        container = self.containers.get(task_id)
+        if container is None:
+            raise ContainerError(f"Container {task_id} is not running here")
+        async with self.runtime.paused(container):
+            proc = await asyncio.create_subprocess_exec(
+                "cp", "-a", f"{container.upper_dir}/.", into, stderr=asyncio.subprocess.PIPE
+            )
+            _, err = await proc.communicate()
+        if proc.returncode:
+            raise ContainerError(f"Could not copy the changes of container {task_id}: {err.decode().strip()}")
+
     async def stop(self, task_id: str) -> None:
         container = self.containers.get(task_id)
         if container:

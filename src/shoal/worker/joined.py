@@ -73,6 +73,7 @@ class JoinedWorker:
     ):
         host, port = server_address(server_url)
         self.name = name
+        self.home = home
         self.inventory = this_machine(fake_gpus, machine=name)
         self.metadata = [
             ("x-modal-client-version", CLIENT_VERSION),
@@ -136,8 +137,10 @@ class JoinedWorker:
             gpus = [{"index": g.index, "type": g.gpu_type, "uuid": g.uuid} for g in inv.gpus]
             hello = {"type": "hello", "name": self.name, "milli_cpu": inv.milli_cpu, "memory_mb": inv.memory_mb}
             await stream.send_message(pack({**hello, "gpus": gpus, "volumes": bool(self.local.volumes_root)}))
-            if unpack(await stream.recv_message()) is None:
+            welcome = unpack(await stream.recv_message())
+            if welcome is None:
                 return
+            self._trust(welcome.get("router_ca", ""))
             log.info("joined the control plane as %s", self.name)
             outbox: asyncio.Queue[dict] = asyncio.Queue()
             sender = asyncio.create_task(self._send(stream, outbox))
@@ -252,6 +255,20 @@ class JoinedWorker:
                     self._collect.set()
             except Exception:
                 log.exception("collecting the cache")
+
+    def _trust(self, router_ca: str) -> None:
+        """Containers here trust the control plane's command router: a CA bundle of this machine's
+        and the control plane's CA (unless they are given none, SHOAL_CA_BUNDLE="")."""
+        host_bundle = default_ca_bundle()
+        if not router_ca or not host_bundle:
+            return
+        with open(host_bundle) as f:
+            cas = f.read().rstrip("\n") + "\n" + router_ca
+        path = os.path.join(self.home, "ca-bundle.pem")
+        with open(path + ".tmp", "w") as f:
+            f.write(cas)
+        os.replace(path + ".tmp", path)
+        self.local.ca_bundle = path
 
     async def _serve_task(self, task_id: str, path: str):
         return await serve_task(self.container_channel, self.tunnel, task_id, self.secrets[task_id], path)

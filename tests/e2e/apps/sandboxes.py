@@ -178,6 +178,20 @@ def filesystem() -> dict:
     return out
 
 
+def snapshot() -> dict:
+    """`snapshot_filesystem()`: an image of the sandbox's files now, for later sandboxes to start from."""
+    sb = modal.Sandbox.create(app=app(), timeout=120)
+    sb.exec("sh", "-c", "mkdir -p /srv/state && echo kept > /srv/state/f && rm /etc/issue").wait()
+    image = sb.snapshot_filesystem()
+    sb.exec("sh", "-c", "echo later > /srv/state/g").wait()  # after the snapshot: not in it
+    sb.terminate()
+    again = modal.Sandbox.create(
+        "sh", "-c", "cat /srv/state/f; ls /srv/state; test -e /etc/issue || echo issue gone", app=app(), image=image
+    )
+    again.wait()
+    return {"image_id": image.object_id, "lines": again.stdout.read().splitlines()}
+
+
 def start() -> dict:
     """A sandbox left running, for the test to look at from outside."""
     sb = modal.Sandbox.create("sleep", "600", app=app(), timeout=900)
