@@ -37,7 +37,7 @@ def test_sandbox_exec_names_tags_timeout_and_terminate(shoal):
     assert out["terminated"] == 137
     assert "has finished" in out["exec_after_end"]
     assert out["timed_out"] == 124
-    assert out["ports"].startswith("InvalidError") and "tunnels" in out["ports"]
+    assert out["ports"].startswith("InvalidError") and "h2_ports" in out["ports"]
 
 
 def test_sandbox_filesystem(shoal):
@@ -54,6 +54,12 @@ def test_a_sandbox_filesystem_snapshot_starts_later_sandboxes(shoal):
     out = scenario(shoal, "snapshot")
     assert out["image_id"].startswith("im-")
     assert out["lines"] == ["kept", "f", "issue gone"]  # a file written, and one removed, as they were
+
+
+def test_sandbox_tunnels(shoal):
+    out = scenario(shoal, "tunnels", str(shoal.home / "tls" / "ca-bundle.pem"))
+    assert out["https_url"].startswith("https://127.0.0.1:")
+    assert out["https"] == out["tcp"] != ""  # the same file, through either tunnel
 
 
 def test_an_idle_sandbox_ends(shoal):

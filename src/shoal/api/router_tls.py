@@ -129,8 +129,9 @@ def ca_pem(home: str) -> str:
         return f.read()
 
 
-def server_context(cert_path: str, key_path: str) -> ssl.SSLContext:
+def server_context(cert_path: str, key_path: str, alpn: tuple[str, ...] = ("h2",)) -> ssl.SSLContext:
+    """gRPC's by default (HTTP/2); a sandbox's encrypted tunnel offers what its server may speak."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
-    context.set_alpn_protocols(["h2"])  # gRPC is HTTP/2
+    context.set_alpn_protocols(list(alpn))
     return context

@@ -107,6 +107,11 @@ class SandboxRpcs:
         return api_pb2.SandboxWaitResponse(result=result, metadata=_metadata(sandbox))
 
     @unary
+    async def SandboxGetTunnelsV2(self, req):
+        tunnels, result = await self.p.sandboxes.tunnels(req.sandbox_id, poll_timeout(req.timeout, MAX_WAIT))
+        return api_pb2.SandboxGetTunnelsResponse(tunnels=tunnels, result=result)
+
+    @unary
     async def SandboxTerminateV2(self, req):
         existing = await self.p.sandboxes.terminate(req.sandbox_id)
         return api_pb2.SandboxTerminateResponse(existing_result=existing)
@@ -184,5 +189,5 @@ def _info(sandbox: Sandbox) -> api_pb2.SandboxInfo:
 
 
 # The older kind's RPCs that ask the same as the newer's.
-for _name in ("GetTaskId", "Wait", "Terminate", "TagsGet", "TagsSet", "GetFromName", "List"):
+for _name in ("GetTaskId", "GetTunnels", "Wait", "Terminate", "TagsGet", "TagsSet", "GetFromName", "List"):
     setattr(SandboxRpcs, f"Sandbox{_name}", getattr(SandboxRpcs, f"Sandbox{_name}V2"))

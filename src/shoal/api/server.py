@@ -27,6 +27,7 @@ from .command_router import CommandRouter
 from .host_proof import SECRET_FILE, host_proof
 from .http import http_app
 from .servicer import ShoalServicer
+from .tunnels import TlsForwarder
 from .volumes import volume_routes
 from .web import web_app
 from .worker_service import WorkerService
@@ -55,6 +56,8 @@ class ShoalServer:
         self.blob_urls = BlobUrls(f"http://{public_host}:{http_port}", secret)
         self.host_proof = host_proof(secret)
         self.platform = Platform(settings, self._serve_task, secret)
+        tunnel_tls = router_tls.server_context(cert, key, alpn=("http/1.1",))
+        self.platform.forward = TlsForwarder(tunnel_tls, host).open
         self._grpc: Server | None = None
         self._router: Server | None = None
         self._http: web.AppRunner | None = None

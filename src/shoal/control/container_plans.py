@@ -96,6 +96,12 @@ class ContainerPlans:
             volumes=await self.volumes.binds(list(fdef.volume_mounts)),
         )
 
+    async def check_sandbox(self, definition: api_pb2.Sandbox) -> None:
+        """Its mounts and volumes exist (else NotFound, naming the one that does not)."""
+        for mount_id in definition.mount_ids:
+            await self.mounts.files(mount_id)
+        await self.volumes.binds(list(definition.volume_mounts))
+
     async def sandbox(
         self, task_id: str, launch: SandboxLaunch, built: BuiltImage, image_dirs: list[str]
     ) -> ContainerPlan:

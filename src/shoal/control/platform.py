@@ -9,7 +9,9 @@ import logging
 import os
 import pickle
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from modal_proto import api_pb2
 
@@ -168,7 +170,10 @@ class Platform:
             self.run_in,
             self.execs.busy,
             self.snapshot_container,
+            self.open_tunnels,
         )
+        # Set by the server: a TLS port passing its connections to a port here, and what closes it.
+        self.forward: Callable[[int], Awaitable[tuple[int, Callable[[], Awaitable[None]]]]] | None = None
         self.web_endpoints = WebEndpoints(self.db, self.apps, lambda label: settings.web_url.format(label=label))
         self.web_requests = WebRequests(
             self.web_endpoints, self.calls, self.blobs, self.tokens, self.releases.call_target, self.cancel_call
@@ -264,6 +269,34 @@ class Platform:
         if command is None:
             raise NotFound(f"Container {task_id} is not running")
         return command
+
+    async def open_tunnels(
+        self, task: Task, ports: list[api_pb2.PortSpec]
+    ) -> tuple[list[api_pb2.TunnelData], Callable[[], Awaitable[None]]]:
+        """Where a sandbox's ports are reached from outside: containers share the host's network, so
+        an unencrypted one is the port itself, and an encrypted one a TLS port passing to it."""
+        if task.allocation.worker_id != LOCAL or self.forward is None:
+            raise FailedPrecondition(
+                f"Container {task.task_id} runs on worker {task.allocation.worker_id}: shoal opens tunnels to "
+                "sandboxes on its own worker only, not yet on workers that joined"
+            )
+        host = urlsplit(self.settings.server_url).hostname or "127.0.0.1"
+        found, closers = [], []
+        for spec in ports:
+            if spec.unencrypted:
+                found.append(
+                    api_pb2.TunnelData(unencrypted_host=host, unencrypted_port=spec.port, container_port=spec.port)
+                )
+                continue
+            port, close = await self.forward(spec.port)
+            closers.append(close)
+            found.append(api_pb2.TunnelData(host=host, port=port, container_port=spec.port))
+
+        async def close_all() -> None:
+            for close in closers:
+                await close()
+
+        return found, close_all
 
     async def snapshot_container(self, task: Task, image_id: str, app_id: str, label: str) -> str:
         """An image of a running container's file system: its image and what it changed (a sandbox's

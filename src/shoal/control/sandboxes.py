@@ -50,6 +50,9 @@ RunIn = Callable[[str, list[str], ExecOptions], Awaitable[Command]]
 Busy = Callable[[str], bool]  # task id -> whether a command started in it still runs
 # (task, its image id, its app id, a label) -> the id of an image of its file system now
 Snapshot = Callable[[Task, str, str, str], Awaitable[str]]
+Close = Callable[[], Awaitable[None]]
+# (task, its ports) -> where each is reached from outside, and what closes them
+OpenTunnels = Callable[[Task, list[api_pb2.PortSpec]], Awaitable[tuple[list[api_pb2.TunnelData], Close]]]
 
 
 @dataclass
@@ -77,6 +80,7 @@ class _Live:
     over: bool = False  # it is ending: its container is being stopped, or is gone
     active_at: float = 0.0  # when last seen in use (see idle_timeout)
     snapshots: dict[str, str] = field(default_factory=dict)  # the client's snapshot id -> its image, for retries
+    tunnels: list[api_pb2.TunnelData] = field(default_factory=list)  # its ports, once it runs
     started: asyncio.Event = field(default_factory=asyncio.Event)  # its command runs, or it ended first
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     terminated: asyncio.Event = field(default_factory=asyncio.Event)
@@ -84,8 +88,8 @@ class _Live:
 
 def _unsupported(definition: api_pb2.Sandbox) -> str:
     """What of a sandbox's definition shoal cannot do, "" when nothing."""
-    if definition.open_ports.ports:
-        return "tunnels (encrypted_ports, unencrypted_ports, h2_ports)"
+    if any(p.tunnel_type == api_pb2.TUNNEL_TYPE_H2 for p in definition.open_ports.ports):
+        return "HTTP/2 tunnels (h2_ports)"
     if definition.network_access.network_access_type == ALLOWLIST:
         return "outbound allowlists (cidr_allowlist, outbound_domain_allowlist)"
     if definition.cloud_bucket_mounts:
@@ -113,6 +117,7 @@ class Sandboxes:
         run_in: RunIn,
         busy: Busy,
         snapshot: Snapshot,
+        open_tunnels: OpenTunnels,
     ):
         self.db = db
         self.apps = apps
@@ -123,6 +128,7 @@ class Sandboxes:
         self.run_in = run_in
         self.busy = busy
         self._snapshot = snapshot
+        self._open_tunnels = open_tunnels
         self._live: dict[str, _Live] = {}  # sandbox id -> it, while it runs and KEEP_FINISHED after
         self._by_task: dict[str, _Live] = {}
         self._runners: set[asyncio.Task] = set()
@@ -241,7 +247,10 @@ class Sandboxes:
                 status=GenericResult.GENERIC_STATUS_FAILURE, exception=f"The sandbox could not start: {why}"
             )
         task.state = "running"
+        close_tunnels = None
         try:
+            if definition.open_ports.ports:
+                live.tunnels, close_tunnels = await self._open_tunnels(task, list(definition.open_ports.ports))
             if definition.entrypoint_args:
                 pty = definition.pty_info
                 terminal = (pty.winsz_rows or 24, pty.winsz_cols or 80) if pty.enabled else None
@@ -251,6 +260,8 @@ class Sandboxes:
             return await self._until_end(live, task)
         finally:
             live.over = True
+            if close_tunnels:
+                await close_tunnels()
             if not task.ended.is_set():
                 await self.lifecycle.terminate(task)
 
@@ -374,6 +385,16 @@ class Sandboxes:
                 await asyncio.wait_for(live.started.wait(), timeout)
             return (sandbox.task_id if live.started.is_set() else ""), sandbox.result
         return sandbox.task_id, sandbox.result
+
+    async def tunnels(self, sandbox_id: str, timeout: float) -> tuple[list[api_pb2.TunnelData], GenericResult | None]:
+        """Where its ports are reached, once it runs (waiting up to `timeout`); with its result if it ended."""
+        sandbox = await self.get(sandbox_id)
+        live = self._live.get(sandbox_id)
+        if live is None:
+            return [], sandbox.result
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(live.started.wait(), timeout)
+        return live.tunnels, sandbox.result
 
     async def terminate(self, sandbox_id: str) -> GenericResult | None:
         """Ends it; returns the result it had already, if it had ended."""

@@ -105,7 +105,7 @@ def lifecycle() -> dict:
     except SandboxTimeoutError:
         out["timed_out"] = slow.returncode
     try:
-        modal.Sandbox.create("true", app=a, encrypted_ports=[8000])
+        modal.Sandbox.create("true", app=a, h2_ports=[8000])
     except Exception as e:
         out["ports"] = f"{type(e).__name__}: {e}"
     return out
@@ -190,6 +190,30 @@ def snapshot() -> dict:
     )
     again.wait()
     return {"image_id": image.object_id, "lines": again.stdout.read().splitlines()}
+
+
+def tunnels() -> dict:
+    """A sandbox's web servers reached from outside: over TLS (trusting shoal's CA bundle, argv[2])
+    through an encrypted tunnel, and as they are through an unencrypted one."""
+    import ssl
+    import urllib.request
+
+    script = "cd /etc && (python3 -m http.server 8765 & python3 -m http.server 8766)"
+    sb = modal.Sandbox.create("sh", "-c", script, app=app(), encrypted_ports=[8765], unencrypted_ports=[8766])
+    found = sb.tunnels()
+    trusted = ssl.create_default_context(cafile=sys.argv[2])
+    host, port = found[8766].tcp_socket
+    urls = {"https": (found[8765].url, trusted), "tcp": (f"http://{host}:{port}", None)}
+    out = {"https_url": found[8765].url}
+    for name, (url, context) in urls.items():
+        for _ in range(100):  # until the server listens
+            try:
+                out[name] = urllib.request.urlopen(url + "/debian_version", context=context, timeout=10).read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+    sb.terminate()
+    return out
 
 
 def start() -> dict:

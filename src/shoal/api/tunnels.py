@@ -1,0 +1,68 @@
+"""Encrypted sandbox tunnels: a TLS port of shoal's own whose connections are passed, decrypted,
+to a port a sandbox listens on.
+
+Containers share the host's network, so a sandbox's port is this machine's port: an unencrypted
+tunnel is that port itself, and an encrypted one needs only TLS in front of it. The certificate
+is the command router's (router_tls.py), for the names shoal is reached at.
+"""
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Awaitable, Callable
+
+CHUNK = 64 * 1024
+
+
+class TlsForwarder:
+    def __init__(self, context: ssl.SSLContext, host: str):
+        self.context = context
+        self.host = host  # the address shoal listens on
+
+    async def open(self, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+        """A TLS port passing its connections to `port` on this machine; returns it and what closes it."""
+        connections: set[asyncio.Task] = set()
+
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.add(asyncio.current_task())
+            try:
+                await _forward(reader, writer, port)
+            finally:
+                connections.discard(asyncio.current_task())
+
+        server = await asyncio.start_server(accept, self.host, 0, ssl=self.context)
+
+        async def close() -> None:
+            server.close()
+            for connection in list(connections):
+                connection.cancel()
+            await server.wait_closed()
+
+        return server.sockets[0].getsockname()[1], close
+
+
+async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+    try:
+        try:
+            inner_reader, inner_writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return  # nothing listens there (yet): the client sees the connection close
+        # The client's end of input is passed on; the sandbox's end of its answer ends the connection
+        # (TLS has no half-close to pass it on with).
+        upward = asyncio.create_task(_copy(reader, inner_writer))
+        try:
+            await _copy(inner_reader, writer)
+        finally:
+            upward.cancel()
+            inner_writer.close()
+    finally:
+        writer.close()
+
+
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        while data := await reader.read(CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
