@@ -13,6 +13,7 @@ def test_a_sandbox_command_reads_stdin_and_streams_its_output(shoal):
     assert out["stdout"] == "héllo\ngot line\n"
     assert out["stderr"] == "oops\n"
     assert out["returncode"] == 3
+    assert out["logs"] == {"stdout": "héllo\ngot line\n", "stderr": "oops\n"}  # Sandbox.logs
     assert out["streamed"] == ["1", "2", "3"]
     assert out["first_line_before_last"]
 

@@ -11,6 +11,7 @@ a while after the end. A sandbox running when shoal stops ends then, as terminat
 """
 
 import asyncio
+import codecs
 import contextlib
 import json
 import logging
@@ -197,9 +198,7 @@ class Sandboxes:
             )
         launch = SandboxLaunch(sandbox.sandbox_id, definition, env)
         live = self._live[sandbox.sandbox_id] = _Live(sandbox, launch, v2)
-        runner = asyncio.create_task(self._run(live))
-        self._runners.add(runner)
-        runner.add_done_callback(self._runners.discard)
+        self._spawn(self._run(live))
         return sandbox
 
     def stop_app(self, app_id: str) -> None:
@@ -256,6 +255,7 @@ class Sandboxes:
                 terminal = (pty.winsz_rows or 24, pty.winsz_cols or 80) if pty.enabled else None
                 options = ExecOptions(terminal=terminal)
                 live.command = await self.run_in(task.task_id, list(definition.entrypoint_args), options)
+                self._spawn(self._log_output(live.command, task))
             live.started.set()
             return await self._until_end(live, task)
         finally:
@@ -264,6 +264,22 @@ class Sandboxes:
                 await close_tunnels()
             if not task.ended.is_set():
                 await self.lifecycle.terminate(task)
+
+    async def _log_output(self, command: Command, task: Task) -> None:
+        """Its command's output into its app's log too, under its task (`Sandbox.logs`, `modal app logs`)."""
+
+        async def copy(fd: int) -> None:
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            async for data in command.read(fd, 0):
+                if text := decoder.decode(data):
+                    await self.lifecycle.logs.append(task.app_id, task.task_id, task.function_id, fd, text)
+
+        await asyncio.gather(copy(1), copy(2))
+
+    def _spawn(self, coro) -> None:
+        runner = asyncio.create_task(coro)
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
 
     async def _place(self, live: _Live) -> Task | None:
         """A task for the sandbox on a worker with room for it, once one has; None if it was

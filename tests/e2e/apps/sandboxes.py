@@ -28,6 +28,14 @@ def stdio() -> dict:
     sb.wait()
     out["returncode"] = sb.returncode
     out["v2_id"] = sb.object_id.endswith("V")
+    for _ in range(100):  # its output reaches the app's log as it is read, a moment after the end
+        logged = {"stdout": "", "stderr": ""}
+        for entry in sb.logs.tail():
+            logged[entry.source] += entry.message
+        if logged == {"stdout": out["stdout"], "stderr": out["stderr"]}:
+            break
+        time.sleep(0.1)
+    out["logs"] = logged
     # Lines stream as they are printed, not when the command ends.
     sb = modal.Sandbox.create("bash", "-c", "for i in 1 2 3; do echo $i; sleep 0.5; done", app=app())
     t0, seen = time.monotonic(), []
