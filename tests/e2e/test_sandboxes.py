@@ -63,6 +63,13 @@ def test_sandbox_tunnels(shoal):
     assert out["https"] == out["tcp"] != ""  # the same file, through either tunnel
 
 
+def test_a_sandbox_readiness_probe(shoal):
+    out = scenario(shoal, "ready")
+    assert "ready" in out["exec"]
+    assert out["tcp"].strip() != ""
+    assert out["never"] == "timed out"
+
+
 def test_an_idle_sandbox_ends(shoal):
     assert scenario(shoal, "idle") == {"returncode": 124, "exec": 0}
 

@@ -19,6 +19,7 @@ SERVICE = "/modal.task_command_router.TaskCommandRouter/"
 _TERMINAL_ENV = {"TERM": "env_term", "COLORTERM": "env_colorterm", "TERM_PROGRAM": "env_term_program"}
 STDOUT = sr_pb2.TASK_EXEC_STDIO_FILE_DESCRIPTOR_STDOUT
 SANDBOX_STDOUT = sr_pb2.SANDBOX_STDIO_FILE_DESCRIPTOR_STDOUT
+MAX_READY_WAIT = 3600.0  # seconds a wait for a sandbox's readiness is held at most
 
 
 class CommandRouter(unimplemented(TaskCommandRouterBase)):
@@ -117,6 +118,18 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
         self.sandboxes.touch(req.task_id)
         await _write_stdin(command, req.offset, req.data, req.eof)
         await stream.send_message(sr_pb2.SandboxStdinWriteV2Response())
+
+    async def SandboxWaitUntilReady(self, stream):
+        req = await self._request(stream)
+        # Answered a little before the client's own deadline, which would end the call less clearly.
+        timeout = min(req.timeout * 0.9, MAX_READY_WAIT) if req.timeout > 0 else 0.0  # (NaN too)
+        try:
+            ready_at = await self.sandboxes.wait_until_ready(req.task_id, timeout)
+        except TimeoutError:
+            raise GRPCError(Status.DEADLINE_EXCEEDED, f"The sandbox was not ready within {timeout:g} s") from None
+        except Exception as e:
+            raise to_grpc(e, "SandboxWaitUntilReady") from None
+        await stream.send_message(sr_pb2.SandboxWaitUntilReadyTcrResponse(ready_at=ready_at))
 
     async def TaskSnapshotFilesystem(self, stream):
         req = await self._request(stream)

@@ -54,6 +54,7 @@ Snapshot = Callable[[Task, str, str, str], Awaitable[str]]
 Close = Callable[[], Awaitable[None]]
 # (task, its ports) -> where each is reached from outside, and what closes them
 OpenTunnels = Callable[[Task, list[api_pb2.PortSpec]], Awaitable[tuple[list[api_pb2.TunnelData], Close]]]
+ProbeTcp = Callable[[Task, int], Awaitable[bool]]  # (task, port) -> whether something in it accepts there
 
 
 @dataclass
@@ -82,6 +83,8 @@ class _Live:
     active_at: float = 0.0  # when last seen in use (see idle_timeout)
     snapshots: dict[str, str] = field(default_factory=dict)  # the client's snapshot id -> its image, for retries
     tunnels: list[api_pb2.TunnelData] = field(default_factory=list)  # its ports, once it runs
+    ready_at: float = 0.0  # when its readiness probe first succeeded
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # ... or it ended first
     started: asyncio.Event = field(default_factory=asyncio.Event)  # its command runs, or it ended first
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     terminated: asyncio.Event = field(default_factory=asyncio.Event)
@@ -101,8 +104,6 @@ def _unsupported(definition: api_pb2.Sandbox) -> str:
         return "proxies"
     if definition.custom_domain:
         return "custom domains"
-    if definition.HasField("readiness_probe"):
-        return "readiness probes"
     return ""
 
 
@@ -119,6 +120,7 @@ class Sandboxes:
         busy: Busy,
         snapshot: Snapshot,
         open_tunnels: OpenTunnels,
+        probe_tcp: ProbeTcp,
     ):
         self.db = db
         self.apps = apps
@@ -130,6 +132,7 @@ class Sandboxes:
         self.busy = busy
         self._snapshot = snapshot
         self._open_tunnels = open_tunnels
+        self._probe_tcp = probe_tcp
         self._live: dict[str, _Live] = {}  # sandbox id -> it, while it runs and KEEP_FINISHED after
         self._by_task: dict[str, _Live] = {}
         self._runners: set[asyncio.Task] = set()
@@ -256,6 +259,8 @@ class Sandboxes:
                 options = ExecOptions(terminal=terminal)
                 live.command = await self.run_in(task.task_id, list(definition.entrypoint_args), options)
                 self._spawn(self._log_output(live.command, task))
+            if definition.HasField("readiness_probe"):
+                self._spawn(self._probe(live, task, definition.readiness_probe))
             live.started.set()
             return await self._until_end(live, task)
         finally:
@@ -264,6 +269,36 @@ class Sandboxes:
                 await close_tunnels()
             if not task.ended.is_set():
                 await self.lifecycle.terminate(task)
+
+    async def _probe(self, live: _Live, task: Task, probe: api_pb2.Probe) -> None:
+        """Try its readiness probe every `interval_ms` until it succeeds (`Sandbox.wait_until_ready`)."""
+        interval = (probe.interval_ms or 100) / 1000
+        while not live.over:
+            if probe.HasField("exec_command"):
+                try:
+                    command = await self.run_in(task.task_id, list(probe.exec_command.argv), ExecOptions())
+                    passed = await command.wait() == 0
+                except ShoalError:
+                    passed = False
+            else:
+                passed = await self._probe_tcp(task, probe.tcp_port)
+            if passed:
+                live.ready_at = time.time()
+                live.ready.set()
+                return
+            await asyncio.sleep(interval)
+
+    async def wait_until_ready(self, task_id: str, timeout: float) -> float:
+        """When its readiness probe succeeded, waiting up to `timeout`; raises if it ends first."""
+        live = self._by_task.get(task_id)
+        if live is None:
+            raise NotFound(f"No sandbox runs in container {task_id}")
+        if not live.launch.definition.HasField("readiness_probe"):
+            raise FailedPrecondition(f"Sandbox {live.sandbox.sandbox_id} has no readiness_probe")
+        await asyncio.wait_for(live.ready.wait(), timeout)  # TimeoutError: not ready yet
+        if not live.ready_at:
+            raise FailedPrecondition(f"Sandbox {live.sandbox.sandbox_id} ended before it was ready")
+        return live.ready_at
 
     async def _log_output(self, command: Command, task: Task) -> None:
         """Its command's output into its app's log too, under its task (`Sandbox.logs`, `modal app logs`)."""
@@ -372,6 +407,7 @@ class Sandboxes:
                 .values(finished_at=sandbox.finished_at, result=result.SerializeToString())
             )
         live.started.set()
+        live.ready.set()
         live.ended.set()
 
     # -- asking --------------------------------------------------------------

@@ -224,6 +224,33 @@ def tunnels() -> dict:
     return out
 
 
+def ready() -> dict:
+    """`readiness_probe=` and `wait_until_ready()`: once it returns, what the probe checks is there."""
+    import urllib.request
+
+    slow_start = "sleep 1; touch /tmp/ready; cd /etc && python3 -m http.server 8770"
+    out = {}
+    for name, probe in (
+        ("exec", modal.Probe.with_exec("test", "-f", "/tmp/ready")),
+        ("tcp", modal.Probe.with_tcp(8770)),
+    ):
+        sb = modal.Sandbox.create("sh", "-c", slow_start, app=app(), readiness_probe=probe, timeout=60)
+        sb.wait_until_ready(timeout=60)
+        if name == "exec":
+            out[name] = sb.exec("ls", "/tmp").stdout.read().split()
+        else:
+            out[name] = urllib.request.urlopen("http://127.0.0.1:8770/debian_version", timeout=10).read().decode()
+        sb.terminate()
+        sb.wait(raise_on_termination=False)  # its port is free for the next
+    never = modal.Sandbox.create("sleep", "60", app=app(), readiness_probe=modal.Probe.with_tcp(8771))
+    try:
+        never.wait_until_ready(timeout=1)
+    except modal.exception.TimeoutError:
+        out["never"] = "timed out"
+    never.terminate()
+    return out
+
+
 def start() -> dict:
     """A sandbox left running, for the test to look at from outside."""
     sb = modal.Sandbox.create("sleep", "600", app=app(), timeout=900)
