@@ -95,6 +95,14 @@ def test_a_gpu_sandbox_gets_its_gpu(shoal):
     assert "gpu=B200" in out["impossible"] and "A10G:1" in out["impossible"]
 
 
+def test_a_sandbox_waits_for_room_in_the_pool(shoal):
+    assert scenario(shoal, "queued") == {
+        "waited": True,
+        "created_after_the_first_ended": True,
+        "stdout": "GPU-fake-2-A10G",
+    }
+
+
 def test_a_sandbox_command_on_a_terminal(shoal):
     out = scenario(shoal, "terminal")
     assert out["lines"][-2].startswith("/dev/pts/")  # after the terminal's echo of the input

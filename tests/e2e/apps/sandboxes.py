@@ -151,6 +151,28 @@ def gpu() -> dict:
     return out
 
 
+def queued() -> dict:
+    """A sandbox that wants the pool's only A10G waits for it while another holds it."""
+    import threading
+
+    holder = modal.Sandbox.create("sleep", "120", app=app(), gpu="A10G", timeout=150)
+    terminated, out = threading.Event(), {}
+
+    def second() -> None:
+        sb = modal.Sandbox.create("sh", "-c", "echo $CUDA_VISIBLE_DEVICES", app=app(), gpu="A10G", timeout=60)
+        out["created_after_the_first_ended"] = terminated.is_set()
+        out["stdout"] = sb.stdout.read().strip()
+
+    waiting = threading.Thread(target=second)
+    waiting.start()
+    waiting.join(3)  # the second's create is still waiting for the GPU
+    out["waited"] = waiting.is_alive()
+    terminated.set()
+    holder.terminate()
+    waiting.join()
+    return out
+
+
 def terminal() -> dict:
     """A command on a terminal (`pty=True`, also the older kind)."""
     sb = modal.Sandbox.create("bash", "-c", "tty; read x; echo got $x", app=app(), pty=True, timeout=60)
