@@ -29,6 +29,7 @@ def test_a_sandbox_has_its_settings_and_no_way_into_shoal(shoal):
 def test_sandbox_exec_names_tags_timeout_and_terminate(shoal):
     out = scenario(shoal, "lifecycle")
     assert out["exec"] == ["42", 5]
+    assert out["exec_settings"] == ["/tmp", "x", "y"]
     assert out["tags"] == {"team": "ml", "run": "1"}
     assert out["from_name"]
     assert out["listed_by_tag"] == [True]

@@ -10,6 +10,7 @@ from modal_proto.task_command_router_grpc import TaskCommandRouterBase
 from ..control.errors import Unauthenticated
 from ..control.execs import Execs
 from ..control.sandboxes import Sandboxes
+from ..control.secrets import Secrets
 from ..runtime import Command
 from ..worker.agent import ExecOptions
 from .rpc import to_grpc, unimplemented
@@ -23,9 +24,10 @@ MAX_READY_WAIT = 3600.0  # seconds a wait for a sandbox's readiness is held at m
 
 
 class CommandRouter(unimplemented(TaskCommandRouterBase)):
-    def __init__(self, execs: Execs, sandboxes: Sandboxes):
+    def __init__(self, execs: Execs, sandboxes: Sandboxes, secrets: Secrets):
         self.execs = execs
         self.sandboxes = sandboxes
+        self.secrets = secrets
 
     async def _request(self, stream):
         request = await stream.recv_message()
@@ -41,17 +43,21 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
 
     async def TaskExecStart(self, stream):
         req = await self._request(stream)
-        env = {e.key: e.value for e in req.env}
         pty = req.pty_info
-        if pty.enabled:  # the client's terminal: its size and kind
-            env |= {name: getattr(pty, field) for name, field in _TERMINAL_ENV.items() if getattr(pty, field)}
-        options = ExecOptions(
-            cwd=req.workdir,
-            env=env,
-            merge_stderr=req.stderr_config == sr_pb2.TASK_EXEC_STDERR_CONFIG_STDOUT,
-            terminal=(pty.winsz_rows or 24, pty.winsz_cols or 80) if pty.enabled else None,
-        )
         try:
+            # The command's environment over the container's: its variables and secrets (`env=`,
+            # `secrets=`), and on a terminal the client's terminal's kind.
+            env = {e.key: e.value for e in req.env}
+            env |= await self.secrets.env(list(req.secret_ids))
+            env |= await self.secrets.sources_env(list(req.secret_sources))
+            if pty.enabled:
+                env |= {name: getattr(pty, field) for name, field in _TERMINAL_ENV.items() if getattr(pty, field)}
+            options = ExecOptions(
+                cwd=req.workdir,
+                env=env,
+                merge_stderr=req.stderr_config == sr_pb2.TASK_EXEC_STDERR_CONFIG_STDOUT,
+                terminal=(pty.winsz_rows or 24, pty.winsz_cols or 80) if pty.enabled else None,
+            )
             self.sandboxes.check_running(req.task_id)
             await self.execs.start(req.task_id, req.exec_id, list(req.command_args), options, req.timeout_secs)
         except Exception as e:

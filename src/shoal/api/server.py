@@ -69,7 +69,7 @@ class ShoalServer:
         workers = WorkerService(self.platform, modal.__mapping__(), self._check)
         # The command router is served beside the API for clients on this machine, and over TLS
         # for all (see rpc.router_url).
-        router = CommandRouter(self.platform.execs, self.platform.sandboxes)
+        router = CommandRouter(self.platform.execs, self.platform.sandboxes, self.platform.secrets)
         self._grpc = Server([modal, workers, router])
         listen(self._grpc, RecvRequest, self._authenticate)
         await self._grpc.start(self.host, self.port)

@@ -173,9 +173,7 @@ class Sandboxes:
                 raise AlreadyExists(f"A sandbox named '{name}' is already running in the app")
         request_of(api_pb2.Function(resources=definition.resources))  # a malformed GPU request fails here
         await self.lifecycle.check_sandbox(definition)
-        env: dict[str, str] = {}
-        for source in secret_sources:  # later ones override earlier ones, as the client lists them
-            env |= await self.secrets.env([source.secret_id]) if source.secret_id else dict(source.env.contents)
+        env = await self.secrets.sources_env(secret_sources)
         sandbox = Sandbox(
             sandbox_id=new_id("sb") + (V2_MARKER if v2 else ""),
             app_id=app_id,

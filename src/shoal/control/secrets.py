@@ -138,6 +138,14 @@ class Secrets:
             merged.update((await self.get(secret_id)).env)
         return merged
 
+    async def sources_env(self, sources: list[api_pb2.SecretSource]) -> dict[str, str]:
+        """The variables of secret sources as the client lists them (a secret by id, or variables
+        given inline, such as `env=`), later ones overriding earlier ones."""
+        merged: dict[str, str] = {}
+        for source in sources:
+            merged |= await self.env([source.secret_id]) if source.secret_id else dict(source.env.contents)
+        return merged
+
 
 def _check_env(env: dict[str, str]) -> None:
     bad = [key for key in env if not _ENV_NAME.fullmatch(key)]

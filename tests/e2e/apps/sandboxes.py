@@ -89,6 +89,9 @@ def lifecycle() -> dict:
     sb = modal.Sandbox.create(app=a, name="e2e-named", timeout=120)  # no command: it waits
     ran = sb.exec("python3", "-c", "import sys; print(6 * 7); sys.exit(5)")
     out = {"exec": [ran.stdout.read().strip(), ran.wait()]}
+    secret = modal.Secret.from_dict({"SECRET_Y": "y"})
+    ran = sb.exec("sh", "-c", "pwd; echo $FOO $SECRET_Y", workdir="/tmp", env={"FOO": "x"}, secrets=[secret])
+    out["exec_settings"] = ran.stdout.read().split()
     sb.set_tags({"team": "ml", "run": "1"})
     out["tags"] = sb.get_tags()
     out["from_name"] = modal.Sandbox.from_name(APP, "e2e-named").object_id == sb.object_id
