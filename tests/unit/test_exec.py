@@ -26,7 +26,7 @@ async def process(*args: str) -> Exec:
 
 
 async def read_all(command: Exec, fd: int, offset: int = 0) -> bytes:
-    return b"".join([data async for data in command.read(fd, offset)])
+    return b"".join([data async for _, data in command.read(fd, offset)])
 
 
 async def test_output_is_read_whole_from_any_offset_and_each_stream_apart():
@@ -35,6 +35,23 @@ async def test_output_is_read_whole_from_any_offset_and_each_stream_apart():
     assert await read_all(command, 1) == b"hello"
     assert await read_all(command, 1, offset=2) == b"llo"  # a reader that lost its connection goes on
     assert await read_all(command, 2) == b"oops"
+
+
+async def test_a_long_stream_keeps_its_last_bytes_and_readers_go_on_from_the_oldest(monkeypatch):
+    from shoal.runtime import exec as exec_module
+
+    monkeypatch.setattr(exec_module, "KEEP", 100)
+    monkeypatch.setattr(exec_module, "TRIM", 50)
+    monkeypatch.setattr(exec_module, "READ_MAX", 30)
+    command = await process("sh", "-c", "head -c 1000 /dev/zero | tr '\\0' x; printf end")
+    await command.wait()
+    stream = bytes(1000 * b"x" + b"end")
+    kept = len(command.output[1])
+    assert 100 <= kept <= 150 and command.dropped[1] + kept == len(stream)
+    pieces = [(offset, data) async for offset, data in command.read(1, 0)]
+    assert pieces[0][0] == command.dropped[1]  # an offset let go: from the oldest byte kept
+    assert all(len(data) <= 30 for _, data in pieces)
+    assert b"".join(data for _, data in pieces) == stream[-kept:]
 
 
 async def test_stdin_written_twice_at_the_same_offset_is_written_once():

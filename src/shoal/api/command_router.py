@@ -67,7 +67,7 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
     async def TaskExecStdioRead(self, stream):
         req = await self._request(stream)
         command = self._command(req)
-        async for data in command.read(1 if req.file_descriptor == STDOUT else 2, req.offset):
+        async for _, data in command.read(1 if req.file_descriptor == STDOUT else 2, req.offset):
             await stream.send_message(sr_pb2.TaskExecStdioReadResponse(data=data))
 
     async def TaskExecStdinWrite(self, stream):
@@ -111,10 +111,8 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
         command = await self._sandbox_command(req.task_id)
         if command is None:
             return  # a sandbox without a command has no output
-        offset = req.offset
-        async for data in command.read(1 if req.file_descriptor == SANDBOX_STDOUT else 2, offset):
+        async for offset, data in command.read(1 if req.file_descriptor == SANDBOX_STDOUT else 2, req.offset):
             await stream.send_message(sr_pb2.SandboxStdioReadV2Response(data=data, starting_offset=offset))
-            offset += len(data)
 
     async def SandboxStdinWriteV2(self, stream):
         req = await self._request(stream)

@@ -66,13 +66,13 @@ class SandboxRpcs:
         reading = aiter(command.read(fd, offset))
         while (left := deadline - time.monotonic()) > 0:
             try:
-                data = await asyncio.wait_for(anext(reading), left)
+                start, data = await asyncio.wait_for(anext(reading), left)
             except StopAsyncIteration:
                 yield api_pb2.TaskLogsBatch(eof=True, entry_id=str(offset))
                 return
             except TimeoutError:
                 break
-            offset += len(data)
+            offset = start + len(data)  # from the oldest byte kept, if the reader was further behind
             yield log_batch(decoder, data, offset, req.file_descriptor)
         await reading.aclose()
 

@@ -303,7 +303,7 @@ class Sandboxes:
 
         async def copy(fd: int) -> None:
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            async for data in command.read(fd, 0):
+            async for _, data in command.read(fd, 0):
                 if text := decoder.decode(data):
                     await self.lifecycle.logs.append(task.app_id, task.task_id, task.function_id, fd, text)
 

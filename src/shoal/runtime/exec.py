@@ -1,9 +1,10 @@
 """Commands run in a running container with `runc exec`: they join its namespaces and cgroup and
 take its process settings (user, environment, working directory) unless told otherwise.
 
-An exec's output is kept whole, so a reader may start at any offset and read again after a lost
+An exec's output is kept, so a reader may start at any offset and read again after a lost
 connection; its stdin is written at offsets, so a write sent twice is written once. On a
-terminal, the command's output is one stream (stdout).
+terminal, the command's output is one stream (stdout). Of a stream longer than KEEP, the last
+KEEP bytes are kept: a command that runs for days and prints all along does not fill the memory.
 """
 
 import asyncio
@@ -16,6 +17,9 @@ import termios
 from collections.abc import AsyncIterator
 
 CHUNK = 64 * 1024
+KEEP = 64 * 1024**2  # bytes of each output stream kept at least
+TRIM = 16 * 1024**2  # beyond KEEP, what is let go at once (not a copy of KEEP at every write)
+READ_MAX = 1024**2  # bytes a reader gets at most at once: one message of a stream to the client
 EOT = b"\x04"  # end of input, on a terminal
 
 
@@ -25,6 +29,7 @@ class Command:
 
     def __init__(self) -> None:
         self.output: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
+        self.dropped: dict[int, int] = {1: 0, 2: 0}  # bytes of each stream let go from its start
         self._closed: set[int] = set()  # streams at their end
         self._changed = asyncio.Condition()
         self.stdin_offset = 0  # bytes of stdin written
@@ -41,16 +46,22 @@ class Command:
     def kill(self) -> None:
         raise NotImplementedError
 
-    async def read(self, fd: int, offset: int) -> AsyncIterator[bytes]:
-        """Stream `fd` (1, 2) from `offset` until the command closes it."""
+    def end_offset(self, fd: int) -> int:
+        return self.dropped[fd] + len(self.output[fd])
+
+    async def read(self, fd: int, offset: int) -> AsyncIterator[tuple[int, bytes]]:
+        """Stream `fd` (1, 2) from `offset` until the command closes it, as (offset, data): from
+        the oldest byte kept, if `offset` names one already let go."""
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: len(self.output[fd]) > offset or fd in self._closed)
-                data = bytes(self.output[fd][offset:])
+                await self._changed.wait_for(lambda: self.end_offset(fd) > offset or fd in self._closed)
+                offset = max(offset, self.dropped[fd])
+                start = offset - self.dropped[fd]
+                data = bytes(self.output[fd][start : start + READ_MAX])
             if not data:
                 return
+            yield offset, data
             offset += len(data)
-            yield data
 
     async def write_stdin(self, offset: int, data: bytes, eof: bool) -> None:
         """Write what is new of `data`, which starts at `offset` of the stdin stream; close it at `eof`."""
@@ -72,7 +83,12 @@ class Command:
 
     async def add(self, fd: int, chunk: bytes) -> None:
         async with self._changed:
-            self.output[fd] += chunk
+            kept = self.output[fd]
+            kept += chunk
+            if len(kept) > KEEP + TRIM:
+                excess = len(kept) - KEEP
+                del kept[:excess]
+                self.dropped[fd] += excess
             self._changed.notify_all()
 
     async def end(self, fd: int) -> None:

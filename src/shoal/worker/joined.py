@@ -228,7 +228,7 @@ class JoinedWorker:
         outbox.put_nowait({"type": "exec_started", "exec_id": exec_id})
 
         async def relay(fd: int) -> None:
-            async for data in command.read(fd, 0):
+            async for _, data in command.read(fd, 0):
                 outbox.put_nowait({"type": "exec_output", "exec_id": exec_id, "fd": fd, "data": _b64(data)})
 
         try:
