@@ -42,7 +42,7 @@ from .lifecycle import Lifecycle
 from .logs import Logs
 from .metrics import Metrics
 from .mounts import Mounts
-from .placement import Pool, Worker
+from .placement import LOCAL, Pool, Worker
 from .queues import Queues
 from .releases import Releases
 from .sandboxes import Sandboxes
@@ -60,7 +60,6 @@ from .workers import Workers
 log = logging.getLogger(__name__)
 
 IMAGE_BUILDER_VERSION = "2025.06"
-LOCAL = "local"  # the embedded worker's name in the pool
 # An ephemeral app whose client stopped sending heartbeats is stopped after this long.
 APP_HEARTBEAT_TIMEOUT = 120.0
 DETACHED_POLL = 0.5  # how often a finishing detached app looks for calls still running
