@@ -229,6 +229,8 @@ def test_sandboxes_run_on_workers(cluster):
     assert (out["stdout"], out["stderr"], out["returncode"]) == ("héllo\ngot line\n", "oops\n", 3)
     out = scenario("lifecycle")
     assert out["exec"] == ["42", 5] and out["terminated"] == 137 and out["timed_out"] == 124
+    out = scenario("ready")  # the worker tries a TCP probe's port on its own machine
+    assert "ready" in out["exec"] and out["tcp"].strip() and out["never"] == "timed out"
     # A function on a worker makes sandboxes: its client trusts the router's CA the worker was given.
     printed = cluster.shoal.modal("run", "sandbox_caller.py", "--no-snapshot").stdout.splitlines()
     made = json.loads(next(line for line in printed if line.startswith("{")))

@@ -44,6 +44,7 @@ from .tunnel import Check, serve_tunnel
 log = logging.getLogger(__name__)
 
 TAR_CHUNK = 1 << 20
+PROBE_WAIT = 10.0  # seconds a worker has to answer a TCP probe (it waits 5 s for the connection)
 
 
 class RemoteExec(Command):
@@ -100,6 +101,7 @@ class RemoteLink:
         self.running: dict[str, tuple[Callable[[int, bytes], None], ExitCallback]] = {}
         self.starting: dict[str, asyncio.Future] = {}  # task id -> resolved when its process runs
         self.execs: dict[str, RemoteExec] = {}  # exec id -> a command running there
+        self.probes: dict[str, asyncio.Future[bool]] = {}  # probe id -> its answer, once the worker sends it
         self.closed = False
         self._telling: set[asyncio.Task] = set()
 
@@ -144,6 +146,20 @@ class RemoteLink:
             raise
         return command
 
+    async def probe_tcp(self, port: int) -> bool:
+        """Whether something on the worker's machine accepts connections on `port` (the worker tries)."""
+        if self.closed:
+            return False
+        probe_id = new_id("pr")
+        answer = self.probes[probe_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self.send({"type": "probe_tcp", "probe_id": probe_id, "port": port})
+            return await asyncio.wait_for(answer, PROBE_WAIT)
+        except TimeoutError:
+            return False
+        finally:
+            self.probes.pop(probe_id, None)
+
     def tell(self, message: dict) -> None:
         """Send without waiting for the send (a kill from code that cannot wait)."""
         if not self.closed:
@@ -174,6 +190,8 @@ class RemoteLink:
                 self._not_started(task_id, message["error"])
             elif kind == "exit" and task_id in self.running:
                 await self._exited(task_id, message["code"], message["oom"], excess_of(message))
+            elif kind == "probe_result" and (answer := self.probes.get(message["probe_id"])) and not answer.done():
+                answer.set_result(bool(message["open"]))
             elif kind.startswith("exec_") and (command := self.execs.get(message["exec_id"])):
                 await self._to_command(command, kind, message)
             elif kind == "heartbeat":
@@ -210,6 +228,9 @@ class RemoteLink:
         for task_id in list(self.running):
             self.running[task_id][0](2, f"worker {self.worker_id} was lost\n".encode())
             await self._exited(task_id, -1, False, None)
+        for answer in self.probes.values():
+            if not answer.done():
+                answer.set_result(False)
         for command in list(self.execs.values()):
             if not command.started.done():
                 command.started.set_exception(ContainerError(f"worker {self.worker_id} was lost"))

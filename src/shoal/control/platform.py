@@ -299,19 +299,10 @@ class Platform:
         return found, close_all
 
     async def probe_tcp(self, task: Task, port: int) -> bool:
-        """Whether something in the container accepts connections on `port`: containers share the
-        host's network, so it is this machine's port (on the embedded worker)."""
-        if task.allocation.worker_id != LOCAL:
-            raise FailedPrecondition(
-                f"Container {task.task_id} runs on worker {task.allocation.worker_id}: shoal probes TCP ports of "
-                "containers on its own worker only, not yet on workers that joined (Probe.with_exec works anywhere)"
-            )
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            return False
-        writer.close()
-        return True
+        """Whether something in the container accepts connections on `port`: containers share their
+        machine's network, so its worker tries that port of its own."""
+        link = self.workers.link(task.allocation.worker_id)
+        return await link.probe_tcp(port) if link else False
 
     async def snapshot_container(self, task: Task, image_id: str, app_id: str, label: str) -> str:
         """An image of a running container's file system: its image and what it changed (a sandbox's

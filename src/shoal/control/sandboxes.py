@@ -54,7 +54,7 @@ Snapshot = Callable[[Task, str, str, str], Awaitable[str]]
 Close = Callable[[], Awaitable[None]]
 # (task, its ports) -> where each is reached from outside, and what closes them
 OpenTunnels = Callable[[Task, list[api_pb2.PortSpec]], Awaitable[tuple[list[api_pb2.TunnelData], Close]]]
-ProbeTcp = Callable[[Task, int], Awaitable[bool]]  # (task, port) -> whether something in it accepts there
+ProbeTcp = Callable[[Task, int], Awaitable[bool]]  # (task, port) -> whether something in it listens there
 
 
 @dataclass
@@ -339,11 +339,9 @@ class Sandboxes:
         return None
 
     def _elsewhere(self, definition: api_pb2.Sandbox, request: Request) -> list[str]:
-        """The workers a sandbox should not go to: with tunnels or a TCP probe, which shoal makes only
-        on its own worker, every other, if its own could run it."""
-        probe = definition.readiness_probe
-        wants_local = definition.open_ports.ports or (definition.HasField("readiness_probe") and probe.tcp_port)
-        if not wants_local or not self.pool.could_run(LOCAL, request):
+        """The workers a sandbox should not go to: with tunnels, which shoal opens on its own worker
+        only, every other, if its own could run it."""
+        if not definition.open_ports.ports or not self.pool.could_run(LOCAL, request):
             return []
         return [worker_id for worker_id in self.pool.workers if worker_id != LOCAL]
 

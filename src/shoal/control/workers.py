@@ -30,6 +30,9 @@ class Link(Protocol):
     async def exec(self, task_id: str, args: list[str], options: ExecOptions) -> Command | None:
         """A command run in the container; None if it is not running there."""
 
+    async def probe_tcp(self, port: int) -> bool:
+        """Whether something on the worker's machine accepts connections on `port`."""
+
 
 # A joined worker's cache of fetched images and code, as `shoal workers` shows it; the embedded
 # worker has none.

@@ -30,6 +30,7 @@ HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SOCKET_NAME = "modal.sock"
 ARGS_NAME = "container_args.bin"
 FS_TOOLS = "/__modal/.bin/modal-sandbox-fs-tools"  # where the client runs it
+PROBE_TIMEOUT = 5.0  # seconds a TCP readiness probe waits for its connection
 
 # serve_socket(task_id, path) starts answering RPCs on a unix socket and
 # returns the coroutine function that stops it.
@@ -304,6 +305,16 @@ class LocalWorker:
             _, err = await proc.communicate()
         if proc.returncode:
             raise ContainerError(f"Could not copy the changes of container {task_id}: {err.decode().strip()}")
+
+    async def probe_tcp(self, port: int) -> bool:
+        """Whether something here accepts connections on `port`: containers share this machine's
+        network, so a container's server listens on this machine's port."""
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), PROBE_TIMEOUT)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return True
 
     async def stop(self, task_id: str) -> None:
         container = self.containers.get(task_id)

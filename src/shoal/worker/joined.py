@@ -157,8 +157,9 @@ class JoinedWorker:
                         if starting := self.starting.get(message["task_id"]):
                             starting.cancel()
                         await self.local.stop(message["task_id"])
-                    elif message["type"] == "exec":
-                        running = asyncio.create_task(self._exec(message, outbox))
+                    elif message["type"] in ("exec", "probe_tcp"):
+                        handle = self._exec if message["type"] == "exec" else self._probe_tcp
+                        running = asyncio.create_task(handle(message, outbox))
                         self.exec_tasks.add(running)
                         running.add_done_callback(self.exec_tasks.discard)
                     elif command := self.execs.get(message.get("exec_id", "")):
@@ -255,6 +256,10 @@ class JoinedWorker:
                     self._collect.set()
             except Exception:
                 log.exception("collecting the cache")
+
+    async def _probe_tcp(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
+        is_open = await self.local.probe_tcp(message["port"])
+        outbox.put_nowait({"type": "probe_result", "probe_id": message["probe_id"], "open": is_open})
 
     def _trust(self, router_ca: str) -> None:
         """Containers here trust the control plane's command router: a CA bundle of this machine's
