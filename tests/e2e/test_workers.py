@@ -222,8 +222,8 @@ def test_web_endpoints_run_on_workers(cluster):
 def test_sandboxes_run_on_workers(cluster):
     """A sandbox's stdio, and the commands run in it, travel the worker's link to the control plane."""
 
-    def scenario(name: str) -> dict:
-        return json.loads(cluster.shoal.python("sandboxes.py", name).stdout.strip().splitlines()[-1])
+    def scenario(name: str, *args: str) -> dict:
+        return json.loads(cluster.shoal.python("sandboxes.py", name, *args).stdout.strip().splitlines()[-1])
 
     out = scenario("stdio")
     assert (out["stdout"], out["stderr"], out["returncode"]) == ("héllo\ngot line\n", "oops\n", 3)
@@ -231,6 +231,9 @@ def test_sandboxes_run_on_workers(cluster):
     assert out["exec"] == ["42", 5] and out["terminated"] == 137 and out["timed_out"] == 124
     out = scenario("ready")  # the worker tries a TCP probe's port on its own machine
     assert "ready" in out["exec"] and out["tcp"].strip() and out["never"] == "timed out"
+    # The worker opens the encrypted tunnel on its machine, with a certificate of shoal's CA.
+    out = scenario("tunnels", str(cluster.shoal.home / "tls" / "ca-bundle.pem"))
+    assert out["https"] == out["tcp"] != ""
     # A function on a worker makes sandboxes: its client trusts the router's CA the worker was given.
     printed = cluster.shoal.modal("run", "sandbox_caller.py", "--no-snapshot").stdout.splitlines()
     made = json.loads(next(line for line in printed if line.startswith("{")))

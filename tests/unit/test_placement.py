@@ -95,12 +95,3 @@ def test_cpu_bound_workers_and_placing_around_them():
     request = request_of(api_pb2.Function())
     assert p.place(request, "ta-4", avoid={"a"}).worker_id == "b"
     assert p.place(request, "ta-5", avoid={"a", "b"}) is None
-
-
-def test_could_run_asks_of_a_worker_as_if_it_were_idle():
-    p = pool(Worker("w", 8000, 32000, gpus("H100")))
-    one_h100 = Request(0, 0, (GpuChoice("H100", 1),))
-    p.place(one_h100, "ta-1")  # busy now, yet it could run another once free
-    assert p.could_run("w", one_h100)
-    assert not p.could_run("w", Request(0, 0, (GpuChoice("A10G", 1),)))
-    assert not p.could_run("gone", one_h100)

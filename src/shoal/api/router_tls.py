@@ -88,6 +88,36 @@ def _current(path: str, names: list[x509.GeneralName]) -> bool:
     return all(n in held for n in names) and ends > datetime.datetime.now(datetime.timezone.utc)
 
 
+def _issue(
+    ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, name: str, names: list[x509.GeneralName]
+) -> tuple[bytes, bytes]:
+    """A server certificate for `names`, signed by the CA, and its key (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def for_worker(home: str, hosts: list[str]) -> tuple[str, str]:
+    """A certificate and key (PEM) for a joined worker's encrypted sandbox tunnels, for the names
+    and addresses it is reached at, signed by shoal's CA (made first by `ensure`)."""
+    ca_cert, ca_key = _authority(os.path.join(home, DIR))
+    cert, key = _issue(ca_cert, ca_key, "shoal worker tunnels", _names(hosts))
+    return cert.decode(), key.decode()
+
+
 def ensure(home: str, hosts: list[str], host_bundle: str) -> tuple[str, str, str]:
     """The router's certificate and key for `hosts` (names or addresses), made or renewed as
     needed, and the CA bundle containers trust (the host's bundle, if any, and shoal's CA)."""
@@ -97,23 +127,9 @@ def ensure(home: str, hosts: list[str], host_bundle: str) -> tuple[str, str, str
     cert_path, key_path = os.path.join(directory, "router.pem"), os.path.join(directory, "router.key")
     names = _names(["localhost", "127.0.0.1", "::1", socket.gethostname(), *hosts])
     if not _current(cert_path, names):
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shoal command router")]))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        _write(key_path, _key_pem(key), private=True)
-        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        cert, key = _issue(ca_cert, ca_key, "shoal command router", names)
+        _write(key_path, key, private=True)
+        _write(cert_path, cert)
     bundle = os.path.join(directory, "ca-bundle.pem")
     host_cas = b""
     if host_bundle and os.path.exists(host_bundle):

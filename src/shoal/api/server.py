@@ -18,6 +18,7 @@ from modal_version import __version__ as CLIENT_VERSION
 from ..control.errors import Unauthenticated
 from ..control.platform import Platform, Settings
 from ..worker.protocol import TASK_ID_HEADER, TASK_SECRET_HEADER
+from ..worker.tls_forward import TlsForwarder
 from . import router_tls
 from .admin import admin_routes
 from .blob_urls import BlobUrls
@@ -27,7 +28,6 @@ from .command_router import CommandRouter
 from .host_proof import SECRET_FILE, host_proof
 from .http import http_app
 from .servicer import ShoalServicer
-from .tunnels import TlsForwarder
 from .volumes import volume_routes
 from .web import web_app
 from .worker_service import WorkerService
@@ -57,7 +57,7 @@ class ShoalServer:
         self.host_proof = host_proof(secret)
         self.platform = Platform(settings, self._serve_task, secret)
         tunnel_tls = router_tls.server_context(cert, key, alpn=("http/1.1",))
-        self.platform.forward = TlsForwarder(tunnel_tls, host).open
+        self.platform.worker.forwarder = TlsForwarder(tunnel_tls, host)
         self._grpc: Server | None = None
         self._router: Server | None = None
         self._http: web.AppRunner | None = None

@@ -7,7 +7,8 @@ import logging
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from google.protobuf.wrappers_pb2 import BytesValue, StringValue
 from grpclib import GRPCError, Status
@@ -39,12 +40,14 @@ from ..worker.protocol import (
     plan_to_json,
     unpack,
 )
+from . import router_tls
+from .rpc import LOOPBACK
 from .tunnel import Check, serve_tunnel
 
 log = logging.getLogger(__name__)
 
 TAR_CHUNK = 1 << 20
-PROBE_WAIT = 10.0  # seconds a worker has to answer a TCP probe (it waits 5 s for the connection)
+REPLY_WAIT = 10.0  # seconds a worker has to answer a request (a TCP probe waits 5 s for its connection)
 
 
 class RemoteExec(Command):
@@ -93,15 +96,16 @@ def _stdin(exec_id: str, offset: int, data: bytes, eof: bool) -> dict:
 class RemoteLink:
     """Starts and stops containers on one connected worker; its messages come back through `serve`."""
 
-    def __init__(self, platform: Platform, worker_id: str, stream: Stream):
+    def __init__(self, platform: Platform, worker_id: str, stream: Stream, address: str):
         self.platform = platform
         self.worker_id = worker_id
         self.stream = stream
+        self.address = address  # the host its machine is reached at ("": shoal's own)
         self.send_lock = asyncio.Lock()
         self.running: dict[str, tuple[Callable[[int, bytes], None], ExitCallback]] = {}
         self.starting: dict[str, asyncio.Future] = {}  # task id -> resolved when its process runs
         self.execs: dict[str, RemoteExec] = {}  # exec id -> a command running there
-        self.probes: dict[str, asyncio.Future[bool]] = {}  # probe id -> its answer, once the worker sends it
+        self.replies: dict[str, asyncio.Future[dict]] = {}  # request id -> the worker's reply, once sent
         self.closed = False
         self._telling: set[asyncio.Task] = set()
 
@@ -148,17 +152,39 @@ class RemoteLink:
 
     async def probe_tcp(self, port: int) -> bool:
         """Whether something on the worker's machine accepts connections on `port` (the worker tries)."""
-        if self.closed:
-            return False
-        probe_id = new_id("pr")
-        answer = self.probes[probe_id] = asyncio.get_running_loop().create_future()
         try:
-            await self.send({"type": "probe_tcp", "probe_id": probe_id, "port": port})
-            return await asyncio.wait_for(answer, PROBE_WAIT)
-        except TimeoutError:
+            return bool((await self._ask({"type": "probe_tcp", "port": port}))["open"])
+        except ContainerError:
             return False
+
+    async def open_tunnel(self, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+        """A TLS port the worker opens on its machine in front of `port` there, and what closes it."""
+        reply = await self._ask({"type": "tunnel_open", "port": port})
+        tunnel_id = reply["request_id"]
+
+        async def close() -> None:
+            if not self.closed:
+                await self.send({"type": "tunnel_close", "tunnel_id": tunnel_id})
+
+        return reply["port"], close
+
+    async def _ask(self, message: dict) -> dict:
+        """Send a request and wait for the worker's reply to it; ContainerError if none comes or
+        the worker says it failed."""
+        if self.closed:
+            raise ContainerError(f"worker {self.worker_id} is gone")
+        request_id = new_id("rq")
+        reply = self.replies[request_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self.send({**message, "request_id": request_id})
+            answer = await asyncio.wait_for(reply, REPLY_WAIT)
+        except TimeoutError:
+            raise ContainerError(f"worker {self.worker_id} did not answer {message['type']}") from None
         finally:
-            self.probes.pop(probe_id, None)
+            self.replies.pop(request_id, None)
+        if answer.get("error"):
+            raise ContainerError(answer["error"])
+        return answer
 
     def tell(self, message: dict) -> None:
         """Send without waiting for the send (a kill from code that cannot wait)."""
@@ -190,8 +216,8 @@ class RemoteLink:
                 self._not_started(task_id, message["error"])
             elif kind == "exit" and task_id in self.running:
                 await self._exited(task_id, message["code"], message["oom"], excess_of(message))
-            elif kind == "probe_result" and (answer := self.probes.get(message["probe_id"])) and not answer.done():
-                answer.set_result(bool(message["open"]))
+            elif kind == "reply" and (reply := self.replies.get(message["request_id"])) and not reply.done():
+                reply.set_result(message)
             elif kind.startswith("exec_") and (command := self.execs.get(message["exec_id"])):
                 await self._to_command(command, kind, message)
             elif kind == "heartbeat":
@@ -228,9 +254,9 @@ class RemoteLink:
         for task_id in list(self.running):
             self.running[task_id][0](2, f"worker {self.worker_id} was lost\n".encode())
             await self._exited(task_id, -1, False, None)
-        for answer in self.probes.values():
-            if not answer.done():
-                answer.set_result(False)
+        for reply in self.replies.values():
+            if not reply.done():
+                reply.set_exception(ContainerError(f"worker {self.worker_id} was lost"))
         for command in list(self.execs.values()):
             if not command.started.done():
                 command.started.set_exception(ContainerError(f"worker {self.worker_id} was lost"))
@@ -262,15 +288,22 @@ class WorkerService:
             raise GRPCError(Status.INVALID_ARGUMENT, "a worker must start with its hello")
         gpus = tuple(Gpu(g["index"], g["type"], g["uuid"]) for g in hello["gpus"])
         worker = Worker(hello["name"], hello["milli_cpu"], hello["memory_mb"], gpus, volumes=bool(hello.get("volumes")))
-        link = RemoteLink(self.platform, worker.worker_id, stream)
+        # Its machine is reached at the address it connected from ("": this one, shoal's own).
+        peer = stream.peer.addr()
+        address = peer[0] if peer and peer[0] not in LOOPBACK else ""
+        link = RemoteLink(self.platform, worker.worker_id, stream, address)
         try:
             self.platform.workers.join(worker, link)
         except AlreadyExists as e:
             raise GRPCError(Status.ALREADY_EXISTS, str(e)) from None
         log.info("worker %s joined: %s", worker.worker_id, worker.shape())
         try:
-            # With the CA its containers need to trust the command router (see router_tls.py).
-            await stream.send_message(pack({"type": "welcome", "router_ca": self.platform.settings.router_ca}))
+            # With the CA its containers need to trust the command router, and a certificate of
+            # that CA for its encrypted sandbox tunnels (see router_tls.py).
+            machine = address or urlsplit(self.platform.settings.server_url).hostname or "127.0.0.1"
+            cert, key = router_tls.for_worker(self.platform.settings.home, [machine, "127.0.0.1", "localhost"])
+            welcome = {"router_ca": self.platform.settings.router_ca, "tunnel_cert": cert, "tunnel_key": key}
+            await stream.send_message(pack({"type": "welcome", **welcome}))
             await link.serve()
         finally:
             log.info("worker %s left", worker.worker_id)

@@ -20,8 +20,6 @@ from .errors import FailedPrecondition
 CPU_BUSY = 0.9
 CPU_BOUND_SHARE = 0.3
 
-LOCAL = "local"  # the embedded worker's name in the pool
-
 # What `gpu="A100"` accepts: the client sends the name as written, upper-cased.
 GPU_ALIASES = {"A100": ("A100-40GB", "A100-80GB"), "H100!": ("H100",)}
 
@@ -277,11 +275,6 @@ class Pool:
         if image_id:
             worker.images.add(image_id)
         return allocation
-
-    def could_run(self, worker_id: str, request: Request) -> bool:
-        """Whether the worker, were it idle, could run a container with the request."""
-        worker = self.workers.get(worker_id)
-        return worker is not None and _fits(request, worker, idle=True) is not None
 
     def check_satisfiable(self, request: Request) -> None:
         if not any(_fits(request, w, idle=True) is not None for w in self.workers.values()):

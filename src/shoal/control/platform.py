@@ -42,7 +42,7 @@ from .lifecycle import Lifecycle
 from .logs import Logs
 from .metrics import Metrics
 from .mounts import Mounts
-from .placement import LOCAL, Pool, Worker
+from .placement import Pool, Worker
 from .queues import Queues
 from .releases import Releases
 from .sandboxes import Sandboxes
@@ -60,6 +60,7 @@ from .workers import Workers
 log = logging.getLogger(__name__)
 
 IMAGE_BUILDER_VERSION = "2025.06"
+LOCAL = "local"  # the embedded worker's name in the pool
 # An ephemeral app whose client stopped sending heartbeats is stopped after this long.
 APP_HEARTBEAT_TIMEOUT = 120.0
 DETACHED_POLL = 0.5  # how often a finishing detached app looks for calls still running
@@ -172,8 +173,7 @@ class Platform:
             self.open_tunnels,
             self.probe_tcp,
         )
-        # Set by the server: a TLS port passing its connections to a port here, and what closes it.
-        self.forward: Callable[[int], Awaitable[tuple[int, Callable[[], Awaitable[None]]]]] | None = None
+
         self.web_endpoints = WebEndpoints(self.db, self.apps, lambda label: settings.web_url.format(label=label))
         self.web_requests = WebRequests(
             self.web_endpoints, self.calls, self.blobs, self.tokens, self.releases.call_target, self.cancel_call
@@ -273,24 +273,27 @@ class Platform:
     async def open_tunnels(
         self, task: Task, ports: list[api_pb2.PortSpec]
     ) -> tuple[list[api_pb2.TunnelData], Callable[[], Awaitable[None]]]:
-        """Where a sandbox's ports are reached from outside: containers share the host's network, so
-        an unencrypted one is the port itself, and an encrypted one a TLS port passing to it."""
-        if task.allocation.worker_id != LOCAL or self.forward is None:
-            raise FailedPrecondition(
-                f"Container {task.task_id} runs on worker {task.allocation.worker_id}: shoal opens tunnels to "
-                "sandboxes on its own worker only, not yet on workers that joined"
-            )
-        host = urlsplit(self.settings.server_url).hostname or "127.0.0.1"
+        """Where a sandbox's ports are reached from outside: containers share their machine's
+        network, so an unencrypted one is the port itself on its machine, and an encrypted one a
+        TLS port its worker opens in front of it."""
+        link = self.workers.link(task.allocation.worker_id)
+        if link is None:
+            raise FailedPrecondition(f"Worker {task.allocation.worker_id} is gone")
+        machine = link.address or urlsplit(self.settings.server_url).hostname or "127.0.0.1"
         found, closers = [], []
-        for spec in ports:
-            if spec.unencrypted:
-                found.append(
-                    api_pb2.TunnelData(unencrypted_host=host, unencrypted_port=spec.port, container_port=spec.port)
-                )
-                continue
-            port, close = await self.forward(spec.port)
-            closers.append(close)
-            found.append(api_pb2.TunnelData(host=host, port=port, container_port=spec.port))
+        try:
+            for spec in ports:
+                if spec.unencrypted:
+                    found.append(api_pb2.TunnelData(unencrypted_host=machine, unencrypted_port=spec.port))
+                else:
+                    port, close = await link.open_tunnel(spec.port)
+                    closers.append(close)
+                    found.append(api_pb2.TunnelData(host=machine, port=port))
+                found[-1].container_port = spec.port
+        except ContainerError as e:
+            for close in closers:
+                await close()
+            raise FailedPrecondition(f"Could not open the sandbox's tunnels: {e}") from None
 
         async def close_all() -> None:
             for close in closers:

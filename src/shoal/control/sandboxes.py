@@ -30,7 +30,7 @@ from .apps import Apps, valid_object_name
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ShoalError
 from .ids import new_id
 from .lifecycle import Lifecycle
-from .placement import LOCAL, Pool, Request, request_of
+from .placement import Pool, request_of
 from .scheduler import SandboxLaunch, Scheduler, Task
 from .secrets import Secrets
 
@@ -321,7 +321,7 @@ class Sandboxes:
         request = request_of(api_pb2.Function(resources=definition.resources, volume_mounts=definition.volume_mounts))
         task_id = new_id("ta") + (V2_MARKER if live.v2 else "")
         while not live.terminated.is_set():
-            allocation = self.pool.place(request, task_id, sandbox.image_id, self._elsewhere(definition, request))
+            allocation = self.pool.place(request, task_id, sandbox.image_id)
             if allocation is not None:
                 task = Task(
                     task_id,
@@ -337,13 +337,6 @@ class Sandboxes:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(live.terminated.wait(), PLACEMENT_RETRY)
         return None
-
-    def _elsewhere(self, definition: api_pb2.Sandbox, request: Request) -> list[str]:
-        """The workers a sandbox should not go to: with tunnels, which shoal opens on its own worker
-        only, every other, if its own could run it."""
-        if not definition.open_ports.ports or not self.pool.could_run(LOCAL, request):
-            return []
-        return [worker_id for worker_id in self.pool.workers if worker_id != LOCAL]
 
     async def _until_end(self, live: _Live, task: Task) -> GenericResult:
         """Its result: its command's exit, or whichever of timeout, termination and its

@@ -33,6 +33,11 @@ class Link(Protocol):
     async def probe_tcp(self, port: int) -> bool:
         """Whether something on the worker's machine accepts connections on `port`."""
 
+    address: str  # the host the worker's machine is reached at ("" for shoal's own)
+
+    async def open_tunnel(self, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+        """A TLS port on the worker's machine passing its connections to `port` there, and what closes it."""
+
 
 # A joined worker's cache of fetched images and code, as `shoal workers` shows it; the embedded
 # worker has none.

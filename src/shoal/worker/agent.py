@@ -18,6 +18,7 @@ from ..runtime import BindMount, Container, ContainerError, ContainerSpec, Exec,
 from . import nvidia
 from .cpu_load import CpuMeter
 from .excess import Excess, ExcessMeter
+from .tls_forward import TlsForwarder
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,9 @@ class LocalWorker:
         self._excess = ExcessMeter()
         self._real_gpus: dict[str, list[str]] = {}  # task id -> uuids of the NVIDIA GPUs it was given
         self._utilization: nvidia.Utilization | None = None  # NVML, once a container has a real GPU
+        # Encrypted sandbox tunnels: TLS with a certificate of shoal's CA, once it has one.
+        self.forwarder: TlsForwarder | None = None
+        self.address = ""  # the host clients reach this machine at ("": the control plane's own)
 
     async def start(
         self,
@@ -305,6 +309,12 @@ class LocalWorker:
             _, err = await proc.communicate()
         if proc.returncode:
             raise ContainerError(f"Could not copy the changes of container {task_id}: {err.decode().strip()}")
+
+    async def open_tunnel(self, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+        """A TLS port here passing its connections to `port` here (see tls_forward.py)."""
+        if self.forwarder is None:
+            raise ContainerError("this worker has no certificate for encrypted tunnels")
+        return await self.forwarder.open(port)
 
     async def probe_tcp(self, port: int) -> bool:
         """Whether something here accepts connections on `port`: containers share this machine's

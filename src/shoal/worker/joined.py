@@ -10,6 +10,8 @@ import asyncio
 import base64
 import logging
 import os
+import ssl
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from google.protobuf.wrappers_pb2 import BytesValue
@@ -34,6 +36,7 @@ from .protocol import (
     unpack,
 )
 from .task_proxy import RAW, Tunnel, serve_task
+from .tls_forward import TlsForwarder
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ class JoinedWorker:
         self.execs: dict[str, Command] = {}  # exec id -> a command running in a container here
         self.exec_tasks: set[asyncio.Task] = set()
         self.starting: dict[str, asyncio.Task] = {}  # task id -> fetching its image, not yet a container
+        self.tunnels: dict[str, Callable[[], Awaitable[None]]] = {}  # tunnel id -> what closes it
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay joined until `stop`, reconnecting after a lost connection; raises on a fatal refusal."""
@@ -141,6 +145,7 @@ class JoinedWorker:
             if welcome is None:
                 return
             self._trust(welcome.get("router_ca", ""))
+            self._tunnel_tls(welcome.get("tunnel_cert", ""), welcome.get("tunnel_key", ""))
             log.info("joined the control plane as %s", self.name)
             outbox: asyncio.Queue[dict] = asyncio.Queue()
             sender = asyncio.create_task(self._send(stream, outbox))
@@ -157,14 +162,23 @@ class JoinedWorker:
                         if starting := self.starting.get(message["task_id"]):
                             starting.cancel()
                         await self.local.stop(message["task_id"])
-                    elif message["type"] in ("exec", "probe_tcp"):
-                        handle = self._exec if message["type"] == "exec" else self._probe_tcp
+                    elif message["type"] == "tunnel_close":
+                        if close := self.tunnels.pop(message["tunnel_id"], None):
+                            await close()
+                    elif handle := {
+                        "exec": self._exec,
+                        "probe_tcp": self._probe_tcp,
+                        "tunnel_open": self._open_tunnel,
+                    }.get(message["type"]):
                         running = asyncio.create_task(handle(message, outbox))
                         self.exec_tasks.add(running)
                         running.add_done_callback(self.exec_tasks.discard)
                     elif command := self.execs.get(message.get("exec_id", "")):
                         await _to_command(command, message)
             finally:
+                for close in self.tunnels.values():  # the control plane that asked for them is gone
+                    await close()
+                self.tunnels.clear()
                 sender.cancel()
                 beat.cancel()
                 tunnel.cancel()
@@ -259,7 +273,34 @@ class JoinedWorker:
 
     async def _probe_tcp(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
         is_open = await self.local.probe_tcp(message["port"])
-        outbox.put_nowait({"type": "probe_result", "probe_id": message["probe_id"], "open": is_open})
+        outbox.put_nowait({"type": "reply", "request_id": message["request_id"], "open": is_open})
+
+    async def _open_tunnel(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
+        """A TLS port here in front of a sandbox's port (see tls_forward.py), until told to close it."""
+        reply = {"type": "reply", "request_id": message["request_id"]}
+        try:
+            port, self.tunnels[message["request_id"]] = await self.local.open_tunnel(message["port"])
+        except (ContainerError, OSError) as e:
+            outbox.put_nowait({**reply, "error": f"worker {self.name} could not open a tunnel: {e}"})
+            return
+        outbox.put_nowait({**reply, "port": port})
+
+    def _tunnel_tls(self, cert: str, key: str) -> None:
+        """The certificate of shoal's CA this worker's encrypted sandbox tunnels show."""
+        if not cert:
+            return
+        directory = os.path.join(self.home, "tls")
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        paths = os.path.join(directory, "tunnels.pem"), os.path.join(directory, "tunnels.key")
+        for path, pem in zip(paths, (cert, key), strict=True):
+            fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(pem)
+            os.replace(path + ".tmp", path)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*paths)
+        context.set_alpn_protocols(["http/1.1"])
+        self.local.forwarder = TlsForwarder(context, "0.0.0.0")
 
     def _trust(self, router_ca: str) -> None:
         """Containers here trust the control plane's command router: a CA bundle of this machine's

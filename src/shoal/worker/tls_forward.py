@@ -1,9 +1,10 @@
 """Encrypted sandbox tunnels: a TLS port of shoal's own whose connections are passed, decrypted,
 to a port a sandbox listens on.
 
-Containers share the host's network, so a sandbox's port is this machine's port: an unencrypted
-tunnel is that port itself, and an encrypted one needs only TLS in front of it. The certificate
-is the command router's (router_tls.py), for the names shoal is reached at.
+Containers share their machine's network, so a sandbox's port is that machine's port: an
+unencrypted tunnel is that port itself, and an encrypted one needs only TLS in front of it, on
+the same machine. The certificate is signed by shoal's CA (api/router_tls.py): the command
+router's on shoal's own machine, one of its own on a joined worker's.
 """
 
 import asyncio
@@ -12,6 +13,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 CHUNK = 64 * 1024
+Close = Callable[[], Awaitable[None]]
 
 
 class TlsForwarder:
@@ -19,7 +21,7 @@ class TlsForwarder:
         self.context = context
         self.host = host  # the address shoal listens on
 
-    async def open(self, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    async def open(self, port: int) -> tuple[int, Close]:
         """A TLS port passing its connections to `port` on this machine; returns it and what closes it."""
         connections: set[asyncio.Task] = set()
 
