@@ -1,6 +1,9 @@
 """Sandboxes end to end: `modal.Sandbox` in both the client's kinds, from the client and the CLI."""
 
 import json
+import time
+
+from inside import check_shell_in
 
 
 def scenario(shoal, name: str, *args: str) -> dict:
@@ -116,6 +119,13 @@ def test_sandboxes_from_the_cli_and_when_their_app_stops(shoal):
     assert task_id in shoal.modal("container", "list").stdout
     executed = shoal.modal("container", "exec", "--no-pty", task_id, "--", "sh", "-c", "echo $MODAL_SANDBOX_ID")
     assert executed.stdout.strip() == started["sandbox_id"]
+    check_shell_in(shoal, started["sandbox_id"])  # modal shell sb-...
+    for _ in range(100):  # its output reaches the app's log as it is read
+        if "started" in shoal.modal("container", "logs", started["sandbox_id"]).stdout:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("modal container logs shows no output of the sandbox")
     shoal.modal("app", "stop", "-y", "e2e-sandboxes")
     assert scenario(shoal, "result", started["sandbox_id"]) == {"returncode": 137}
 

@@ -278,7 +278,7 @@ def ready() -> dict:
 
 def start() -> dict:
     """A sandbox left running, for the test to look at from outside."""
-    sb = modal.Sandbox.create("sleep", "600", app=app(), timeout=900)
+    sb = modal.Sandbox.create("sh", "-c", "echo started; sleep 600", app=app(), timeout=900)
     return {"sandbox_id": sb.object_id, "task_id": sb._get_task_id()}
 
 
