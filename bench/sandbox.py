@@ -4,16 +4,22 @@ sandbox (`Sandbox.exec`), many sandboxes started at once, and output streamed ou
     eval "$(shoal env)"; python bench/sandbox.py [--n 20] [--execs 200] [--at-once 16] [--mib 64]
 
 The image is built (or found) before anything is timed: what is measured is a sandbox's own
-start, its container and its command, as the client sees it.
+start, its container and its command, as the client sees it. When shoal runs on this machine,
+`runc exec` of `true` into the same sandbox's container, with none of shoal, is timed as the
+yardstick of an exec.
 """
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import modal
+
+from shoal.cli.state import shoal_home
 
 APP = "bench-sandbox"
 
@@ -36,6 +42,19 @@ def first_output(app: modal.App) -> float:
     return elapsed
 
 
+def runc_exec(task_id: str, n: int) -> dict | None:
+    """`runc exec <container> true`, as a shell runs it; None when shoal's runc state is not here."""
+    root = os.path.join(shoal_home(), "runtime", "runc")
+    if not os.path.isdir(root):
+        return None
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run(["runc", "--root", root, "exec", task_id, "true"], check=True)
+        samples.append(time.perf_counter() - t0)
+    return _ms(samples)
+
+
 def main(n: int = 20, execs: int = 200, at_once: int = 16, mib: int = 64) -> dict:
     app = modal.App.lookup(APP, create_if_missing=True)
     first_output(app)  # the default image is built or found; the sandboxes' own start is what is timed
@@ -48,6 +67,7 @@ def main(n: int = 20, execs: int = 200, at_once: int = 16, mib: int = 64) -> dic
         t0 = time.perf_counter()
         assert sb.exec("true").wait() == 0
         exec_samples.append(time.perf_counter() - t0)
+    yardstick = runc_exec(sb._get_task_id(), 50)
 
     streamed = sb.exec("head", "-c", str(mib * 1024**2), "/dev/zero", text=False)
     t0 = time.perf_counter()
@@ -63,6 +83,7 @@ def main(n: int = 20, execs: int = 200, at_once: int = 16, mib: int = 64) -> dic
     return {
         "create_to_first_output": _ms(starts),
         "exec_round_trip": _ms(exec_samples),
+        "runc_exec_yardstick": yardstick,
         f"{at_once}_at_once": {"all_s": round(all_started, 2), "slowest_s": round(max(each), 2)},
         "exec_stdout_mib_per_s": round(stream_rate, 1),
     }

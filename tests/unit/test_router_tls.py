@@ -5,6 +5,7 @@ import asyncio
 import ssl
 
 from shoal.api import router_tls
+from shoal.worker.tls import server_context
 
 
 async def _handshake(server_context: ssl.SSLContext, client_context: ssl.SSLContext, name: str) -> str:
@@ -32,7 +33,7 @@ async def test_a_client_trusting_the_bundle_verifies_the_router_by_name_and_addr
     host_bundle = tmp_path / "host.pem"
     host_bundle.write_text("")
     cert, key, bundle = router_tls.ensure(str(tmp_path), ["gpu-box.internal", "10.1.2.3"], str(host_bundle))
-    context = router_tls.server_context(cert, key)
+    context = server_context(cert, key, alpn=("h2",))
     for name in ("gpu-box.internal", "10.1.2.3", "127.0.0.1", "localhost"):
         assert await _handshake(context, _client(bundle), name) == "h2"
     try:

@@ -58,7 +58,6 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
                 merge_stderr=req.stderr_config == sr_pb2.TASK_EXEC_STDERR_CONFIG_STDOUT,
                 terminal=(pty.winsz_rows or 24, pty.winsz_cols or 80) if pty.enabled else None,
             )
-            self.sandboxes.check_running(req.task_id)
             await self.execs.start(req.task_id, req.exec_id, list(req.command_args), options, req.timeout_secs)
         except Exception as e:
             raise to_grpc(e, "TaskExecStart") from None
@@ -108,7 +107,10 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
     async def SandboxStdioReadV2(self, stream):
         """The sandbox's command's output from an offset, live or after it ended."""
         req = await self._request(stream)
-        command = await self._sandbox_command(req.task_id)
+        try:
+            command = await self.sandboxes.command(req.task_id)
+        except Exception as e:
+            raise to_grpc(e, "SandboxStdioReadV2") from None
         if command is None:
             return  # a sandbox without a command has no output
         async for offset, data in command.read(1 if req.file_descriptor == SANDBOX_STDOUT else 2, req.offset):
@@ -116,10 +118,10 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
 
     async def SandboxStdinWriteV2(self, stream):
         req = await self._request(stream)
-        command = await self._sandbox_command(req.task_id)
-        if command is None:
-            raise GRPCError(Status.FAILED_PRECONDITION, "The sandbox runs no command to write to")
-        self.sandboxes.touch(req.task_id)
+        try:
+            command = await self.sandboxes.stdin(req.task_id)
+        except Exception as e:
+            raise to_grpc(e, "SandboxStdinWriteV2") from None
         await _write_stdin(command, req.offset, req.data, req.eof)
         await stream.send_message(sr_pb2.SandboxStdinWriteV2Response())
 
@@ -142,12 +144,6 @@ class CommandRouter(unimplemented(TaskCommandRouterBase)):
         except Exception as e:
             raise to_grpc(e, "TaskSnapshotFilesystem") from None
         await stream.send_message(sr_pb2.TaskSnapshotFilesystemResponse(image_id=image_id))
-
-    async def _sandbox_command(self, task_id: str) -> Command | None:
-        try:
-            return await self.sandboxes.command(task_id)
-        except Exception as e:
-            raise to_grpc(e, "Sandbox stdio") from None
 
     def _command(self, req):
         try:

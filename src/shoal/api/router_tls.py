@@ -6,32 +6,25 @@ included (it talks to the API on a unix socket), it wants HTTPS with a certifica
 So shoal makes a certificate authority once, under $SHOAL_HOME/tls, signs the router's
 certificate with it for the names and addresses the router is reached at, and gives its
 containers a CA bundle with the host's authorities and its own. Clients elsewhere trust it
-through SSL_CERT_FILE (`shoal env` says where the bundle is).
+through SSL_CERT_FILE pointing at a copy of that bundle ($SHOAL_HOME/tls/ca-bundle.pem).
 """
 
 import datetime
 import ipaddress
 import os
 import socket
-import ssl
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ..worker.tls import ca_bundle, write_file
+
 DIR = "tls"
 CA_YEARS = 20
 CERT_DAYS = 825  # what clients accept of a server certificate at most
 RENEW_DAYS = 30  # a certificate this close to its end is made again at start
-
-
-def _write(path: str, data: bytes, private: bool = False) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -62,8 +55,8 @@ def _authority(directory: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivat
         )  # certificate and CRL signing only
         .sign(key, hashes.SHA256())
     )
-    _write(key_path, _key_pem(key), private=True)
-    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    write_file(key_path, _key_pem(key), private=True)
+    write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert, key
 
 
@@ -128,14 +121,10 @@ def ensure(home: str, hosts: list[str], host_bundle: str) -> tuple[str, str, str
     names = _names(["localhost", "127.0.0.1", "::1", socket.gethostname(), *hosts])
     if not _current(cert_path, names):
         cert, key = _issue(ca_cert, ca_key, "shoal command router", names)
-        _write(key_path, key, private=True)
-        _write(cert_path, cert)
+        write_file(key_path, key, private=True)
+        write_file(cert_path, cert)
     bundle = os.path.join(directory, "ca-bundle.pem")
-    host_cas = b""
-    if host_bundle and os.path.exists(host_bundle):
-        with open(host_bundle, "rb") as f:
-            host_cas = f.read().rstrip(b"\n") + b"\n"
-    _write(bundle, host_cas + ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_file(bundle, ca_bundle(host_bundle, ca_cert.public_bytes(serialization.Encoding.PEM)))
     return cert_path, key_path, bundle
 
 
@@ -143,11 +132,3 @@ def ca_pem(home: str) -> str:
     """shoal's CA certificate, for workers elsewhere to add to their containers' bundle."""
     with open(os.path.join(home, DIR, "ca.pem")) as f:
         return f.read()
-
-
-def server_context(cert_path: str, key_path: str, alpn: tuple[str, ...] = ("h2",)) -> ssl.SSLContext:
-    """gRPC's by default (HTTP/2); a sandbox's encrypted tunnel offers what its server may speak."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
-    context.set_alpn_protocols(list(alpn))
-    return context

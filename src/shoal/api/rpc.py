@@ -61,27 +61,24 @@ def sending_task(servicer) -> str:
     return servicer.task_id or proxied_task.get()
 
 
-# Whether the request came over TCP from this machine's loopback address.
-from_loopback: ContextVar[bool] = ContextVar("from_loopback", default=False)
+# The request's peer (grpclib's), None for a container's request through its worker's tunnel.
+peer: ContextVar = ContextVar("peer", default=None)
+LOOPBACK = ("127.0.0.1", "::1")
 
 
 def _identify(stream) -> None:
     caller.set(str(stream.metadata.get("x-modal-token-id", "")))
     proxied_task.set(str(stream.metadata.get(TASK_ID_HEADER, "")))
-    # No peer for a container's request through its worker's tunnel; no address on a unix socket.
-    peer = getattr(stream, "peer", None)
-    address = peer.addr() if peer else None
-    from_loopback.set(bool(address) and address[0] in LOOPBACK)
-
-
-LOOPBACK = ("127.0.0.1", "::1")
+    peer.set(getattr(stream, "peer", None))
 
 
 def router_url(settings) -> str:
     """Where this request's client reaches the command router. The client speaks plain HTTP to it
     only when its API server is on localhost (and warns of HTTPS there), so a client on this
     machine's loopback gets the router beside the API; others, containers included, get HTTPS."""
-    return settings.loopback_router_url if from_loopback.get() and settings.loopback_router_url else settings.router_url
+    address = peer.get().addr() if peer.get() else None  # no address on a unix socket
+    from_loopback = bool(address) and address[0] in LOOPBACK
+    return settings.loopback_router_url if from_loopback and settings.loopback_router_url else settings.router_url
 
 
 # The largest request a client sends is a batch of map inputs: 49 of at most 2 MiB each inline

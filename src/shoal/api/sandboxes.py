@@ -37,7 +37,7 @@ class SandboxRpcs:
             req.app_id,
             req.definition,
             list(req.secret_sources),
-            {tag.tag_name: tag.tag_value for tag in req.tags},
+            _tags_of(req.tags),
         )
         return api_pb2.SandboxCreateV2Response(sandbox_id=sandbox.sandbox_id, metadata=_metadata(sandbox))
 
@@ -45,8 +45,7 @@ class SandboxRpcs:
     async def SandboxCreate(self, req):
         """The older kind names every secret by id, the `env=` dict as an ephemeral one among them."""
         sources = [api_pb2.SecretSource(secret_id=secret_id) for secret_id in req.definition.secret_ids]
-        tags = {tag.tag_name: tag.tag_value for tag in req.tags}
-        sandbox = await self.p.sandboxes.create(req.app_id, req.definition, sources, tags, v2=False)
+        sandbox = await self.p.sandboxes.create(req.app_id, req.definition, sources, _tags_of(req.tags), v2=False)
         return api_pb2.SandboxCreateResponse(sandbox_id=sandbox.sandbox_id, metadata=_metadata(sandbox))
 
     @streaming
@@ -59,7 +58,7 @@ class SandboxRpcs:
             return
         if not ((entry := req.last_entry_id or "0").isascii() and entry.isdigit()):
             raise InvalidArgument(f"Invalid log entry id {req.last_entry_id!r}")
-        offset = int(req.last_entry_id or 0)
+        offset = int(entry)
         fd = 1 if req.file_descriptor == api_pb2.FILE_DESCRIPTOR_STDOUT else 2
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         deadline = time.monotonic() + LOGS_WAIT
@@ -102,9 +101,8 @@ class SandboxRpcs:
 
     @unary
     async def SandboxWaitV2(self, req):
-        result = await self.p.sandboxes.wait(req.sandbox_id, poll_timeout(req.timeout, MAX_WAIT))
-        sandbox = await self.p.sandboxes.get(req.sandbox_id)
-        return api_pb2.SandboxWaitResponse(result=result, metadata=_metadata(sandbox))
+        sandbox = await self.p.sandboxes.wait(req.sandbox_id, poll_timeout(req.timeout, MAX_WAIT))
+        return api_pb2.SandboxWaitResponse(result=sandbox.result, metadata=_metadata(sandbox))
 
     @unary
     async def SandboxGetTunnelsV2(self, req):
@@ -123,7 +121,7 @@ class SandboxRpcs:
 
     @unary
     async def SandboxTagsSetV2(self, req):
-        await self.p.sandboxes.set_tags(req.sandbox_id, {tag.tag_name: tag.tag_value for tag in req.tags})
+        await self.p.sandboxes.set_tags(req.sandbox_id, _tags_of(req.tags))
         return empty_pb2.Empty()
 
     @unary
@@ -145,7 +143,7 @@ class SandboxRpcs:
         found = await self.p.sandboxes.list(
             req.app_id,
             req.environment_name or DEFAULT_ENVIRONMENT,
-            {tag.tag_name: tag.tag_value for tag in req.tags},
+            _tags_of(req.tags),
             req.include_finished,
             req.before_timestamp,
         )
@@ -166,6 +164,10 @@ def _metadata(sandbox: Sandbox) -> api_pb2.SandboxHandleMetadata:
 
 def _tags(tags: dict[str, str]) -> list[api_pb2.SandboxTag]:
     return [api_pb2.SandboxTag(tag_name=k, tag_value=v) for k, v in tags.items()]
+
+
+def _tags_of(protos) -> dict[str, str]:
+    return {tag.tag_name: tag.tag_value for tag in protos}
 
 
 def _info(sandbox: Sandbox) -> api_pb2.SandboxInfo:

@@ -18,6 +18,7 @@ from modal_version import __version__ as CLIENT_VERSION
 from ..control.errors import Unauthenticated
 from ..control.platform import Platform, Settings
 from ..worker.protocol import TASK_ID_HEADER, TASK_SECRET_HEADER
+from ..worker.tls import server_context
 from ..worker.tls_forward import TlsForwarder
 from . import router_tls
 from .admin import admin_routes
@@ -45,7 +46,7 @@ class ShoalServer:
         # Blob URLs go to clients and containers anywhere: they name the host they reach shoal at.
         public_host = urlsplit(settings.server_url).hostname or host
         cert, key, bundle = router_tls.ensure(settings.home, [public_host], settings.ca_bundle)
-        self._router_tls = router_tls.server_context(cert, key)
+        self._router_tls = server_context(cert, key, alpn=("h2",))
         settings.router_url = f"https://{public_host}:{router_port}"
         settings.router_ca = router_tls.ca_pem(settings.home)
         if host in ("127.0.0.1", "0.0.0.0", "localhost"):
@@ -56,7 +57,7 @@ class ShoalServer:
         self.blob_urls = BlobUrls(f"http://{public_host}:{http_port}", secret)
         self.host_proof = host_proof(secret)
         self.platform = Platform(settings, self._serve_task, secret)
-        tunnel_tls = router_tls.server_context(cert, key, alpn=("http/1.1",))
+        tunnel_tls = server_context(cert, key, alpn=("http/1.1",))
         self.platform.worker.forwarder = TlsForwarder(tunnel_tls, host)
         self._grpc: Server | None = None
         self._router: Server | None = None

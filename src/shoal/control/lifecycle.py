@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Collection
+from functools import partial
 
 from modal_proto import api_pb2
 
@@ -102,16 +103,15 @@ class Lifecycle:
         return ""
 
     async def _plan(self, task: Task) -> ContainerPlan:
-        revision = None if task.sandbox else await self.functions.revision(task.revision_id)
-        image_id = task.sandbox.definition.image_id if task.sandbox else revision.definition.image_id
+        if task.sandbox:
+            image_id, make = task.sandbox.definition.image_id, partial(self.plans.sandbox, task.task_id, task.sandbox)
+        else:
+            revision = await self.functions.revision(task.revision_id)
+            image_id, make = revision.definition.image_id, partial(self.plans.plan, task.task_id, revision)
         built = await self.images.built(image_id)
         # Held until the container exits, so that image garbage collection leaves its layers alone.
         self._leases[task.task_id] = await self.layers.hold(built.layers)
-        lower_dirs = await self.layers.ensure(built.layers)
-        if task.sandbox:
-            plan = await self.plans.sandbox(task.task_id, task.sandbox, built, lower_dirs)
-        else:
-            plan = await self.plans.plan(task.task_id, revision, built, lower_dirs)
+        plan = await make(built, await self.layers.ensure(built.layers))
         plan.gpus = [g.uuid for g in task.allocation.gpus]
         return plan
 

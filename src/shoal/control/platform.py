@@ -9,7 +9,6 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -165,15 +164,14 @@ class Platform:
             self.apps,
             self.secrets,
             self.pool,
+            self.workers,
             self.scheduler,
             self.lifecycle,
             self.run_in,
             self.execs.busy,
             self.snapshot_container,
-            self.open_tunnels,
-            self.probe_tcp,
+            urlsplit(settings.server_url).hostname or "127.0.0.1",
         )
-
         self.web_endpoints = WebEndpoints(self.db, self.apps, lambda label: settings.web_url.format(label=label))
         self.web_requests = WebRequests(
             self.web_endpoints, self.calls, self.blobs, self.tokens, self.releases.call_target, self.cancel_call
@@ -259,7 +257,9 @@ class Platform:
         await self.calls.create(revision.revision_id, api_pb2.FUNCTION_CALL_INVOCATION_TYPE_ASYNC, [(0, no_arguments)])
 
     async def run_in(self, task_id: str, args: list[str], options: ExecOptions) -> Command:
-        """A command run in a running container (`modal container exec`), on whichever worker has it."""
+        """A command run in a running container (`modal container exec`), on whichever worker has it;
+        not in a sandbox's that is ending."""
+        self.sandboxes.check_running(task_id)
         task = self.scheduler.tasks.get(task_id)
         link = self.workers.link(task.allocation.worker_id) if task else None
         try:
@@ -269,43 +269,6 @@ class Platform:
         if command is None:
             raise NotFound(f"Container {task_id} is not running")
         return command
-
-    async def open_tunnels(
-        self, task: Task, ports: list[api_pb2.PortSpec]
-    ) -> tuple[list[api_pb2.TunnelData], Callable[[], Awaitable[None]]]:
-        """Where a sandbox's ports are reached from outside: containers share their machine's
-        network, so an unencrypted one is the port itself on its machine, and an encrypted one a
-        TLS port its worker opens in front of it."""
-        link = self.workers.link(task.allocation.worker_id)
-        if link is None:
-            raise FailedPrecondition(f"Worker {task.allocation.worker_id} is gone")
-        machine = link.address or urlsplit(self.settings.server_url).hostname or "127.0.0.1"
-        found, closers = [], []
-        try:
-            for spec in ports:
-                if spec.unencrypted:
-                    found.append(api_pb2.TunnelData(unencrypted_host=machine, unencrypted_port=spec.port))
-                else:
-                    port, close = await link.open_tunnel(spec.port)
-                    closers.append(close)
-                    found.append(api_pb2.TunnelData(host=machine, port=port))
-                found[-1].container_port = spec.port
-        except ContainerError as e:
-            for close in closers:
-                await close()
-            raise FailedPrecondition(f"Could not open the sandbox's tunnels: {e}") from None
-
-        async def close_all() -> None:
-            for close in closers:
-                await close()
-
-        return found, close_all
-
-    async def probe_tcp(self, task: Task, port: int) -> bool:
-        """Whether something in the container accepts connections on `port`: containers share their
-        machine's network, so its worker tries that port of its own."""
-        link = self.workers.link(task.allocation.worker_id)
-        return await link.probe_tcp(port) if link else False
 
     async def snapshot_container(self, task: Task, image_id: str, app_id: str, label: str) -> str:
         """An image of a running container's file system: its image and what it changed (a sandbox's

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from modal_proto import api_pb2
 from sqlalchemy import insert, select, update
 
-from ..runtime import Command
+from ..runtime import Command, ContainerError
 from ..store import schema as t
 from ..store.database import Database
 from ..worker.agent import ExecOptions
@@ -30,9 +30,10 @@ from .apps import Apps, valid_object_name
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ShoalError
 from .ids import new_id
 from .lifecycle import Lifecycle
-from .placement import Pool, request_of
+from .placement import Pool, Request, request_of
 from .scheduler import SandboxLaunch, Scheduler, Task
 from .secrets import Secrets
+from .workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,6 @@ Busy = Callable[[str], bool]  # task id -> whether a command started in it still
 # (task, its image id, its app id, a label) -> the id of an image of its file system now
 Snapshot = Callable[[Task, str, str, str], Awaitable[str]]
 Close = Callable[[], Awaitable[None]]
-# (task, its ports) -> where each is reached from outside, and what closes them
-OpenTunnels = Callable[[Task, list[api_pb2.PortSpec]], Awaitable[tuple[list[api_pb2.TunnelData], Close]]]
-ProbeTcp = Callable[[Task, int], Awaitable[bool]]  # (task, port) -> whether something in it listens there
 
 
 @dataclass
@@ -76,6 +74,7 @@ class Sandbox:
 class _Live:
     sandbox: Sandbox
     launch: SandboxLaunch
+    request: Request  # what its container needs of a worker
     v2: bool
     command: Command | None = None  # its command, once it runs (None for a sandbox with none)
     stdin_index: int = 0  # the last stdin write of the older kind's, which numbers them
@@ -114,25 +113,25 @@ class Sandboxes:
         apps: Apps,
         secrets: Secrets,
         pool: Pool,
+        workers: Workers,
         scheduler: Scheduler,
         lifecycle: Lifecycle,
         run_in: RunIn,
         busy: Busy,
         snapshot: Snapshot,
-        open_tunnels: OpenTunnels,
-        probe_tcp: ProbeTcp,
+        public_host: str,
     ):
         self.db = db
         self.apps = apps
         self.secrets = secrets
         self.pool = pool
+        self.workers = workers
         self.scheduler = scheduler
         self.lifecycle = lifecycle
         self.run_in = run_in
         self.busy = busy
         self._snapshot = snapshot
-        self._open_tunnels = open_tunnels
-        self._probe_tcp = probe_tcp
+        self.public_host = public_host  # the host of shoal's own worker's tunnels
         self._live: dict[str, _Live] = {}  # sandbox id -> it, while it runs and KEEP_FINISHED after
         self._by_task: dict[str, _Live] = {}
         self._runners: set[asyncio.Task] = set()
@@ -171,7 +170,8 @@ class Sandboxes:
                 raise InvalidArgument(f"Invalid sandbox name {name!r}")
             if self._running_named(app_id, name):
                 raise AlreadyExists(f"A sandbox named '{name}' is already running in the app")
-        request_of(api_pb2.Function(resources=definition.resources))  # a malformed GPU request fails here
+        # What its container needs of a worker: a malformed GPU request fails here, at once.
+        request = request_of(api_pb2.Function(resources=definition.resources, volume_mounts=definition.volume_mounts))
         await self.lifecycle.check_sandbox(definition)
         env = await self.secrets.sources_env(secret_sources)
         sandbox = Sandbox(
@@ -198,7 +198,7 @@ class Sandboxes:
                 )
             )
         launch = SandboxLaunch(sandbox.sandbox_id, definition, env)
-        live = self._live[sandbox.sandbox_id] = _Live(sandbox, launch, v2)
+        live = self._live[sandbox.sandbox_id] = _Live(sandbox, launch, request, v2)
         self._spawn(self._run(live))
         return sandbox
 
@@ -246,7 +246,7 @@ class Sandboxes:
             return GenericResult(
                 status=GenericResult.GENERIC_STATUS_FAILURE, exception=f"The sandbox could not start: {why}"
             )
-        task.state = "running"
+        self.scheduler.mark_running(task.task_id)
         close_tunnels = None
         try:
             if definition.open_ports.ports:
@@ -278,13 +278,42 @@ class Sandboxes:
                     passed = await command.wait() == 0
                 except ShoalError:
                     passed = False
-            else:
-                passed = await self._probe_tcp(task, probe.tcp_port)
+            else:  # containers share their machine's network: its worker tries the port of its own
+                link = self.workers.link(task.allocation.worker_id)
+                passed = await link.probe_tcp(probe.tcp_port) if link else False
             if passed:
                 live.ready_at = time.time()
                 live.ready.set()
                 return
             await asyncio.sleep(interval)
+
+    async def _open_tunnels(self, task: Task, ports: list[api_pb2.PortSpec]) -> tuple[list[api_pb2.TunnelData], Close]:
+        """Where its ports are reached from outside: containers share their machine's network, so
+        an unencrypted one is the port itself on its machine, and an encrypted one a TLS port its
+        worker opens in front of it. Returns them and what closes them."""
+        link = self.workers.link(task.allocation.worker_id)
+        if link is None:
+            raise FailedPrecondition(f"Worker {task.allocation.worker_id} is gone")
+        machine = link.address or self.public_host
+        found, closers = [], []
+
+        async def close_all() -> None:
+            for close in closers:
+                await close()
+
+        try:
+            for spec in ports:
+                if spec.unencrypted:
+                    found.append(api_pb2.TunnelData(unencrypted_host=machine, unencrypted_port=spec.port))
+                else:
+                    port, close = await link.open_tunnel(spec.port)
+                    closers.append(close)
+                    found.append(api_pb2.TunnelData(host=machine, port=port))
+                found[-1].container_port = spec.port
+        except ContainerError as e:
+            await close_all()
+            raise FailedPrecondition(f"Could not open the sandbox's tunnels: {e}") from None
+        return found, close_all
 
     async def wait_until_ready(self, task_id: str, timeout: float) -> float:
         """When its readiness probe succeeded, waiting up to `timeout`; raises if it ends first."""
@@ -317,11 +346,10 @@ class Sandboxes:
     async def _place(self, live: _Live) -> Task | None:
         """A task for the sandbox on a worker with room for it, once one has; None if it was
         terminated meanwhile. Raises Unsatisfiable when no worker ever could run it."""
-        sandbox, definition = live.sandbox, live.launch.definition
-        request = request_of(api_pb2.Function(resources=definition.resources, volume_mounts=definition.volume_mounts))
+        sandbox = live.sandbox
         task_id = new_id("ta") + (V2_MARKER if live.v2 else "")
         while not live.terminated.is_set():
-            allocation = self.pool.place(request, task_id, sandbox.image_id)
+            allocation = self.pool.place(live.request, task_id, sandbox.image_id)
             if allocation is not None:
                 task = Task(
                     task_id,
@@ -390,11 +418,6 @@ class Sandboxes:
             elif now - live.active_at >= limit:
                 return
 
-    def touch(self, task_id: str) -> None:
-        """Its stdin was written to: it is not idle."""
-        if live := self._by_task.get(task_id):
-            live.active_at = time.monotonic()
-
     async def _end(self, live: _Live, result: GenericResult) -> None:
         sandbox = live.sandbox
         sandbox.result, sandbox.finished_at = result, time.time()
@@ -419,13 +442,13 @@ class Sandboxes:
             raise NotFound(f"Sandbox {sandbox_id} not found")
         return _from_row(row)
 
-    async def wait(self, sandbox_id: str, timeout: float) -> GenericResult | None:
-        """Its result once it ended, waiting up to `timeout`; None if it still runs."""
+    async def wait(self, sandbox_id: str, timeout: float) -> Sandbox:
+        """The sandbox once it ended (its result set), or after `timeout` (its result still None)."""
         if live := self._live.get(sandbox_id):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(live.ended.wait(), timeout)
-            return live.sandbox.result
-        return (await self.get(sandbox_id)).result
+            return live.sandbox
+        return await self.get(sandbox_id)
 
     async def task_id(self, sandbox_id: str, timeout: float) -> tuple[str, GenericResult | None]:
         """Its task once its command runs (waiting up to `timeout`), else ""; with its result if it ended."""
@@ -483,17 +506,22 @@ class Sandboxes:
             live.snapshots[snapshot_id] = await self._snapshot(task, sandbox.image_id, sandbox.app_id, label)
         return live.snapshots[snapshot_id]
 
+    async def stdin(self, task_id: str) -> Command:
+        """The command to write a sandbox's stdin to, once it runs; writing counts as use (see idle_timeout)."""
+        live = self._by_task.get(task_id)
+        if live is None:
+            raise NotFound(f"No sandbox runs in container {task_id}")
+        return await _stdin(live)
+
     async def write_stdin(self, sandbox_id: str, index: int, data: bytes, eof: bool) -> None:
         """Stdin as the older kind writes it: numbered writes, of which one sent again is written once."""
         live = self._live.get(sandbox_id)
-        if live is not None:
-            await live.started.wait()
-        if live is None or live.command is None:
+        if live is None:
             raise FailedPrecondition(f"Sandbox {sandbox_id} runs no command to write to")
-        self.touch(live.sandbox.task_id)
+        command = await _stdin(live)
         if index > live.stdin_index:
             live.stdin_index = index
-            await live.command.write_stdin(live.command.stdin_offset, data, eof)
+            await command.write_stdin(command.stdin_offset, data, eof)
 
     def task_of(self, sandbox_id: str) -> str:
         """The task of a sandbox whose command ran, while its output is kept."""
@@ -557,6 +585,8 @@ class Sandboxes:
             query = query.where(t.sandboxes.c.finished_at.is_(None))
         if before:
             query = query.where(t.sandboxes.c.created_at < before)
+        if not tags:  # else the tags are matched here, row by row
+            query = query.limit(LIST_PAGE)
         found = []
         async with self.db.tx() as conn:
             for row in await conn.execute(query):
@@ -572,6 +602,14 @@ async def _command(live: _Live) -> Command | None:
     await live.started.wait()
     if live.command is None:
         await live.ended.wait()
+    return live.command
+
+
+async def _stdin(live: _Live) -> Command:
+    await live.started.wait()
+    if live.command is None:
+        raise FailedPrecondition(f"Sandbox {live.sandbox.sandbox_id} runs no command to write to")
+    live.active_at = time.monotonic()
     return live.command
 
 

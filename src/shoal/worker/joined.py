@@ -10,7 +10,6 @@ import asyncio
 import base64
 import logging
 import os
-import ssl
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -36,6 +35,7 @@ from .protocol import (
     unpack,
 )
 from .task_proxy import RAW, Tunnel, serve_task
+from .tls import ca_bundle, server_context, write_file
 from .tls_forward import TlsForwarder
 
 log = logging.getLogger(__name__)
@@ -291,16 +291,10 @@ class JoinedWorker:
             return
         directory = os.path.join(self.home, "tls")
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        paths = os.path.join(directory, "tunnels.pem"), os.path.join(directory, "tunnels.key")
-        for path, pem in zip(paths, (cert, key), strict=True):
-            fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(pem)
-            os.replace(path + ".tmp", path)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(*paths)
-        context.set_alpn_protocols(["http/1.1"])
-        self.local.forwarder = TlsForwarder(context, "0.0.0.0")
+        cert_path, key_path = os.path.join(directory, "tunnels.pem"), os.path.join(directory, "tunnels.key")
+        write_file(cert_path, cert.encode())
+        write_file(key_path, key.encode(), private=True)
+        self.local.forwarder = TlsForwarder(server_context(cert_path, key_path, alpn=("http/1.1",)), "0.0.0.0")
 
     def _trust(self, router_ca: str) -> None:
         """Containers here trust the control plane's command router: a CA bundle of this machine's
@@ -308,12 +302,8 @@ class JoinedWorker:
         host_bundle = default_ca_bundle()
         if not router_ca or not host_bundle:
             return
-        with open(host_bundle) as f:
-            cas = f.read().rstrip("\n") + "\n" + router_ca
         path = os.path.join(self.home, "ca-bundle.pem")
-        with open(path + ".tmp", "w") as f:
-            f.write(cas)
-        os.replace(path + ".tmp", path)
+        write_file(path, ca_bundle(host_bundle, router_ca.encode()))
         self.local.ca_bundle = path
 
     async def _serve_task(self, task_id: str, path: str):
