@@ -95,3 +95,26 @@ def test_cpu_bound_workers_and_placing_around_them():
     request = request_of(api_pb2.Function())
     assert p.place(request, "ta-4", avoid={"a"}).worker_id == "b"
     assert p.place(request, "ta-5", avoid={"a", "b"}) is None
+
+
+def test_a_cluster_is_placed_whole_or_not_at_all():
+    p = pool(
+        Worker("a", 8000, 16000, (Gpu(0, "H100", "GPU-a0"),)), Worker("b", 8000, 16000, (Gpu(0, "H100", "GPU-b0"),))
+    )
+    h100 = Request(gpus=(GpuChoice("H100", 1),))
+    assert p.place(h100, "ta-0")
+    # one H100 free, two asked: nothing is held for the cluster meanwhile
+    assert p.place_all(h100, ["ta-1", "ta-2"]) is None
+    assert sum(w.free_gpu_count() for w in p.workers.values()) == 1
+    p.release("ta-0")
+    placed = p.place_all(h100, ["ta-1", "ta-2"])
+    assert sorted(a.worker_id for a in placed) == ["a", "b"]
+
+
+def test_a_cluster_the_pool_could_never_hold_is_unsatisfiable():
+    p = pool(Worker("a", 8000, 16000, (Gpu(0, "H100", "GPU-a0"), Gpu(1, "H100", "GPU-a1"))))
+    with pytest.raises(Unsatisfiable, match="a cluster of 3 containers, each with gpu=H100: the pool has 1 worker"):
+        p.place_all(Request(gpus=(GpuChoice("H100", 1),)), ["ta-1", "ta-2", "ta-3"])
+    assert p.workers["a"].free_gpu_count() == 2
+    assert len(p.place_all(Request(milli_cpu=1000), [f"ta-{i}" for i in range(8)])) == 8
+    assert len(p.place_all(Request(), [f"ta-x{i}" for i in range(50)])) == 50  # reserving nothing, any number fits

@@ -276,13 +276,42 @@ class Pool:
             worker.images.add(image_id)
         return allocation
 
-    def check_satisfiable(self, request: Request) -> None:
-        if not any(_fits(request, w, idle=True) is not None for w in self.workers.values()):
+    def place_all(
+        self, request: Request, task_ids: list[str], image_id: str = "", avoid: Collection[str] = ()
+    ) -> list[Allocation] | None:
+        """Room for each of a cluster's containers, all at once or none (gang placement); None
+        when the pool has no room for all of them now."""
+        placed: list[Allocation] = []
+        try:
+            for task_id in task_ids:
+                if (allocation := self.place(request, task_id, image_id, avoid)) is None:
+                    if time.monotonic() >= self.rejoin_deadline:
+                        self.check_satisfiable(request, len(task_ids))
+                    return None
+                placed.append(allocation)
+            return placed
+        finally:
+            if len(placed) < len(task_ids):
+                for task_id in task_ids[: len(placed)]:
+                    self.release(task_id)
+
+    def check_satisfiable(self, request: Request, count: int = 1) -> None:
+        """Raise Unsatisfiable when the pool, idle, could not hold `count` containers of the request."""
+        room = 0
+        for w in self.workers.values():
+            idle = Worker(w.worker_id, w.milli_cpu, w.memory_mb, w.gpus, volumes=w.volumes)
+            while room < count and (gpus := _fits(request, idle, idle=False)) is not None:
+                idle.hold(f"would-be {room}", Allocation(w.worker_id, request.milli_cpu, request.memory_mb, gpus))
+                room += 1
+                if not (request.milli_cpu or request.memory_mb or request.gpus):
+                    room = count  # it reserves nothing: any worker holds them all
+        if room < count:
             shapes: dict[str, int] = {}
             for worker in self.workers.values():
                 shapes[worker.shape()] = shapes.get(worker.shape(), 0) + 1
             pool = "; ".join(f"{n} worker{'s' * (n > 1)} with {shape}" for shape, n in shapes.items()) or "no workers"
-            raise Unsatisfiable(f"No worker can ever run a container with {request}: the pool has {pool}")
+            what = "a container" if count == 1 else f"a cluster of {count} containers, each"
+            raise Unsatisfiable(f"No worker can ever run {what} with {request}: the pool has {pool}")
 
     def release(self, task_id: str) -> None:
         worker_id = self._placed.pop(task_id, None)
