@@ -26,7 +26,7 @@ CACHE = {
 FAKE_GPUS = "H100:2,A10G:1"
 
 
-def _free_ports() -> int:
+def free_ports() -> int:
     """A port P with P + 1 to P + 3 free too (shoal serves blobs, web endpoints and the command
     router there). Each is bound to check: a port that an outgoing connection uses has no
     listener to answer a connect, but a bind fails."""
@@ -116,7 +116,7 @@ def running_shoal(
             subprocess.run(["cp", "-al", str(cache), str(home / name)], check=True)
         else:
             os.symlink(cache, home / name)
-    instance = Shoal(home, _free_ports())
+    instance = Shoal(home, free_ports())
     try:
         for attempt in range(3):
             try:
@@ -126,7 +126,7 @@ def running_shoal(
                 # Between the check and shoal's bind, another process may take one of the ports.
                 if "address already in use" not in str(e) or attempt == 2:
                     raise
-                instance.port = _free_ports()
+                instance.port = free_ports()
         yield instance
     finally:
         instance.down()

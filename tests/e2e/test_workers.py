@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, Shoal, running_shoal
+from conftest import VENV_BIN, Shoal, free_ports, running_shoal
 from inside import check_shell
 from metering import check_billed_above_the_reservation
 
@@ -91,6 +91,16 @@ def test_gpu_function_runs_on_the_worker_that_has_its_gpu(cluster):
         return [w["cpu_busy"] for w in json.loads(cluster.shoal.shoal("workers", "--json").stdout)]
 
     _wait_for(lambda: all(0.0 < busy <= 1.0 for busy in loads()), timeout=30)
+
+
+def test_a_cluster_spans_workers_and_its_ranks_reach_each_other(cluster):
+    port = free_ports()
+    out = cluster.shoal.modal("run", "workers.py::clustered", "--port", str(port)).stdout
+    ranks = json.loads(next(line for line in out.splitlines() if line.startswith("cluster: ")).split(": ", 1)[1])
+    # one H100 each, so one rank on each worker; they reached rank 0 at the address of its worker's
+    # machine (the address the worker connected from)
+    assert sorted(r["gpu"] for r in ranks) == ["GPU-fake-w-a-0-H100", "GPU-fake-w-b-0-H100"]
+    assert [r["rank"] for r in ranks] == [0, 1] and ranks[0]["ips"] == ["::ffff:127.0.0.1"] * 2
 
 
 def test_scale_from_zero_to_max_containers_and_back_on_workers(cluster):

@@ -24,8 +24,8 @@ async def make_scheduler(tmp_path) -> tuple[Scheduler, Calls, Pool]:
     pool = Pool()
     pool.add(Worker("w", 4000, 8000, (Gpu(0, "H100", "GPU-0"),)))
 
-    def place(revision, task_id, avoid):
-        return pool.place(request_of(revision.definition), task_id, avoid=avoid)
+    def place(revision, task_ids, avoid):
+        return pool.place_all(request_of(revision.definition), task_ids, avoid=avoid)
 
     async def launch(task):
         scheduler.mark_running(task.task_id)

@@ -187,15 +187,24 @@ async def test_a_class_variant_runs_its_options_over_the_class_definition(db):
 
 
 @pytest.mark.parametrize(
-    "definition, named",
+    "definition, refusal",
     [
-        (api_pb2.Function(cloud_bucket_mounts=[api_pb2.CloudBucketMount(bucket_name="b")]), "CloudBucketMount"),
-        (api_pb2.Function(_experimental_group_size=2), "clustered"),
+        (
+            api_pb2.Function(cloud_bucket_mounts=[api_pb2.CloudBucketMount(bucket_name="b")]),
+            "'f' uses what shoal does not support yet: modal.CloudBucketMount",
+        ),
+        (
+            api_pb2.Function(
+                _experimental_group_size=2,
+                webhook_config=api_pb2.WebhookConfig(type=api_pb2.WEBHOOK_TYPE_FUNCTION),
+            ),
+            "'f' is clustered and a web endpoint",
+        ),
     ],
 )
-async def test_functions_using_what_shoal_lacks_are_refused(db, definition, named):
+async def test_functions_using_what_shoal_lacks_are_refused(db, definition, refusal):
     definition = api_pb2.Function(function_name="f", **{f.name: v for f, v in definition.ListFields()})
-    with pytest.raises(InvalidArgument, match=f"'f' uses what shoal does not support yet: .*{named}"):
+    with pytest.raises(InvalidArgument, match=refusal):
         await Functions(db).create("ap-1", definition)
 
 

@@ -27,6 +27,7 @@ from ..control.pulse import Pulse
 from ..control.scheduler import Autoscaling
 from .account import AccountRpcs
 from .blob_urls import BlobUrls
+from .clusters import ClusterRpcs
 from .dicts import DictRpcs
 from .inspection import InspectionRpcs
 from .queues import QueueRpcs
@@ -47,7 +48,9 @@ MULTIPART_MAX_PARTS = 10_000
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's request carries no data to tell it by
 
 
-class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs, SandboxRpcs, UnimplementedServicer):
+class ShoalServicer(
+    AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs, SandboxRpcs, ClusterRpcs, UnimplementedServicer
+):
     def __init__(self, platform: Platform, blob_urls: BlobUrls, task_id: str = ""):
         self.p = platform
         self.blob_urls = blob_urls
@@ -759,13 +762,8 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs
             task.ready, task.ready_at = True, time.time()
         if task.stop.is_set():
             return api_pb2.FunctionGetInputsResponse(inputs=[api_pb2.FunctionGetInputsItem(kill_switch=True)])
-        inputs = await self.p.calls.next_inputs(
-            task.revision_id,
-            task.task_id,
-            max(1, req.batch_max_size),
-            INPUTS_POLL,
-            task.stop,
-            req.batch_linger_ms / 1000,
+        inputs = await self.p.clusters.next_inputs(
+            task, max(1, req.batch_max_size), INPUTS_POLL, req.batch_linger_ms / 1000
         )
         if not inputs:
             if task.stop.is_set():
@@ -795,13 +793,13 @@ class ShoalServicer(AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs
     async def FunctionPutOutputs(self, req):
         task = self._task()
         for item in req.outputs:
-            await self.p.calls.put_output(task.task_id, item.input_id, item.result, item.data_format)
+            await self.p.clusters.put_output(task, item.input_id, item.result, item.data_format)
         task.idle_since = time.monotonic()  # the scale-down window counts from the last output
         return empty_pb2.Empty()
 
     @unary
     async def FunctionCallPutDataOut(self, req):
-        await self.p.calls.put_data_out(self._task().task_id, req.function_call_id, list(req.data_chunks))
+        await self.p.clusters.put_data_out(self._task(), req.function_call_id, list(req.data_chunks))
         return empty_pb2.Empty()
 
 

@@ -12,6 +12,7 @@ OWN_IO = frozenset(
         "ContainerLog",
         "TaskResult",
         "FunctionGetInputs",
+        "TaskClusterHello",
         "FunctionPutOutputs",
         "FunctionGetDynamicConcurrency",
         "FunctionCallPutDataOut",

@@ -248,14 +248,14 @@ class Functions:
 
 def refuse_unsupported(definition: api_pb2.Function) -> None:
     """Refuse what shoal cannot do yet, rather than accept a function that would silently lack it."""
-    missing = []
     if definition.cloud_bucket_mounts:
-        missing.append("modal.CloudBucketMount")
-    if definition._experimental_group_size > 1:
-        missing.append("@modal.experimental.clustered")
-    if missing:
         raise InvalidArgument(
-            f"'{definition.function_name}' uses what shoal does not support yet: {'; '.join(missing)}"
+            f"'{definition.function_name}' uses what shoal does not support yet: modal.CloudBucketMount"
+        )
+    if definition._experimental_group_size and definition.webhook_config.type:
+        raise InvalidArgument(
+            f"'{definition.function_name}' is clustered and a web endpoint: as in Modal, clustered web "
+            "endpoints are not supported"
         )
 
 

@@ -76,5 +76,7 @@ def function_data(fdef: api_pb2.Function, gpu_choices: tuple[str, ...] = ()) -> 
         untrusted=fdef.untrusted,
         supported_input_formats=fdef.supported_input_formats,
         supported_output_formats=fdef.supported_output_formats,
+        _experimental_group_size=fdef._experimental_group_size,
+        _experimental_fabric_size=fdef._experimental_fabric_size,
         ranked_functions=ranked,
     )

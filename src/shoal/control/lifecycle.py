@@ -18,6 +18,7 @@ from ..images.store import LayerStore, Lease
 from ..worker.agent import ContainerPlan
 from ..worker.excess import Excess
 from .calls import Calls, Input
+from .clusters import ipv6_form, machine_ip
 from .container_plans import ContainerPlans
 from .containers import Containers
 from .errors import NotFound
@@ -25,7 +26,7 @@ from .functions import Functions, Revision
 from .images import Images
 from .logs import Logs
 from .placement import Allocation, Pool, request_of
-from .scheduler import Scheduler, Task
+from .scheduler import Scheduler, Task, members
 from .workers import Workers
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,9 @@ class Lifecycle:
         self._starting: set[asyncio.Task] = set()
         self._leases: dict[str, Lease] = {}  # task id -> the image layers its container uses
 
-    def place(self, revision: Revision, task_id: str, avoid: Collection[str]) -> Allocation | None:
+    def place(self, revision: Revision, task_ids: list[str], avoid: Collection[str]) -> list[Allocation] | None:
         request = request_of(revision.definition, revision.gpu_choices)
-        return self.pool.place(request, task_id, revision.definition.image_id, avoid)
+        return self.pool.place_all(request, task_ids, revision.definition.image_id, avoid)
 
     async def launch(self, task: Task) -> None:
         await self.containers.placed(task)
@@ -105,14 +106,21 @@ class Lifecycle:
     async def _plan(self, task: Task) -> ContainerPlan:
         if task.sandbox:
             image_id, make = task.sandbox.definition.image_id, partial(self.plans.sandbox, task.task_id, task.sandbox)
+            private_network = False
         else:
             revision = await self.functions.revision(task.revision_id)
             image_id, make = revision.definition.image_id, partial(self.plans.plan, task.task_id, revision)
+            private_network = task.cluster is not None or revision.definition.i6pn_enabled
         built = await self.images.built(image_id)
         # Held until the container exits, so that image garbage collection leaves its layers alone.
         self._leases[task.task_id] = await self.layers.hold(built.layers)
         plan = await make(built, await self.layers.ensure(built.layers))
         plan.gpus = [g.uuid for g in task.allocation.gpus]
+        if private_network:
+            ip = await asyncio.to_thread(machine_ip, self.workers.address(task.allocation.worker_id))
+            plan.i6pn_address = ipv6_form(ip)
+            if task.cluster:
+                task.cluster.addresses[task.rank] = ip
         return plan
 
     async def terminate(self, task: Task) -> None:
@@ -124,7 +132,8 @@ class Lifecycle:
         their retries untouched, and run elsewhere; the containers count as killed."""
         for task in list(self.scheduler.tasks.values()):
             if task.allocation.worker_id == worker_id:
-                self.calls.requeue_running(task.task_id)
+                for member in members(task):  # a cluster's lead runs its inputs, wherever it is
+                    self.calls.requeue_running(member.task_id)
                 if not task.kill_status:
                     task.kill_status = GenericResult.GENERIC_STATUS_INTERNAL_FAILURE
                     task.kill_message = f"Worker {worker_id} was lost"
@@ -147,6 +156,7 @@ class Lifecycle:
         self.pool.release(task.task_id)
         was_draining = task.state == "draining"
         self.scheduler.exited(task.task_id)
+        await self.scheduler.break_cluster(task, code)
         if task.sandbox:
             return  # it ran no inputs; its sandbox settles its own result
         if task.kill_status:
@@ -176,7 +186,8 @@ class Lifecycle:
         if graceful:
             await self.scheduler.drain(task)
             return
-        self.calls.requeue_running(task_id)
+        for member in members(task):  # a cluster stops as one
+            self.calls.requeue_running(member.task_id)
         await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Container was stopped")
 
     async def cancel_running(self, input_ids: list[str], terminate: bool) -> None:
@@ -189,8 +200,9 @@ class Lifecycle:
             if terminate:
                 await self.scheduler.kill(task, GenericResult.GENERIC_STATUS_TERMINATED, "Function call was cancelled")
             else:
-                task.cancelled_inputs.append(input_id)
-                task.cancel_pulse.notify()
+                for member in members(task):  # each rank of a cluster runs the input
+                    member.cancelled_inputs.append(input_id)
+                    member.cancel_pulse.notify()
 
     async def wait_cancellations(self, task: Task, timeout: float) -> list[str]:
         if not task.cancelled_inputs:
@@ -211,7 +223,9 @@ class _OrderedOutput:
         self.pump = asyncio.create_task(self._pump())
 
     def put(self, fd: int, data: bytes) -> None:
-        self.queue.put_nowait((fd, data, time.time(), self.calls.input_running_on(self.task.task_id)))
+        # A cluster's other ranks run the input its lead does.
+        runs_inputs = self.task.cluster.lead if self.task.cluster else self.task.task_id
+        self.queue.put_nowait((fd, data, time.time(), self.calls.input_running_on(runs_inputs)))
 
     async def flush(self) -> None:
         self.queue.put_nowait(None)

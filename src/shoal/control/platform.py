@@ -29,6 +29,7 @@ from .apps import Apps
 from .build_functions import BuildFunctions
 from .call_history import CallHistory
 from .calls import Calls
+from .clusters import Clusters
 from .container_plans import ContainerPlans
 from .containers import Containers
 from .deployments import Deployments
@@ -129,7 +130,8 @@ class Platform:
         self.lifecycle = Lifecycle(
             self.pool, self.calls, self.containers, self.logs, self.functions, self.images, self.layers, self.plans
         )
-        self.workers = Workers(self.pool, self.lifecycle.worker_lost)
+        own_host = urlsplit(settings.server_url).hostname or "127.0.0.1"
+        self.workers = Workers(self.pool, self.lifecycle.worker_lost, own_host)
         if inventory:
             self.workers.join(
                 Worker(LOCAL, inventory.milli_cpu, inventory.memory_mb, inventory.gpus, volumes=True), self.worker
@@ -145,6 +147,7 @@ class Platform:
             self.pool.cpu_bound,
         )
         self.lifecycle.scheduler, self.lifecycle.workers = self.scheduler, self.workers
+        self.clusters = Clusters(self.calls, self.scheduler)
         self.call_history = CallHistory(self.db, self.calls, self.scheduler.tasks)
         self.metrics = Metrics(self.db, self.call_history)
         self.calls.on_backlog = self.scheduler.kick
@@ -170,7 +173,6 @@ class Platform:
             self.run_in,
             self.execs.busy,
             self.snapshot_container,
-            urlsplit(settings.server_url).hostname or "127.0.0.1",
         )
         self.web_endpoints = WebEndpoints(self.db, self.apps, lambda label: settings.web_url.format(label=label))
         self.web_requests = WebRequests(

@@ -119,7 +119,6 @@ class Sandboxes:
         run_in: RunIn,
         busy: Busy,
         snapshot: Snapshot,
-        public_host: str,
     ):
         self.db = db
         self.apps = apps
@@ -131,7 +130,6 @@ class Sandboxes:
         self.run_in = run_in
         self.busy = busy
         self._snapshot = snapshot
-        self.public_host = public_host  # the host of shoal's own worker's tunnels
         self._live: dict[str, _Live] = {}  # sandbox id -> it, while it runs and KEEP_FINISHED after
         self._by_task: dict[str, _Live] = {}
         self._runners: set[asyncio.Task] = set()
@@ -294,7 +292,7 @@ class Sandboxes:
         link = self.workers.link(task.allocation.worker_id)
         if link is None:
             raise FailedPrecondition(f"Worker {task.allocation.worker_id} is gone")
-        machine = link.address or self.public_host
+        machine = self.workers.address(task.allocation.worker_id)
         found, closers = [], []
 
         async def close_all() -> None:

@@ -1,6 +1,8 @@
 """Containers per function revision: scale up from the input backlog, down when idle.
 
 The scheduler decides; `launch` and `terminate` (given by the platform) act.
+A clustered function's unit is a cluster: its containers start together, take
+one share of the function's inputs (clusters.py) and stop together.
 Each revision's desired container count is recomputed whenever its backlog
 grows and on a steady tick, so scale-to-zero needs no other trigger. A
 revision a deploy replaced is retired: it keeps containers only while it has
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from modal_proto import api_pb2
 
 from .calls import Calls, Running
+from .clusters import Cluster
 from .functions import Revision
 from .ids import new_id
 from .placement import Allocation, Unsatisfiable, request_of
@@ -69,6 +72,13 @@ class Task:
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # its container exited
     # A sandbox's container (no revision, and no inputs): what it runs, see sandboxes.py
     sandbox: SandboxLaunch | None = None
+    cluster: Cluster | None = None  # the cluster it is rank `rank` of (@modal.clustered)
+    rank: int = 0
+
+
+def cluster_size(fdef: api_pb2.Function) -> int:
+    """Containers per cluster of a clustered function; 0 for a function of single containers."""
+    return fdef._experimental_group_size
 
 
 def target_concurrency(fdef: api_pb2.Function) -> int:
@@ -109,14 +119,15 @@ class Scheduler:
         self,
         calls: Calls,
         load: Callable[[str], Awaitable[Revision]],
-        place: Callable[[Revision, str, Collection[str]], Allocation | None],
+        place: Callable[[Revision, list[str], Collection[str]], list[Allocation] | None],
         launch: Callable[[Task], Awaitable[None]],
         terminate: Callable[[Task], Awaitable[None]],
         cpu_bound: Callable[[Collection[str]], set[str]] = lambda task_ids: set(),
     ):
         self.calls = calls
         self.load = load
-        # reserves room for a new container on a worker but the ones named, None when the pool has none now
+        # reserves room for new containers (each task id's; all or none) on workers but the ones
+        # named, None when the pool has no room for them now
         self.place = place
         self.cpu_bound = cpu_bound  # the workers whose CPUs these containers keep busy
         self.launch = launch
@@ -225,48 +236,57 @@ class Scheduler:
         settings = autoscaling(fdef, self.overrides.get(revision.function_id))
         retired = revision_id in self.retired
         live = self.live_tasks(revision_id)
+        # Counted in units: containers, or a clustered function's clusters (by their leads,
+        # which take the inputs); the container settings count containers.
+        size = max(1, cluster_size(fdef))
+        units = [t for t in live if t.rank == 0]
         per_task = target_concurrency(fdef)
         backlog = len(self.calls.queue(revision_id).pending)
         active = Counter(r.task_id for r in running)
-        idle_slots = sum(max(0, per_task - active[t.task_id]) for t in live)
-        wanted = len(live)
+        idle_slots = sum(max(0, per_task - active[t.task_id]) for t in units)
+        wanted = len(units)
         if backlog > idle_slots:
             wanted += math.ceil((backlog - idle_slots) / per_task)
-        warm = 0 if retired else max(settings.min_containers, self._floor.get(revision_id, 0))
+        warm = 0 if retired else math.ceil(max(settings.min_containers, self._floor.get(revision_id, 0)) / size)
         floor = warm
         if (running or backlog) and not retired:
             busy = math.ceil((len(running) + backlog) / per_task)
-            warm = max(warm, busy + settings.buffer_containers)
+            warm = max(warm, busy + settings.buffer_containers // size)
         wanted = max(wanted, warm)
-        wanted = min(wanted, settings.max_containers)
-        starting = sum(1 for t in live if t.state == "starting")
+        wanted = min(wanted, max(1, settings.max_containers // size))
+        starting = sum(1 for t in units if t.state == "starting")
         # From zero, the first container starts alone: a caller waits on it, and it starts
         # faster with the machine to itself; the rest follow once it runs.
-        limit = MAX_STARTING if len(live) > starting else 1
-        to_start = min(wanted - len(live), limit - starting)
-        avoid = self._cpu_bound_workers(revision, live) if to_start > 0 and len(live) >= floor else set()
+        limit = MAX_STARTING if len(units) > starting else 1
+        to_start = min(wanted - len(units), limit - starting)
+        avoid = self._cpu_bound_workers(revision, live) if to_start > 0 and len(units) >= floor else set()
         for _ in range(to_start):
-            task_id = new_id("ta")
+            task_ids = [new_id("ta") for _ in range(size)]
             try:
-                allocation = self.place(revision, task_id, avoid)
+                allocations = self.place(revision, task_ids, avoid)
             except Unsatisfiable as e:
                 failed = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception=str(e))
                 await self.calls.fail_queued(revision_id, failed)
                 break
-            if allocation is None:
+            if allocations is None:
                 if not avoid:
                     await self._reclaim_idle(revision)
                 break  # no room in the pool now: the inputs wait in the queue
-            task = Task(task_id, revision_id, revision.function_id, revision.app_id, time.time(), allocation)
-            self.tasks[task.task_id] = task
-            await self.launch(task)
+            cluster = Cluster(new_id("cu"), revision.app_id, task_ids) if cluster_size(fdef) else None
+            for rank, (task_id, allocation) in enumerate(zip(task_ids, allocations, strict=True)):
+                task = Task(task_id, revision_id, revision.function_id, revision.app_id, time.time(), allocation)
+                task.cluster, task.rank = cluster, rank
+                if cluster:
+                    cluster.members.append(task)
+                self.tasks[task.task_id] = task
+                await self.launch(task)
 
         await self._enforce_timeout(fdef, running)
         await self._enforce_startup_timeout(fdef, live)
         now = time.monotonic()
         window = 0.0 if retired else settings.scaledown_window
-        surplus = len(live) - warm
-        for task in live:
+        surplus = len(units) - warm
+        for task in units:
             if active[task.task_id]:
                 task.idle_since = now
             elif surplus > 0 and backlog == 0 and now - task.idle_since >= window:
@@ -300,7 +320,11 @@ class Scheduler:
                 return any(choice.accepts(g.gpu_type) for g in held.gpus for choice in request.gpus)
             return held.milli_cpu > 0 or held.memory_mb > 0
 
-        others = [t for t in self.tasks.values() if t.revision_id != waiting.revision_id and useful(t.allocation)]
+        others = [
+            t
+            for t in self.tasks.values()
+            if t.revision_id != waiting.revision_id and t.rank == 0 and useful(t.allocation)
+        ]
         if any(t.state == "draining" for t in others):
             return  # room is already on its way
         busy = {r.task_id for r in self.calls.running.values()}
@@ -312,7 +336,8 @@ class Scheduler:
             if self.calls.queue(task.revision_id).pending:
                 continue
             warm = autoscaling(revision.definition, self.overrides.get(revision.function_id)).min_containers
-            if len(self.live_tasks(task.revision_id)) > warm:
+            units = [t for t in self.live_tasks(task.revision_id) if t.rank == 0]
+            if len(units) > math.ceil(warm / max(1, cluster_size(revision.definition))):
                 candidates.append(task)
         if candidates:
             await self.drain(min(candidates, key=lambda t: t.idle_since))
@@ -347,20 +372,42 @@ class Scheduler:
                 )
 
     async def kill(self, task: Task, status: int, message: str) -> None:
-        """Stop a container now; its running inputs fail with `status` and `message`."""
-        task.kill_status, task.kill_message = status, message
-        task.state = "draining"
-        task.stop.set()
-        await self.terminate(task)
+        """Stop a container (with its cluster) now; its running inputs fail with `status` and `message`."""
+        # the other containers of its cluster, but those stopping for a reason of their own
+        doomed = [m for m in members(task) if m is task or not m.kill_status]
+        for member in doomed:
+            member.kill_status, member.kill_message = status, message
+            member.state = "draining"
+            member.stop.set()
+        for member in doomed:
+            await self.terminate(member)
 
     async def drain(self, task: Task) -> None:
-        """Ask a container to finish: its next input request is answered with exit."""
-        if task.state in ("draining", "stopped"):
-            return
-        task.state = "draining"
-        task.drain_deadline = time.monotonic() + DRAIN_GRACE
-        task.stop.set()
+        """Ask a container (with its cluster) to finish: its next input request is answered with exit."""
+        for member in members(task):
+            if member.state in ("draining", "stopped"):
+                continue
+            member.state = "draining"
+            member.drain_deadline = time.monotonic() + DRAIN_GRACE
+            member.stop.set()
+            if member.cluster:
+                member.cluster.pulse.notify()
         self.calls.queue(task.revision_id).notify()
+
+    async def break_cluster(self, task: Task, code: int) -> None:
+        """One of a cluster's containers ended: the others stop too, unless they are finishing already."""
+        if task.cluster is None or task.cluster.broken.is_set():
+            return
+        task.cluster.broken.set()
+        task.cluster.pulse.notify()
+        going_on = [m for m in members(task) if m.state not in ("draining", "stopped")]
+        if going_on:
+            await self.kill(
+                going_on[0],
+                api_pb2.GenericResult.GENERIC_STATUS_INTERNAL_FAILURE,
+                f"Container {task.task_id} (rank {task.rank} of cluster {task.cluster.cluster_id}) "
+                f"exited with code {code}",
+            )
 
     def mark_running(self, task_id: str) -> None:
         task = self.tasks.get(task_id)
@@ -396,9 +443,19 @@ class Scheduler:
             backlog=len(self.calls.queue(rid).pending),
             num_total_tasks=len(live),
             num_running_inputs=sum(running.values()),
-            input_headroom=sum(max(0, per_task - running[t.task_id]) for t in live if t.state == "running"),
+            input_headroom=sum(
+                max(0, per_task - running[t.task_id]) for t in live if t.state == "running" and t.rank == 0
+            ),
         )
 
     def tasks_of_app(self, app_id: str) -> list[Task]:
         """Its containers, its sandboxes' included."""
         return [t for t in self.tasks.values() if t.app_id == app_id]
+
+
+def members(task: Task) -> list[Task]:
+    """The containers of its cluster still known to the scheduler, itself included; itself alone
+    when it is in none."""
+    if task.cluster is None:
+        return [task]
+    return [t for t in task.cluster.members if t.state != "stopped"] or [task]

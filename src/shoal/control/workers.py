@@ -13,7 +13,7 @@ from typing import Protocol
 from ..runtime import Command
 from ..worker.agent import ExecOptions
 from ..worker.excess import Excess
-from .errors import AlreadyExists
+from .errors import AlreadyExists, NotFound
 from .placement import Pool, Worker
 
 # A container ended: its exit code, whether it was killed for memory, and what it used above
@@ -45,9 +45,10 @@ _NO_CACHE = {"cache_bytes": None, "cache_limit_bytes": None}
 
 
 class Workers:
-    def __init__(self, pool: Pool, on_lost: Callable[[str], Awaitable[None]]):
+    def __init__(self, pool: Pool, on_lost: Callable[[str], Awaitable[None]], own_host: str = "127.0.0.1"):
         self.pool = pool
         self.on_lost = on_lost
+        self.own_host = own_host  # where shoal's own worker's machine is reached: its API's host
         self.links: dict[str, Link] = {}
         self._secrets: dict[str, str] = {}  # task id -> what its requests must carry
         self._caches: dict[str, dict[str, int | None]] = {}  # worker id -> its cache's bytes held and limit
@@ -57,6 +58,13 @@ class Workers:
             raise AlreadyExists(f"A worker named {worker.worker_id!r} is already connected; give each a --name")
         self.pool.add(worker)
         self.links[worker.worker_id] = link
+
+    def address(self, worker_id: str) -> str:
+        """The host a worker's machine is reached at, by containers on other workers and by clients."""
+        link = self.links.get(worker_id)
+        if link is None:
+            raise NotFound(f"Worker {worker_id} is gone")
+        return link.address or self.own_host
 
     async def leave(self, worker_id: str) -> None:
         """The worker is gone: nothing more is placed on it and what ran there is given up."""

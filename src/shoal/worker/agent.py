@@ -7,6 +7,7 @@ unix socket its client runtime talks to; who owns the socket is who is calling.
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import os
 import shutil
@@ -69,6 +70,9 @@ class ContainerPlan:
     # Its processes reach shoal's API on a socket of their own; a sandbox's get none (its code may be anyone's).
     serve_api: bool = True
     fs_tools: bool = False  # the file tool of `Sandbox.filesystem` is mounted where the client runs it
+    # Its address on the private network of its app's containers (`i6pn=True`, clusters): its
+    # machine's, in IPv6 form; "" when it is on none.
+    i6pn_address: str = ""
 
 
 @dataclass
@@ -201,7 +205,9 @@ class LocalWorker:
                 *gpu_mounts,
                 *self._volume_mounts(plan.volumes),
                 *([BindMount(self._fs_tools(), FS_TOOLS)] if plan.fs_tools else []),
+                *_private_network_hosts(task_dir, plan),
             ],
+            hostname=plan.task_id if plan.i6pn_address else None,
             cpu=plan.cpu,
             memory_mb=plan.memory_mb,
             upper_dir=plan.upper_dir,
@@ -371,3 +377,18 @@ class LocalWorker:
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if self._utilization:
             self._utilization.close()
+
+
+def _private_network_hosts(task_dir: str, plan: ContainerPlan) -> list[BindMount]:
+    """The container's /etc/hosts on a private network: `i6pn.modal.local` names its address there,
+    and so does its host name, unique to it (NCCL and Gloo tell their peers apart by it)."""
+    if not plan.i6pn_address:
+        return []
+    mapped = ipaddress.IPv6Address(plan.i6pn_address).ipv4_mapped
+    path = os.path.join(task_dir, "hosts")
+    with open(path, "w") as f:
+        f.write(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            f"{plan.i6pn_address}\ti6pn.modal.local\n{mapped or plan.i6pn_address}\t{plan.task_id}\n"
+        )
+    return [BindMount(path, "/etc/hosts")]

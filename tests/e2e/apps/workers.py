@@ -1,5 +1,6 @@
 """Functions for a shoal whose containers run on joined workers: w-a (H100:1), w-b (H100:1, A10G:1)."""
 
+import json
 import os
 import time
 
@@ -64,6 +65,21 @@ def l4_probe(step: str) -> str:
 @app.function(gpu="B200")
 def impossible() -> str:
     return visible()
+
+
+@app.function(gpu="H100", image=modal.Image.debian_slim().add_local_python_source("cluster_net"))
+@modal.clustered(size=2)
+def h100_cluster(port: int) -> list[dict]:
+    from cluster_net import exchange
+
+    cluster = modal.Cluster.from_context()
+    mine = {"rank": cluster.container_rank(), "gpu": visible(), "ips": cluster.container_ips()}
+    return exchange(mine["rank"], cluster.container_ips(), port, mine)
+
+
+@app.local_entrypoint()
+def clustered(port: int):
+    print(f"cluster: {json.dumps(h100_cluster.remote(port))}")
 
 
 @app.local_entrypoint()
