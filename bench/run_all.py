@@ -7,6 +7,7 @@ import json
 import platform
 import time
 
+import cluster_start
 import cold_start
 import dict_queue
 import image_cache_hit
@@ -34,5 +35,6 @@ if __name__ == "__main__":
         "dict_queue": dict_queue.main(1000),
         "web_endpoint": web_endpoint.main(),
         "sandbox": sandbox.main(),
+        "cluster_start": cluster_start.main(3),
     }
     print(json.dumps(results, indent=2))
