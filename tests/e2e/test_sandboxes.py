@@ -42,7 +42,7 @@ def test_sandbox_exec_names_tags_timeout_and_terminate(shoal):
     assert out["terminated"] == 137
     assert "has finished" in out["exec_after_end"]
     assert out["timed_out"] == 124
-    assert out["ports"].startswith("InvalidError") and "h2_ports" in out["ports"]
+    assert out["ports"].startswith("InvalidError") and "cidr_allowlist" in out["ports"]
 
 
 def test_sandbox_filesystem(shoal):
@@ -65,6 +65,7 @@ def test_sandbox_tunnels(shoal):
     out = scenario(shoal, "tunnels", str(shoal.home / "tls" / "ca-bundle.pem"))
     assert out["https_url"].startswith("https://127.0.0.1:")
     assert out["https"] == out["tcp"] != ""  # the same file, through either tunnel
+    assert (out["alpn 8765"], out["alpn 8767"]) == ("http/1.1", "h2")  # h2_ports offers HTTP/2
 
 
 def test_a_sandbox_readiness_probe(shoal):

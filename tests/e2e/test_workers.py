@@ -244,10 +244,20 @@ def test_sandboxes_run_on_workers(cluster):
     # The worker opens the encrypted tunnel on its machine, with a certificate of shoal's CA.
     out = scenario("tunnels", str(cluster.shoal.home / "tls" / "ca-bundle.pem"))
     assert out["https"] == out["tcp"] != ""
+    assert (out["alpn 8765"], out["alpn 8767"]) == ("http/1.1", "h2")
     # A function on a worker makes sandboxes: its client trusts the router's CA the worker was given.
     printed = cluster.shoal.modal("run", "sandbox_caller.py", "--no-snapshot").stdout.splitlines()
     made = json.loads(next(line for line in printed if line.startswith("{")))
     assert (made["stdout"], made["exec"]) == ("got from a function\n", "exec too\n")
+
+
+def test_a_function_on_a_worker_forwards_a_port(cluster):
+    """modal.forward(): the worker opens the tunnel on its own machine."""
+    ca_bundle = str(cluster.shoal.home / "tls" / "ca-bundle.pem")
+    out = cluster.shoal.modal("run", "forward.py", "--ca-bundle", ca_bundle).stdout
+    lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    assert lines["https"] == lines["tcp"] == lines["task"] and lines["h2 alpn"] == "h2"
+    assert lines["after"] == "ConnectionRefusedError"
 
 
 def test_a_shell_in_a_container_on_a_worker(cluster):

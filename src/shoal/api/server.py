@@ -57,8 +57,7 @@ class ShoalServer:
         self.blob_urls = BlobUrls(f"http://{public_host}:{http_port}", secret)
         self.host_proof = host_proof(secret)
         self.platform = Platform(settings, self._serve_task, secret)
-        tunnel_tls = server_context(cert, key, alpn=("http/1.1",))
-        self.platform.worker.forwarder = TlsForwarder(tunnel_tls, host)
+        self.platform.worker.forwarder = TlsForwarder(cert, key, host)
         self._grpc: Server | None = None
         self._router: Server | None = None
         self._http: web.AppRunner | None = None

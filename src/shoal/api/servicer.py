@@ -33,6 +33,7 @@ from .inspection import InspectionRpcs
 from .queues import QueueRpcs
 from .rpc import UnimplementedServicer, caller, poll_timeout, router_url, seconds, sending_task, streaming, unary
 from .sandboxes import SandboxRpcs
+from .tunnels import TunnelRpcs
 from .volumes import VolumeRpcs
 
 GenericResult = api_pb2.GenericResult
@@ -49,7 +50,15 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # an empty file's request carrie
 
 
 class ShoalServicer(
-    AccountRpcs, InspectionRpcs, VolumeRpcs, DictRpcs, QueueRpcs, SandboxRpcs, ClusterRpcs, UnimplementedServicer
+    AccountRpcs,
+    InspectionRpcs,
+    VolumeRpcs,
+    DictRpcs,
+    QueueRpcs,
+    SandboxRpcs,
+    ClusterRpcs,
+    TunnelRpcs,
+    UnimplementedServicer,
 ):
     def __init__(self, platform: Platform, blob_urls: BlobUrls, task_id: str = ""):
         self.p = platform

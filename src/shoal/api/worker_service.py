@@ -157,9 +157,9 @@ class RemoteLink:
         except ContainerError:
             return False
 
-    async def open_tunnel(self, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    async def open_tunnel(self, port: int, h2: bool = False) -> tuple[int, Callable[[], Awaitable[None]]]:
         """A TLS port the worker opens on its machine in front of `port` there, and what closes it."""
-        reply = await self._ask({"type": "tunnel_open", "port": port})
+        reply = await self._ask({"type": "tunnel_open", "port": port, "h2": h2})
         tunnel_id = reply["request_id"]
 
         async def close() -> None:

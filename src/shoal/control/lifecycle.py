@@ -27,6 +27,7 @@ from .images import Images
 from .logs import Logs
 from .placement import Allocation, Pool, request_of
 from .scheduler import Scheduler, Task, members
+from .tunnels import Tunnels
 from .workers import Workers
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,10 @@ GenericResult = api_pb2.GenericResult
 
 
 class Lifecycle:
-    # Set by the platform once they are built: both call back into this.
+    # Set by the platform once they are built: they call back into this, or need the workers.
     scheduler: Scheduler
     workers: Workers
+    tunnels: Tunnels
 
     def __init__(
         self,
@@ -157,6 +159,7 @@ class Lifecycle:
         was_draining = task.state == "draining"
         self.scheduler.exited(task.task_id)
         await self.scheduler.break_cluster(task, code)
+        await self.tunnels.container_ended(task.task_id)
         if task.sandbox:
             return  # it ran no inputs; its sandbox settles its own result
         if task.kill_status:

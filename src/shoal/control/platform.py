@@ -50,6 +50,7 @@ from .scheduler import Scheduler, Task
 from .schedules import Schedules
 from .secrets import Secrets
 from .tokens import Tokens
+from .tunnels import Tunnels
 from .usage import PRICES_FILE, Prices
 from .volumes import Volumes
 from .web_endpoints import WebEndpoints, endpoints_of
@@ -148,6 +149,7 @@ class Platform:
         )
         self.lifecycle.scheduler, self.lifecycle.workers = self.scheduler, self.workers
         self.clusters = Clusters(self.calls, self.scheduler)
+        self.tunnels = self.lifecycle.tunnels = Tunnels(self.workers)
         self.call_history = CallHistory(self.db, self.calls, self.scheduler.tasks)
         self.metrics = Metrics(self.db, self.call_history)
         self.calls.on_backlog = self.scheduler.kick
@@ -168,6 +170,7 @@ class Platform:
             self.secrets,
             self.pool,
             self.workers,
+            self.tunnels,
             self.scheduler,
             self.lifecycle,
             self.run_in,

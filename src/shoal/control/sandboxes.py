@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from modal_proto import api_pb2
 from sqlalchemy import insert, select, update
 
-from ..runtime import Command, ContainerError
+from ..runtime import Command
 from ..store import schema as t
 from ..store.database import Database
 from ..worker.agent import ExecOptions
@@ -33,6 +33,7 @@ from .lifecycle import Lifecycle
 from .placement import Pool, Request, request_of
 from .scheduler import SandboxLaunch, Scheduler, Task
 from .secrets import Secrets
+from .tunnels import Tunnels
 from .workers import Workers
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,6 @@ class _Live:
 
 def _unsupported(definition: api_pb2.Sandbox) -> str:
     """What of a sandbox's definition shoal cannot do, "" when nothing."""
-    if any(p.tunnel_type == api_pb2.TUNNEL_TYPE_H2 for p in definition.open_ports.ports):
-        return "HTTP/2 tunnels (h2_ports)"
     if definition.network_access.network_access_type == ALLOWLIST:
         return "outbound allowlists (cidr_allowlist, outbound_domain_allowlist)"
     if definition.cloud_bucket_mounts:
@@ -114,6 +113,7 @@ class Sandboxes:
         secrets: Secrets,
         pool: Pool,
         workers: Workers,
+        tunnels: Tunnels,
         scheduler: Scheduler,
         lifecycle: Lifecycle,
         run_in: RunIn,
@@ -125,6 +125,7 @@ class Sandboxes:
         self.secrets = secrets
         self.pool = pool
         self.workers = workers
+        self._tunnels = tunnels
         self.scheduler = scheduler
         self.lifecycle = lifecycle
         self.run_in = run_in
@@ -248,7 +249,7 @@ class Sandboxes:
         close_tunnels = None
         try:
             if definition.open_ports.ports:
-                live.tunnels, close_tunnels = await self._open_tunnels(task, list(definition.open_ports.ports))
+                live.tunnels, close_tunnels = await self._tunnels.open_all(task, list(definition.open_ports.ports))
             if definition.entrypoint_args:
                 pty = definition.pty_info
                 terminal = (pty.winsz_rows or 24, pty.winsz_cols or 80) if pty.enabled else None
@@ -284,34 +285,6 @@ class Sandboxes:
                 live.ready.set()
                 return
             await asyncio.sleep(interval)
-
-    async def _open_tunnels(self, task: Task, ports: list[api_pb2.PortSpec]) -> tuple[list[api_pb2.TunnelData], Close]:
-        """Where its ports are reached from outside: containers share their machine's network, so
-        an unencrypted one is the port itself on its machine, and an encrypted one a TLS port its
-        worker opens in front of it. Returns them and what closes them."""
-        link = self.workers.link(task.allocation.worker_id)
-        if link is None:
-            raise FailedPrecondition(f"Worker {task.allocation.worker_id} is gone")
-        machine = self.workers.address(task.allocation.worker_id)
-        found, closers = [], []
-
-        async def close_all() -> None:
-            for close in closers:
-                await close()
-
-        try:
-            for spec in ports:
-                if spec.unencrypted:
-                    found.append(api_pb2.TunnelData(unencrypted_host=machine, unencrypted_port=spec.port))
-                else:
-                    port, close = await link.open_tunnel(spec.port)
-                    closers.append(close)
-                    found.append(api_pb2.TunnelData(host=machine, port=port))
-                found[-1].container_port = spec.port
-        except ContainerError as e:
-            await close_all()
-            raise FailedPrecondition(f"Could not open the sandbox's tunnels: {e}") from None
-        return found, close_all
 
     async def wait_until_ready(self, task_id: str, timeout: float) -> float:
         """When its readiness probe succeeded, waiting up to `timeout`; raises if it ends first."""

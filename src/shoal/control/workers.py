@@ -35,8 +35,9 @@ class Link(Protocol):
 
     address: str  # the host the worker's machine is reached at ("" for shoal's own)
 
-    async def open_tunnel(self, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
-        """A TLS port on the worker's machine passing its connections to `port` there, and what closes it."""
+    async def open_tunnel(self, port: int, h2: bool = False) -> tuple[int, Callable[[], Awaitable[None]]]:
+        """A TLS port on the worker's machine passing its connections to `port` there (offering HTTP/2
+        in its handshake when `h2`), and what closes it."""
 
 
 # A joined worker's cache of fetched images and code, as `shoal workers` shows it; the embedded

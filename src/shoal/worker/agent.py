@@ -316,11 +316,11 @@ class LocalWorker:
         if proc.returncode:
             raise ContainerError(f"Could not copy the changes of container {task_id}: {err.decode().strip()}")
 
-    async def open_tunnel(self, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    async def open_tunnel(self, port: int, h2: bool = False) -> tuple[int, Callable[[], Awaitable[None]]]:
         """A TLS port here passing its connections to `port` here (see tls_forward.py)."""
         if self.forwarder is None:
             raise ContainerError("this worker has no certificate for encrypted tunnels")
-        return await self.forwarder.open(port)
+        return await self.forwarder.open(port, h2)
 
     async def probe_tcp(self, port: int) -> bool:
         """Whether something here accepts connections on `port`: containers share this machine's

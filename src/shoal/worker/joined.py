@@ -35,7 +35,7 @@ from .protocol import (
     unpack,
 )
 from .task_proxy import RAW, Tunnel, serve_task
-from .tls import ca_bundle, server_context, write_file
+from .tls import ca_bundle, write_file
 from .tls_forward import TlsForwarder
 
 log = logging.getLogger(__name__)
@@ -276,17 +276,17 @@ class JoinedWorker:
         outbox.put_nowait({"type": "reply", "request_id": message["request_id"], "open": is_open})
 
     async def _open_tunnel(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
-        """A TLS port here in front of a sandbox's port (see tls_forward.py), until told to close it."""
+        """A TLS port here in front of a container's port (see tls_forward.py), until told to close it."""
         reply = {"type": "reply", "request_id": message["request_id"]}
         try:
-            port, self.tunnels[message["request_id"]] = await self.local.open_tunnel(message["port"])
+            port, self.tunnels[message["request_id"]] = await self.local.open_tunnel(message["port"], message["h2"])
         except (ContainerError, OSError) as e:
             outbox.put_nowait({**reply, "error": f"worker {self.name} could not open a tunnel: {e}"})
             return
         outbox.put_nowait({**reply, "port": port})
 
     def _tunnel_tls(self, cert: str, key: str) -> None:
-        """The certificate of shoal's CA this worker's encrypted sandbox tunnels show."""
+        """The certificate of shoal's CA this worker's encrypted tunnels show."""
         if not cert:
             return
         directory = os.path.join(self.home, "tls")
@@ -294,7 +294,7 @@ class JoinedWorker:
         cert_path, key_path = os.path.join(directory, "tunnels.pem"), os.path.join(directory, "tunnels.key")
         write_file(cert_path, cert.encode())
         write_file(key_path, key.encode(), private=True)
-        self.local.forwarder = TlsForwarder(server_context(cert_path, key_path, alpn=("http/1.1",)), "0.0.0.0")
+        self.local.forwarder = TlsForwarder(cert_path, key_path, "0.0.0.0")
 
     def _trust(self, router_ca: str) -> None:
         """Containers here trust the control plane's command router: a CA bundle of this machine's

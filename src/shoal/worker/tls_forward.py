@@ -1,10 +1,11 @@
-"""Encrypted sandbox tunnels: a TLS port of shoal's own whose connections are passed, decrypted,
-to a port a sandbox listens on.
+"""Encrypted tunnels (a sandbox's `encrypted_ports=`, `modal.forward()` in a function): a TLS port
+of shoal's own whose connections are passed, decrypted, to a port a container listens on.
 
-Containers share their machine's network, so a sandbox's port is that machine's port: an
+Containers share their machine's network, so a container's port is that machine's port: an
 unencrypted tunnel is that port itself, and an encrypted one needs only TLS in front of it, on
 the same machine. The certificate is signed by shoal's CA (api/router_tls.py): the command
-router's on shoal's own machine, one of its own on a joined worker's.
+router's on shoal's own machine, one of its own on a joined worker's. An HTTP/2 tunnel offers
+h2 in the TLS handshake (ALPN), the others HTTP/1.1.
 """
 
 import asyncio
@@ -12,16 +13,19 @@ import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 
+from .tls import server_context
+
 CHUNK = 64 * 1024
+ALPN = {False: ("http/1.1",), True: ("h2", "http/1.1")}  # by whether the tunnel is HTTP/2's
 Close = Callable[[], Awaitable[None]]
 
 
 class TlsForwarder:
-    def __init__(self, context: ssl.SSLContext, host: str):
-        self.context = context
+    def __init__(self, cert_path: str, key_path: str, host: str):
+        self.contexts = {h2: server_context(cert_path, key_path, ALPN[h2]) for h2 in ALPN}
         self.host = host  # the address shoal listens on
 
-    async def open(self, port: int) -> tuple[int, Close]:
+    async def open(self, port: int, h2: bool = False) -> tuple[int, Close]:
         """A TLS port passing its connections to `port` on this machine; returns it and what closes it."""
         connections: set[asyncio.Task] = set()
 
@@ -32,7 +36,7 @@ class TlsForwarder:
             finally:
                 connections.discard(asyncio.current_task())
 
-        server = await asyncio.start_server(accept, self.host, 0, ssl=self.context)
+        server = await asyncio.start_server(accept, self.host, 0, ssl=self.contexts[h2])
 
         async def close() -> None:
             server.close()

@@ -116,7 +116,7 @@ def lifecycle() -> dict:
     except SandboxTimeoutError:
         out["timed_out"] = slow.returncode
     try:
-        modal.Sandbox.create("true", app=a, h2_ports=[8000])
+        modal.Sandbox.create("true", app=a, cidr_allowlist=["10.0.0.0/8"])
     except Exception as e:
         out["ports"] = f"{type(e).__name__}: {e}"
     return out
@@ -227,12 +227,16 @@ def snapshot() -> dict:
 
 def tunnels() -> dict:
     """A sandbox's web servers reached from outside: over TLS (trusting shoal's CA bundle, argv[2])
-    through an encrypted tunnel, and as they are through an unencrypted one."""
+    through an encrypted tunnel, and as they are through an unencrypted one; an HTTP/2 tunnel
+    offers h2 in its handshake, the others HTTP/1.1."""
+    import socket
     import ssl
     import urllib.request
 
     script = "cd /etc && (python3 -m http.server 8765 & python3 -m http.server 8766)"
-    sb = modal.Sandbox.create("sh", "-c", script, app=app(), encrypted_ports=[8765], unencrypted_ports=[8766])
+    sb = modal.Sandbox.create(
+        "sh", "-c", script, app=app(), encrypted_ports=[8765], unencrypted_ports=[8766], h2_ports=[8767]
+    )
     found = sb.tunnels()
     trusted = ssl.create_default_context(cafile=sys.argv[2])
     host, port = found[8766].tcp_socket
@@ -245,6 +249,11 @@ def tunnels() -> dict:
                 break
             except OSError:
                 time.sleep(0.2)
+    trusted.set_alpn_protocols(["h2", "http/1.1"])
+    for port in (8765, 8767):
+        host, tls_port = found[port].tls_socket
+        with trusted.wrap_socket(socket.create_connection((host, tls_port)), server_hostname=host) as conn:
+            out[f"alpn {port}"] = conn.selected_alpn_protocol()
     sb.terminate()
     return out
 

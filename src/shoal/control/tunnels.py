@@ -1,0 +1,91 @@
+"""Tunnels: a container's port reached from outside its machine, for a sandbox's
+`encrypted_ports=`/`unencrypted_ports=`/`h2_ports=` and `modal.forward()` in a function.
+
+Containers share their machine's network, so an unencrypted tunnel is the port itself on its
+machine, and an encrypted one a TLS port its worker opens in front of it (worker/tls_forward.py).
+A function's forwarded ports close with `TunnelStop` or when its container ends.
+"""
+
+from collections.abc import Awaitable, Callable
+
+from modal_proto import api_pb2
+
+from ..runtime import ContainerError
+from .errors import AlreadyExists, FailedPrecondition
+from .scheduler import Task
+from .workers import Workers
+
+Close = Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    pass
+
+
+class Tunnels:
+    def __init__(self, workers: Workers):
+        self.workers = workers
+        self._forwarded: dict[str, dict[int, Close]] = {}  # task id -> port -> what closes its tunnel
+
+    async def open(self, task: Task, port: int, unencrypted: bool, h2: bool) -> tuple[api_pb2.TunnelData, Close]:
+        """Where a container's `port` is reached, and what closes the way there."""
+        link = self.workers.link(task.allocation.worker_id)
+        if link is None:
+            raise FailedPrecondition(f"Worker {task.allocation.worker_id} is gone")
+        machine = self.workers.address(task.allocation.worker_id)
+        if unencrypted:
+            return api_pb2.TunnelData(unencrypted_host=machine, unencrypted_port=port, container_port=port), _nothing
+        try:
+            tls_port, close = await link.open_tunnel(port, h2)
+        except ContainerError as e:
+            raise FailedPrecondition(f"Could not open a tunnel to port {port}: {e}") from None
+        return api_pb2.TunnelData(host=machine, port=tls_port, container_port=port), close
+
+    async def open_all(self, task: Task, specs: list[api_pb2.PortSpec]) -> tuple[list[api_pb2.TunnelData], Close]:
+        """A sandbox's declared ports, all or none; returns them and what closes them."""
+        found, closers = [], []
+
+        async def close_all() -> None:
+            for close in closers:
+                await close()
+
+        try:
+            for spec in specs:
+                tunnel, close = await self.open(
+                    task, spec.port, spec.unencrypted, spec.tunnel_type == api_pb2.TUNNEL_TYPE_H2
+                )
+                found.append(tunnel)
+                closers.append(close)
+        except BaseException:
+            await close_all()
+            raise
+        return found, close_all
+
+    async def forward(self, task: Task, request: api_pb2.TunnelStartRequest) -> api_pb2.TunnelStartResponse:
+        """`modal.forward(port)`: a TLS tunnel to the port, and with `unencrypted` the port itself too."""
+        ports = self._forwarded.setdefault(task.task_id, {})
+        if request.port in ports:
+            raise AlreadyExists(f"Port {request.port} is already forwarded")
+        ports[request.port] = _nothing  # taken while the tunnel opens
+        try:
+            tunnel, ports[request.port] = await self.open(
+                task, request.port, False, request.tunnel_type == api_pb2.TUNNEL_TYPE_H2
+            )
+        except BaseException:
+            ports.pop(request.port, None)
+            raise
+        response = api_pb2.TunnelStartResponse(host=tunnel.host, port=tunnel.port)
+        if request.unencrypted:
+            response.unencrypted_host, response.unencrypted_port = tunnel.host, request.port
+        return response
+
+    async def stop(self, task_id: str, port: int) -> bool:
+        """Close a forwarded port's tunnel; whether it was open."""
+        close = self._forwarded.get(task_id, {}).pop(port, None)
+        if close:
+            await close()
+        return close is not None
+
+    async def container_ended(self, task_id: str) -> None:
+        for close in self._forwarded.pop(task_id, {}).values():
+            await close()
