@@ -51,8 +51,8 @@ def webhook(shoal):
     server.shutdown()
 
 
-def call_once(shoal, env: str = "main") -> dict[str, str]:
-    out = shoal.python("caller.py", APP, env, "once").stdout
+def call_once(shoal, env: str = "main", pinned: int | None = None) -> dict[str, str]:
+    out = shoal.python("caller.py", APP, env, "once", *([str(pinned)] if pinned else [])).stdout
     return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
 
 
@@ -119,6 +119,12 @@ def test_deploy_switches_versions_without_failing_a_call(shoal, app_file, webhoo
 
     versions = history(shoal)
     assert [v["version"] for v in versions] == ["v2", "v1"]
+
+    # Looked up at a version (from_name(version=)), a function or class runs it, whatever is live.
+    assert call_once(shoal, pinned=1) == {"version": "v1", "greet": "v1:x"}
+    assert call_once(shoal) == {"version": "v2", "greet": "v2:x"}
+    missing = shoal.python("caller.py", APP, "main", "once", "7", check=False)
+    assert missing.returncode != 0 and "has no version v7" in missing.stderr
 
     # The same code again makes no version.
     again = shoal.modal("deploy", app_file("v2"))

@@ -254,6 +254,32 @@ async def test_versions_switch_atomically_and_survive_a_restart(db):
         await restarted.resolve(fid)
 
 
+async def test_a_function_pinned_to_a_version_runs_it_whatever_is_live(db):
+    apps, functions = Apps(db), Functions(db)
+    deployments = Deployments(db, functions)
+    app = await apps.create("", "app", api_pb2.APP_STATE_INITIALIZING)
+    fid = await functions.precreate(app.app_id, "f")
+    for body in ("one", "two"):
+        await functions.create(app.app_id, api_pb2.Function(function_name="f", module_name=body), fid)
+        await deployments.publish(app.app_id, {"f": fid}, "ak-1", "1.6.4", "", b"")
+
+    pinned = await functions.bind(fid, b"", version=1)
+    assert await functions.bind(fid, b"", version=1) == pinned != await functions.bind(fid, b"", version=2)
+    assert (await deployments.resolve(pinned)).definition.module_name == "one"
+    assert (await deployments.resolve(fid)).definition.module_name == "two"
+    # a class bound to parameters on top of a pinned version runs that version too
+    bound = await functions.bind(pinned, b"params")
+    assert (await deployments.resolve(bound)).definition.module_name == "one"
+    assert [v[0] for v in await functions.variants(fid, 10)] == []  # pinned versions are not variants
+
+    restarted = Deployments(db, Functions(db))
+    assert (await restarted.resolve(pinned)).definition.module_name == "one"
+    await restarted.publish(app.app_id, {}, "ak-1", "1.6.4", "", b"")  # v3 has no f: v1 still has
+    assert (await restarted.resolve(pinned)).definition.module_name == "one"
+    with pytest.raises(NotFound, match="not in version v3"):
+        await restarted.resolve(await restarted.functions.bind(fid, b"", version=3))
+
+
 async def test_calls_survive_restart(db):
     calls = Calls(db, lambda fid: api_pb2.FunctionRetryPolicy())
     inp = api_pb2.FunctionInput(args=b"a")

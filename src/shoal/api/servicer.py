@@ -295,11 +295,11 @@ class ShoalServicer(
 
     @unary
     async def FunctionGet(self, req):
-        if req.app_version:
-            raise InvalidArgument("Looking up a Function at a pinned app version is not supported yet")
         function_id = await self.p.releases.deployed_object(
-            req.app_name, req.environment_name, req.object_tag, "Function"
+            req.app_name, req.environment_name, req.object_tag, "Function", req.app_version
         )
+        if req.app_version:  # its calls run that version, whatever is live
+            function_id = await self.p.functions.bind(function_id, b"", version=req.app_version)
         revision = await self.p.deployments.resolve(function_id)
         return api_pb2.FunctionGetResponse(
             function_id=function_id,
@@ -320,9 +320,9 @@ class ShoalServicer(
 
     @unary
     async def ClassGet(self, req):
-        if req.app_version:
-            raise InvalidArgument("Looking up a Cls at a pinned app version is not supported yet")
-        class_id = await self.p.releases.deployed_object(req.app_name, req.environment_name, req.object_tag, "Cls")
+        class_id = await self.p.releases.deployed_object(
+            req.app_name, req.environment_name, req.object_tag, "Cls", req.app_version
+        )
         return api_pb2.ClassGetResponse(class_id=class_id, handle_metadata=api_pb2.ClassHandleMetadata())
 
     @streaming

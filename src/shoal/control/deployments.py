@@ -65,13 +65,24 @@ class Deployments:
         """The revision a call to `function_id` starting now runs."""
         binding = await self.functions.binding(function_id)
         if binding is not None:
-            return await self.functions.bound_revision(function_id, await self.resolve(binding.parent_id))
+            if binding.version:
+                parent = await self._at_version(binding.parent_id, binding.version)
+            else:
+                parent = await self.resolve(binding.parent_id)
+            return await self.functions.bound_revision(function_id, parent)
         live = await self.live(await self.functions.app_of(function_id))
         if live is None:  # not published yet: what the client just created
             return await self.functions.latest(function_id)
         if function_id not in live.revisions:
             raise NotFound(f"Function {function_id} is not in the live version (v{live.version}) of its app")
         return await self.functions.revision(live.revisions[function_id])
+
+    async def _at_version(self, function_id: str, version: int) -> Revision:
+        """The revision a version of its app pinned for a function."""
+        pinned = (await self.get(await self.functions.app_of(function_id), version)).revisions.get(function_id)
+        if pinned is None:
+            raise NotFound(f"Function {function_id} is not in version v{version} of its app")
+        return await self.functions.revision(pinned)
 
     async def app_layout(self, app_id: str) -> api_pb2.AppLayout:
         """The live version's objects, as the client hydrates them."""

@@ -38,6 +38,7 @@ class Binding:
     parent_id: str
     params: bytes
     options: bytes = b""  # api_pb2.FunctionOptions
+    version: int = 0  # the version of its app it is pinned to (`from_name(version=)`); 0 for the live one
 
 
 class Functions:
@@ -165,24 +166,27 @@ class Functions:
         if row.latest_revision:
             self._latest[function_id] = row.latest_revision
         if row.parent_id:
-            binding = Binding(row.parent_id, row.bound_params or b"", row.bound_options or b"")
+            binding = Binding(row.parent_id, row.bound_params or b"", row.bound_options or b"", row.pinned_version or 0)
             self._bindings[function_id] = binding
             self._bound[binding] = function_id
 
-    async def bind(self, function_id: str, params: bytes, options: api_pb2.FunctionOptions | None = None) -> str:
-        """The id of a class bound to constructor parameters and options: the same id for the same ones."""
-        key = Binding(function_id, params, options.SerializeToString(deterministic=True) if options else b"")
+    async def bind(
+        self, function_id: str, params: bytes, options: api_pb2.FunctionOptions | None = None, version: int = 0
+    ) -> str:
+        """The id of a class bound to constructor parameters and options, or of a function pinned to a
+        version of its app: the same id for the same ones."""
+        key = Binding(function_id, params, options.SerializeToString(deterministic=True) if options else b"", version)
         if key in self._bound:
             return self._bound[key]
         app_id = await self.app_of(function_id)
-        same_options = (
-            t.functions.c.bound_options == key.options if key.options else t.functions.c.bound_options.is_(None)
-        )
+        c = t.functions.c
+        same_options = c.bound_options == key.options if key.options else c.bound_options.is_(None)
+        same_version = c.pinned_version == version if version else c.pinned_version.is_(None)
         async with self.db.tx() as conn:
             row = (
                 await conn.execute(
-                    select(t.functions.c.function_id).where(
-                        t.functions.c.parent_id == function_id, t.functions.c.bound_params == params, same_options
+                    select(c.function_id).where(
+                        c.parent_id == function_id, c.bound_params == params, same_options, same_version
                     )
                 )
             ).first()
@@ -198,6 +202,7 @@ class Functions:
                         parent_id=function_id,
                         bound_params=params,
                         bound_options=key.options or None,
+                        pinned_version=version or None,
                         created_at=time.time(),
                     )
                 )
@@ -209,10 +214,13 @@ class Functions:
     async def variants(
         self, function_id: str, limit: int, before: tuple[float, str] | None = None
     ) -> list[tuple[str, Binding, float]]:
-        """The variants bound from a function, newest first: (id, binding, created_at), at most `limit`,
-        those made before `before` (created_at, id) if given."""
+        """The variants bound from a function (its parameters and options; not its pinned versions),
+        newest first: (id, binding, created_at), at most `limit`, those made before `before`
+        (created_at, id) if given."""
         c = t.functions.c
-        query = select(c.function_id, c.bound_params, c.bound_options, c.created_at).where(c.parent_id == function_id)
+        query = select(c.function_id, c.bound_params, c.bound_options, c.created_at).where(
+            c.parent_id == function_id, c.pinned_version.is_(None)
+        )
         if before:
             at, last_id = before
             query = query.where(or_(c.created_at < at, and_(c.created_at == at, c.function_id < last_id)))

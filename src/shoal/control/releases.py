@@ -187,13 +187,15 @@ class Releases:
                 scheduled[function_id] = definition.schedule
         self.schedules.live(version.app_id, scheduled, version.deployed_at)
 
-    async def deployed_object(self, app_name: str, environment: str, tag: str, kind: str) -> str:
-        """The id under `tag` in the live version of a deployed app."""
+    async def deployed_object(self, app_name: str, environment: str, tag: str, kind: str, version: int = 0) -> str:
+        """The id under `tag` in the live version of a deployed app, or in its version `version`."""
         environment = environment or DEFAULT_ENVIRONMENT
         app = await self.apps.by_name(environment, app_name)
         live = await self.deployments.live(app.app_id) if app and app.state == api_pb2.APP_STATE_DEPLOYED else None
         if live is None:
             raise NotFound(f"App '{app_name}' is not deployed in environment '{environment}'")
+        if version:
+            live = await self.deployments.get(app.app_id, version)
         object_id = live.objects.get(tag, "")
         prefix = {"Function": "fu-", "Cls": "cs-"}[kind]  # the names the client's errors use
         if not object_id.startswith(prefix):

@@ -91,6 +91,8 @@ functions = Table(
     Column("bound_params", LargeBinary),
     # and to the options Cls.with_options() (and with_concurrency, with_batching) gave it
     Column("bound_options", LargeBinary),
+    # or pinned to a version of its app (Function.from_name(version=)): its calls run that version's revision
+    Column("pinned_version", Integer),
     Column("created_at", Float, nullable=False),
 )
 

@@ -1,6 +1,6 @@
 """Calls a deployed app by name, as another program would.
 
-caller.py APP ENV once           prints version() and Greeter(name="x").greet()
+caller.py APP ENV once [N]       prints version() and Greeter(name="x").greet(), of version N if given
 caller.py APP ENV by_name        prints version_by_name(): version() as a container looks it up
 caller.py APP ENV loop STOPFILE  calls version() back to back while a long call runs, until
                                  STOPFILE exists; one JSON line per call: start, end, result or error
@@ -14,10 +14,11 @@ import time
 import modal
 
 app_name, env, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-version = modal.Function.from_name(app_name, "version", environment_name=env)
+pinned = int(sys.argv[4]) if mode == "once" and len(sys.argv) > 4 else None
+version = modal.Function.from_name(app_name, "version", environment_name=env, version=pinned)
 
 if mode == "once":
-    greeter = modal.Cls.from_name(app_name, "Greeter", environment_name=env)
+    greeter = modal.Cls.from_name(app_name, "Greeter", environment_name=env, version=pinned)
     print(f"version: {version.remote()}")
     print(f"greet: {greeter(name='x').greet.remote()}")
 elif mode == "by_name":
