@@ -95,7 +95,9 @@ def test_unimplemented_feature_through_the_cli(shoal):
 def test_a_feature_shoal_lacks_is_refused_not_ignored(shoal):
     proc = shoal.modal("deploy", "unsupported.py", check=False)
     assert proc.returncode != 0
-    assert "'with_bucket' uses what shoal does not support yet: modal.CloudBucketMount" in proc.stdout + proc.stderr
+    assert "'with_bucket' uses what shoal does not support yet: a CloudBucketMount with oidc_auth_role_arn" in (
+        proc.stdout + proc.stderr
+    )
 
 
 def test_new_token_is_accepted_while_running(shoal):

@@ -190,8 +190,12 @@ async def test_a_class_variant_runs_its_options_over_the_class_definition(db):
     "definition, refusal",
     [
         (
-            api_pb2.Function(cloud_bucket_mounts=[api_pb2.CloudBucketMount(bucket_name="b")]),
-            "'f' uses what shoal does not support yet: modal.CloudBucketMount",
+            api_pb2.Function(
+                cloud_bucket_mounts=[
+                    api_pb2.CloudBucketMount(bucket_name="b", oidc_auth_role_arn="arn:aws:iam::1:role/r")
+                ]
+            ),
+            "'f' uses what shoal does not support yet: a CloudBucketMount with oidc_auth_role_arn",
         ),
         (
             api_pb2.Function(

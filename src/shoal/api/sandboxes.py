@@ -38,6 +38,7 @@ class SandboxRpcs:
             req.definition,
             list(req.secret_sources),
             _tags_of(req.tags),
+            bucket_keys={path: dict(keys.contents) for path, keys in req.cloud_bucket_mount_credentials.items()},
         )
         return api_pb2.SandboxCreateV2Response(sandbox_id=sandbox.sandbox_id, metadata=_metadata(sandbox))
 

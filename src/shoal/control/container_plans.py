@@ -15,6 +15,7 @@ from modal_proto import api_pb2
 from ..images.client_pkg import ensure_client_pkg
 from ..images.spec import BuiltImage
 from ..worker.agent import ContainerPlan
+from ..worker.buckets import BucketMount
 from .apps import Apps
 from .containers import reservation
 from .deployments import Deployments
@@ -94,7 +95,35 @@ class ContainerPlans:
             reserved_cores=milli_cpu / 1000,
             reserved_memory_mb=memory_mb,
             volumes=await self.volumes.binds(list(fdef.volume_mounts)),
+            buckets=await self._buckets(list(fdef.cloud_bucket_mounts)),
         )
+
+    async def _buckets(
+        self, mounts: list[api_pb2.CloudBucketMount], inline: dict[str, dict[str, str]] | None = None
+    ) -> list[BucketMount]:
+        """Cloud bucket mounts, with the keys of their secrets (or those given `inline`, by mount
+        path): AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (GOOGLE_ACCESS_KEY_ID and
+        GOOGLE_ACCESS_KEY_SECRET for Google's HMAC keys), and AWS_REGION when set."""
+        found = []
+        for mount in mounts:
+            env = (inline or {}).get(mount.mount_path) or (
+                await self.secrets.env([mount.credentials_secret_id]) if mount.credentials_secret_id else {}
+            )
+            found.append(
+                BucketMount(
+                    bucket=mount.bucket_name,
+                    mount_path=mount.mount_path,
+                    endpoint=mount.bucket_endpoint_url,
+                    key_prefix=mount.key_prefix,
+                    path_style=mount.force_path_style,
+                    read_only=mount.read_only,
+                    requester_pays=mount.requester_pays,
+                    access_key=env.get("AWS_ACCESS_KEY_ID") or env.get("GOOGLE_ACCESS_KEY_ID", ""),
+                    secret_key=env.get("AWS_SECRET_ACCESS_KEY") or env.get("GOOGLE_ACCESS_KEY_SECRET", ""),
+                    region=env.get("AWS_REGION", ""),
+                )
+            )
+        return found
 
     async def check_sandbox(self, definition: api_pb2.Sandbox) -> None:
         """Its mounts and volumes exist (else NotFound, naming the one that does not)."""
@@ -124,6 +153,7 @@ class ContainerPlans:
             reserved_cores=milli_cpu / 1000,
             reserved_memory_mb=memory_mb,
             volumes=await self.volumes.binds(list(definition.volume_mounts)),
+            buckets=await self._buckets(list(definition.cloud_bucket_mounts), launch.bucket_keys),
             serve_api=False,
             fs_tools=True,
         )

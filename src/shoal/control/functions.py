@@ -256,9 +256,10 @@ class Functions:
 
 def refuse_unsupported(definition: api_pb2.Function) -> None:
     """Refuse what shoal cannot do yet, rather than accept a function that would silently lack it."""
-    if definition.cloud_bucket_mounts:
+    if any(m.oidc_auth_role_arn for m in definition.cloud_bucket_mounts):
         raise InvalidArgument(
-            f"'{definition.function_name}' uses what shoal does not support yet: modal.CloudBucketMount"
+            f"'{definition.function_name}' uses what shoal does not support yet: "
+            "a CloudBucketMount with oidc_auth_role_arn (give it a secret with keys instead)"
         )
     if definition._experimental_group_size and definition.webhook_config.type:
         raise InvalidArgument(
@@ -280,6 +281,9 @@ def with_options(definition: api_pb2.Function, options: api_pb2.FunctionOptions)
     if options.replace_volume_mounts:
         fdef.ClearField("volume_mounts")
         fdef.volume_mounts.extend(options.volume_mounts)
+    if options.replace_cloud_bucket_mounts:
+        fdef.ClearField("cloud_bucket_mounts")
+        fdef.cloud_bucket_mounts.extend(options.cloud_bucket_mounts)
     if options.HasField("retry_policy"):
         fdef.retry_policy.CopyFrom(options.retry_policy)
     for option, field in _SAME_NAMED:

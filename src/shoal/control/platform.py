@@ -192,7 +192,7 @@ class Platform:
     async def start(self) -> None:
         await self.db.create_schema()
         await self.apps.ensure_environment("")
-        await self.runtime.cleanup_all()
+        await self.worker.clear_leftovers()
         await self.containers.close_unfinished()
         await self.sandboxes.close_unfinished()
         await self._recover()

@@ -94,8 +94,8 @@ def _unsupported(definition: api_pb2.Sandbox) -> str:
     """What of a sandbox's definition shoal cannot do, "" when nothing."""
     if definition.network_access.network_access_type == ALLOWLIST:
         return "outbound allowlists (cidr_allowlist, outbound_domain_allowlist)"
-    if definition.cloud_bucket_mounts:
-        return "CloudBucketMount"
+    if any(m.oidc_auth_role_arn for m in definition.cloud_bucket_mounts):
+        return "a CloudBucketMount with oidc_auth_role_arn"
     if definition.nfs_mounts:
         return "network file systems"
     if definition.proxy_id:
@@ -156,8 +156,10 @@ class Sandboxes:
         secret_sources: list[api_pb2.SecretSource],
         tags: dict[str, str],
         v2: bool = True,
+        bucket_keys: dict[str, dict[str, str]] | None = None,
     ) -> Sandbox:
-        """Record a sandbox and start it: placed now if the pool has room, else once it has."""
+        """Record a sandbox and start it: placed now if the pool has room, else once it has.
+        `bucket_keys` are the keys of its bucket mounts whose secrets the client sent inline."""
         if why := _unsupported(definition):
             raise InvalidArgument(f"shoal does not support {why} in sandboxes yet")
         app = await self.apps.get(app_id)
@@ -196,7 +198,7 @@ class Sandboxes:
                     created_at=sandbox.created_at,
                 )
             )
-        launch = SandboxLaunch(sandbox.sandbox_id, definition, env)
+        launch = SandboxLaunch(sandbox.sandbox_id, definition, env, bucket_keys or {})
         live = self._live[sandbox.sandbox_id] = _Live(sandbox, launch, request, v2)
         self._spawn(self._run(live))
         return sandbox

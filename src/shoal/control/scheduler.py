@@ -46,6 +46,8 @@ class SandboxLaunch:
     sandbox_id: str
     definition: api_pb2.Sandbox
     env: dict[str, str]
+    # the keys of cloud bucket mounts given inline (an ephemeral secret), by mount path
+    bucket_keys: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ..runtime import BindMount, Container, ContainerError, ContainerSpec, Exec, Runtime
 from . import nvidia
+from .buckets import BucketMount, MountedBuckets, unmount_all
 from .cpu_load import CpuMeter
 from .excess import Excess, ExcessMeter
 from .tls_forward import TlsForwarder
@@ -73,6 +74,7 @@ class ContainerPlan:
     # Its address on the private network of its app's containers (`i6pn=True`, clusters): its
     # machine's, in IPv6 form; "" when it is on none.
     i6pn_address: str = ""
+    buckets: list[BucketMount] = field(default_factory=list)  # mounted from the worker's machine
 
 
 @dataclass
@@ -122,7 +124,10 @@ class LocalWorker:
         self.ca_bundle = ca_bundle
         self.serve_socket = serve_socket
         # Unix socket paths are limited to 108 bytes: keep them short and off the home dir.
-        self.run_dir = f"/run/shoal/{hashlib.sha256(home.encode()).hexdigest()[:10]}"
+        home_tag = hashlib.sha256(home.encode()).hexdigest()[:10]
+        self.run_dir = f"/run/shoal/{home_tag}"
+        # apart from run_dir, which is removed whole: a bucket still mounted must never be walked into
+        self.buckets_dir = f"/run/shoal-buckets/{home_tag}"
         self.containers: dict[str, Container] = {}
         self._watchers: set[asyncio.Task] = set()
         self._cpu = CpuMeter()
@@ -192,6 +197,13 @@ class LocalWorker:
             )
         env["MODAL_TASK_ID"] = plan.task_id
         gpu_devices, gpu_mounts = self._gpus(plan.gpus, env)
+        buckets = MountedBuckets(os.path.join(self.buckets_dir, plan.task_id))
+        try:
+            mounted = await buckets.mount(plan.buckets)
+        except BaseException:
+            await stop_serving()
+            shutil.rmtree(task_dir, ignore_errors=True)
+            raise
         spec = ContainerSpec(
             id=plan.task_id,
             lower_dirs=plan.lower_dirs,
@@ -206,6 +218,7 @@ class LocalWorker:
                 *self._volume_mounts(plan.volumes),
                 *([BindMount(self._fs_tools(), FS_TOOLS)] if plan.fs_tools else []),
                 *_private_network_hosts(task_dir, plan),
+                *(BindMount(point, bucket.mount_path, readonly=bucket.read_only) for point, bucket in mounted),
             ],
             hostname=plan.task_id if plan.i6pn_address else None,
             cpu=plan.cpu,
@@ -216,8 +229,9 @@ class LocalWorker:
         )
         try:
             container = await self.runtime.start(spec, on_output)
-        except BaseException:  # a cancelled start too: its socket and directory go with it
+        except BaseException:  # a cancelled start too: its socket, buckets and directory go with it
             await stop_serving()
+            await buckets.unmount()
             shutil.rmtree(task_dir, ignore_errors=True)
             raise
         self.containers[plan.task_id] = container
@@ -228,9 +242,15 @@ class LocalWorker:
                 await self.runtime.remove(container)
             finally:
                 await stop_serving()
+                await buckets.unmount()
                 shutil.rmtree(task_dir, ignore_errors=True)
 
         return container, cleanup
+
+    async def clear_leftovers(self) -> None:
+        """The containers, and the buckets they mounted, that a worker which did not stop cleanly left."""
+        await self.runtime.cleanup_all()
+        await asyncio.to_thread(unmount_all, self.buckets_dir)
 
     def _fs_tools(self) -> str:
         """The sandbox file tool, executable, where containers can mount it (the installed copy may not be)."""
@@ -373,7 +393,7 @@ class LocalWorker:
                 await asyncio.wait_for(watcher, 10)
             except Exception:
                 pass
-        await self.runtime.cleanup_all()
+        await self.clear_leftovers()
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if self._utilization:
             self._utilization.close()

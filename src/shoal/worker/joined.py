@@ -100,7 +100,7 @@ class JoinedWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay joined until `stop`, reconnecting after a lost connection; raises on a fatal refusal."""
-        await self.runtime.cleanup_all()
+        await self.local.clear_leftovers()
         self._collect.set()  # at once: what the cache holds, within a limit that may be new
         collector = asyncio.create_task(self._collector())
         delay = 1.0

@@ -29,6 +29,7 @@ from google.protobuf.wrappers_pb2 import BytesValue
 from grpclib.exceptions import StreamTerminatedError
 
 from .agent import ContainerPlan, ExecOptions, Load
+from .buckets import BucketMount
 from .excess import Excess
 
 CONNECT = "/shoal.Worker/Connect"
@@ -99,7 +100,13 @@ def plan_to_json(plan: ContainerPlan) -> dict[str, Any]:
 
 
 def plan_from_json(data: dict[str, Any]) -> ContainerPlan:
-    return ContainerPlan(**{**data, "container_args": base64.b64decode(data["container_args"])})
+    return ContainerPlan(
+        **{
+            **data,
+            "container_args": base64.b64decode(data["container_args"]),
+            "buckets": [BucketMount(**b) for b in data["buckets"]],
+        }
+    )
 
 
 def exec_options_to_json(options: ExecOptions) -> dict[str, Any]:
