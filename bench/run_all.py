@@ -10,6 +10,7 @@ import time
 import cluster_start
 import cold_start
 import dict_queue
+import forward
 import image_cache_hit
 import image_store
 import map_throughput
@@ -36,5 +37,6 @@ if __name__ == "__main__":
         "web_endpoint": web_endpoint.main(),
         "sandbox": sandbox.main(),
         "cluster_start": cluster_start.main(3),
+        "forward": forward.main(),
     }
     print(json.dumps(results, indent=2))
