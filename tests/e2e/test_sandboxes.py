@@ -131,6 +131,13 @@ def test_sandboxes_from_the_cli_and_when_their_app_stops(shoal):
     assert scenario(shoal, "result", started["sandbox_id"]) == {"returncode": 137}
 
 
+def test_modal_shell_in_a_functions_environment(shoal):
+    """`modal shell app.py::function`: a sandbox with the function's image and code, and its client."""
+    command = "ls /root; python -c 'import modal; print(modal.__version__)'"
+    out = shoal.modal("shell", "basics.py::square", "--cmd", command).stdout.split()
+    assert "basics.py" in out and out[-1] == "1.6.4"
+
+
 def test_a_running_sandbox_ends_with_shoal_and_its_record_stays(shoal):
     started = scenario(shoal, "start")
     shoal.down()

@@ -128,7 +128,8 @@ class ContainerPlans:
     async def check_sandbox(self, definition: api_pb2.Sandbox) -> None:
         """Its mounts and volumes exist (else NotFound, naming the one that does not)."""
         for mount_id in definition.mount_ids:
-            await self.mounts.files(mount_id)
+            if mount_id != CLIENT_MOUNT_ID:
+                await self.mounts.files(mount_id)
         await self.volumes.binds(list(definition.volume_mounts))
 
     async def sandbox(
@@ -136,14 +137,19 @@ class ContainerPlans:
     ) -> ContainerPlan:
         """A sandbox's container on the image `built`, with its mounts, volumes, resources and environment."""
         definition = launch.definition
-        mount_dirs = [await self.mounts.materialise(m) for m in definition.mount_ids]
+        env = {**built.config.env, **launch.env, "MODAL_SANDBOX_ID": launch.sandbox_id}
+        mount_dirs = [await self.mounts.materialise(m) for m in definition.mount_ids if m != CLIENT_MOUNT_ID]
+        if CLIENT_MOUNT_ID in definition.mount_ids:  # `modal shell app.py`: the client, as in the function's
+            python = built.config.python_version or "3.11"
+            mount_dirs.insert(0, await asyncio.to_thread(ensure_client_pkg, self.home, python))
+            env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", "")) if p)
         resources = definition.resources
         milli_cpu, memory_mb = reservation(resources.milli_cpu, resources.memory_mb)
         return ContainerPlan(
             task_id=task_id,
             lower_dirs=image_dirs + mount_dirs,
             args=HOLD,
-            env={**built.config.env, **launch.env, "MODAL_SANDBOX_ID": launch.sandbox_id},
+            env=env,
             cwd=definition.workdir or built.config.workdir or "/",
             user=built.config.user,
             container_args=b"",
