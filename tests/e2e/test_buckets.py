@@ -3,39 +3,17 @@ container, read and written there, a key prefix and read-only honoured, a bad on
 
 import ast
 import subprocess
-import time
 
-import boto3
 import pytest
-from conftest import APPS, VENV_BIN, free_ports
+from conftest import APPS, VENV_BIN
+from s3_server import s3_server
 
 
 @pytest.fixture(scope="module")
 def s3():
-    port = free_ports()
-    server = subprocess.Popen(
-        [str(VENV_BIN / "moto_server"), "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="shoal",
-        aws_secret_access_key="shoal-secret",
-        region_name="us-east-1",
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            client.create_bucket(Bucket="data")
-            break
-        except Exception:
-            assert time.monotonic() < deadline and server.poll() is None, "moto's S3 server did not start"
-            time.sleep(0.2)
-    client.put_object(Bucket="data", Key="models/weights.txt", Body=b"0.5 0.25\n")
-    yield endpoint, client
-    server.terminate()
-    server.wait(10)
+    with s3_server() as (endpoint, client):
+        client.put_object(Bucket="data", Key="models/weights.txt", Body=b"0.5 0.25\n")
+        yield endpoint, client
 
 
 def test_a_bucket_is_mounted_read_and_written(shoal, s3):
