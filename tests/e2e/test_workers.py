@@ -246,9 +246,13 @@ def test_sandboxes_run_on_workers(cluster):
     assert out["https"] == out["tcp"] != ""
     assert (out["alpn 8765"], out["alpn 8767"]) == ("http/1.1", "h2")
     # A function on a worker makes sandboxes: its client trusts the router's CA the worker was given.
-    printed = cluster.shoal.modal("run", "sandbox_caller.py", "--no-snapshot").stdout.splitlines()
+    printed = cluster.shoal.modal("run", "sandbox_caller.py").stdout.splitlines()
     made = json.loads(next(line for line in printed if line.startswith("{")))
     assert (made["stdout"], made["exec"]) == ("got from a function\n", "exec too\n")
+    assert made["from_snapshot"] == "kept\n"  # the worker sent the sandbox's changes for its snapshot
+    # what it changed and removed, as on shoal's own worker
+    out = scenario("snapshot")
+    assert out["lines"] == ["kept", "f", "issue gone"]
 
 
 def test_a_function_on_a_worker_forwards_a_port(cluster):

@@ -31,6 +31,7 @@ from ..worker.protocol import (
     FETCH_MANIFEST,
     HEARTBEAT_TIMEOUT,
     LAYER,
+    PUT_CHANGES,
     TAR_OPTIONS,
     TUNNEL,
     excess_of,
@@ -38,6 +39,7 @@ from ..worker.protocol import (
     load_of,
     pack,
     plan_to_json,
+    send_tar,
     unpack,
 )
 from . import router_tls
@@ -46,8 +48,8 @@ from .tunnel import Check, serve_tunnel
 
 log = logging.getLogger(__name__)
 
-TAR_CHUNK = 1 << 20
 REPLY_WAIT = 10.0  # seconds a worker has to answer a request (a TCP probe waits 5 s for its connection)
+COPY_WAIT = 600.0  # and to send a container's changes
 
 
 class RemoteExec(Command):
@@ -96,8 +98,9 @@ def _stdin(exec_id: str, offset: int, data: bytes, eof: bool) -> dict:
 class RemoteLink:
     """Starts and stops containers on one connected worker; its messages come back through `serve`."""
 
-    def __init__(self, platform: Platform, worker_id: str, stream: Stream, address: str):
+    def __init__(self, platform: Platform, worker_id: str, stream: Stream, address: str, uploads: dict[str, str]):
         self.platform = platform
+        self.uploads = uploads  # upload id -> where the tar the worker sends for it goes (PutChanges)
         self.worker_id = worker_id
         self.stream = stream
         self.address = address  # the host its machine is reached at ("": shoal's own)
@@ -168,16 +171,26 @@ class RemoteLink:
 
         return reply["port"], close
 
-    async def _ask(self, message: dict) -> dict:
-        """Send a request and wait for the worker's reply to it; ContainerError if none comes or
-        the worker says it failed."""
+    async def copy_changes(self, task_id: str, into: str) -> None:
+        """What a container there changed in its file system, copied into `into` here: the worker
+        copies them while the container is paused, then sends them (PutChanges)."""
+        upload_id = new_id("up")
+        self.uploads[upload_id] = into
+        try:
+            await self._ask({"type": "copy_changes", "task_id": task_id, "upload_id": upload_id}, COPY_WAIT)
+        finally:
+            self.uploads.pop(upload_id, None)
+
+    async def _ask(self, message: dict, wait: float = REPLY_WAIT) -> dict:
+        """Send a request and wait up to `wait` for the worker's reply to it; ContainerError if none
+        comes or the worker says it failed."""
         if self.closed:
             raise ContainerError(f"worker {self.worker_id} is gone")
         request_id = new_id("rq")
         reply = self.replies[request_id] = asyncio.get_running_loop().create_future()
         try:
             await self.send({**message, "request_id": request_id})
-            answer = await asyncio.wait_for(reply, REPLY_WAIT)
+            answer = await asyncio.wait_for(reply, wait)
         except TimeoutError:
             raise ContainerError(f"worker {self.worker_id} did not answer {message['type']}") from None
         finally:
@@ -269,6 +282,7 @@ class WorkerService:
         self.platform = platform
         self.modal_handlers = modal_handlers  # what tunnelled calls are answered by
         self.check = check  # and how each is authenticated, as an RPC of its own would be
+        self.uploads: dict[str, str] = {}  # see RemoteLink.copy_changes
 
     def __mapping__(self) -> dict[str, Handler]:
         return {
@@ -276,6 +290,7 @@ class WorkerService:
             FETCH_DIR: Handler(self.fetch_dir, Cardinality.UNARY_STREAM, StringValue, BytesValue),
             FETCH_MANIFEST: Handler(self.fetch_manifest, Cardinality.UNARY_UNARY, StringValue, BytesValue),
             FETCH_FILES: Handler(self.fetch_files, Cardinality.UNARY_STREAM, BytesValue, BytesValue),
+            PUT_CHANGES: Handler(self.put_changes, Cardinality.STREAM_UNARY, BytesValue, BytesValue),
             TUNNEL: Handler(self.tunnel, Cardinality.STREAM_STREAM, BytesValue, BytesValue),
         }
 
@@ -291,7 +306,7 @@ class WorkerService:
         # Its machine is reached at the address it connected from ("": this one, shoal's own).
         peer = stream.peer.addr()
         address = peer[0] if peer and peer[0] not in LOOPBACK else ""
-        link = RemoteLink(self.platform, worker.worker_id, stream, address)
+        link = RemoteLink(self.platform, worker.worker_id, stream, address, self.uploads)
         try:
             self.platform.workers.join(worker, link)
         except AlreadyExists as e:
@@ -341,24 +356,34 @@ class WorkerService:
         listing = "".join(n + "\n" for n in names).encode()
         await _send_tar(stream, ["-C", files.root, "--verbatim-files-from", "-T", "-"], listing, f"{len(keys)} files")
 
+    async def put_changes(self, stream: Stream) -> None:
+        """A container's changes a worker sends for an upload a link asked for, unpacked where it said."""
+        header = unpack(await stream.recv_message()) or {}
+        into = self.uploads.get(header.get("upload_id", ""))
+        if into is None:
+            raise GRPCError(Status.NOT_FOUND, "no upload of that id is awaited")
+        tar = await asyncio.create_subprocess_exec(
+            "tar", *TAR_OPTIONS, "-C", into, "-xf", "-",
+            stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            async for chunk in stream:
+                tar.stdin.write(chunk.value)
+                await tar.stdin.drain()
+            tar.stdin.close()
+            if await tar.wait() != 0:
+                error = (await tar.stderr.read()).decode(errors="replace").strip()
+                raise GRPCError(Status.INTERNAL, f"could not unpack the container's changes: {error}")
+        finally:
+            if tar.returncode is None:
+                tar.kill()
+                await tar.wait()
+        await stream.send_message(BytesValue())
+
 
 _LAYER_ID = re.compile(r"[0-9a-f]{64}")
 
 
 async def _send_tar(stream: Stream, args: list[str], stdin: bytes, what: str) -> None:
-    tar = await asyncio.create_subprocess_exec(
-        "tar", *TAR_OPTIONS, "-cf", "-", *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        tar.stdin.write(stdin)
-        tar.stdin.close()
-        while chunk := await tar.stdout.read(TAR_CHUNK):
-            await stream.send_message(BytesValue(value=chunk))
-        if await tar.wait() != 0:
-            error = (await tar.stderr.read()).decode(errors="replace").strip()
-            raise GRPCError(Status.INTERNAL, f"could not pack {what}: {error}")
-    finally:
-        if tar.returncode is None:
-            tar.kill()
-            await tar.wait()
+    if error := await send_tar(stream, args, stdin):
+        raise GRPCError(Status.INTERNAL, f"could not pack {what}: {error}")

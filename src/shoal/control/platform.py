@@ -277,16 +277,14 @@ class Platform:
 
     async def snapshot_container(self, task: Task, image_id: str, app_id: str, label: str) -> str:
         """An image of a running container's file system: its image and what it changed (a sandbox's
-        `snapshot_filesystem`), taken on the embedded worker."""
-        if task.allocation.worker_id != LOCAL:
-            raise FailedPrecondition(
-                f"Container {task.task_id} runs on worker {task.allocation.worker_id}: shoal takes file system "
-                "snapshots of containers on its own worker only, not yet on workers that joined"
-            )
+        `snapshot_filesystem`), copied from whichever worker runs it."""
+        link = self.workers.link(task.allocation.worker_id)
+        if link is None:
+            raise FailedPrecondition(f"Worker {task.allocation.worker_id} is gone")
 
         async def fill(into: str, image_dirs: list[str]) -> None:
             try:
-                await self.worker.copy_changes(task.task_id, into)
+                await link.copy_changes(task.task_id, into)
             except ContainerError as e:
                 raise FailedPrecondition(str(e)) from None
             # What the worker mounted into it is not part of its files.

@@ -35,6 +35,9 @@ class Link(Protocol):
 
     address: str  # the host the worker's machine is reached at ("" for shoal's own)
 
+    async def copy_changes(self, task_id: str, into: str) -> None:
+        """What a container there changed in its file system, copied into `into` on this machine."""
+
     async def open_tunnel(self, port: int, h2: bool = False) -> tuple[int, Callable[[], Awaitable[None]]]:
         """A TLS port on the worker's machine passing its connections to `port` there (offering HTTP/2
         in its handshake when `h2`), and what closes it."""

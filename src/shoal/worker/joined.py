@@ -10,6 +10,8 @@ import asyncio
 import base64
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -27,11 +29,13 @@ from .inventory import this_machine
 from .protocol import (
     CONNECT,
     HEARTBEAT_INTERVAL,
+    PUT_CHANGES,
     exec_options_from_json,
     exit_message,
     heartbeat,
     pack,
     plan_from_json,
+    send_tar,
     unpack,
 )
 from .task_proxy import RAW, Tunnel, serve_task
@@ -169,6 +173,7 @@ class JoinedWorker:
                         "exec": self._exec,
                         "probe_tcp": self._probe_tcp,
                         "tunnel_open": self._open_tunnel,
+                        "copy_changes": self._copy_changes,
                     }.get(message["type"]):
                         running = asyncio.create_task(handle(message, outbox))
                         self.exec_tasks.add(running)
@@ -284,6 +289,28 @@ class JoinedWorker:
             outbox.put_nowait({**reply, "error": f"worker {self.name} could not open a tunnel: {e}"})
             return
         outbox.put_nowait({**reply, "port": port})
+
+    async def _copy_changes(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
+        """What a container changed in its file system (a sandbox's snapshot), copied here while it
+        is paused, then sent to the control plane as the upload it asked for."""
+        reply = {"type": "reply", "request_id": message["request_id"]}
+        copy = tempfile.mkdtemp(prefix="changes-", dir=self.home)
+        try:
+            await self.local.copy_changes(message["task_id"], copy)
+            async with self.channel.request(
+                PUT_CHANGES, Cardinality.STREAM_UNARY, BytesValue, BytesValue, metadata=self.metadata
+            ) as stream:
+                await stream.send_message(pack({"upload_id": message["upload_id"]}))
+                if error := await send_tar(stream, ["-C", copy, "."]):
+                    raise ContainerError(error)
+                await stream.end()
+                await stream.recv_message()
+        except (ContainerError, GRPCError, OSError) as e:
+            outbox.put_nowait({**reply, "error": f"worker {self.name} could not send the container's changes: {e}"})
+            return
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
+        outbox.put_nowait(reply)
 
     def _tunnel_tls(self, cert: str, key: str) -> None:
         """The certificate of shoal's CA this worker's encrypted tunnels show."""

@@ -11,6 +11,9 @@ Two gRPC methods on the control plane's own port, beside the Modal API:
   keeps them in a layer store of its own, so a file is fetched once whatever layer has it.
 - FetchDir (unary-stream): a tar stream of one other directory under the control plane's
   home (the client package, a code mount), which the worker caches whole.
+- PutChanges (stream-unary): the other way, a tar stream of what a container changed in its
+  file system (a sandbox's snapshot), after a header naming the upload the control plane
+  asked for.
 - Tunnel (stream-stream): the unary Modal RPCs of the worker's containers, each a record
   (a JSON header line, then the request's bytes) answered by a record with its id; records
   ready together travel as one message, and a message costs the control plane about a
@@ -36,11 +39,13 @@ CONNECT = "/shoal.Worker/Connect"
 FETCH_DIR = "/shoal.Worker/FetchDir"
 FETCH_MANIFEST = "/shoal.Worker/FetchManifest"
 FETCH_FILES = "/shoal.Worker/FetchFiles"
+PUT_CHANGES = "/shoal.Worker/PutChanges"
 TUNNEL = "/shoal.Worker/Tunnel"
 # How a plan names its lower dirs to a joined worker: "layer:<id>" or "dir:<path under the home>".
 LAYER, DIR = "layer:", "dir:"
 # pax keeps nanosecond mtimes, which file-store keys include; xattrs and numeric owners travel too.
 TAR_OPTIONS = ("--format=posix", "--xattrs", "--xattrs-include=*", "--numeric-owner")
+TAR_CHUNK = 1 << 20  # bytes of a tar stream per message
 # The metadata a container's requests carry when a worker passes them on.
 TASK_ID_HEADER = "x-shoal-task-id"
 TASK_SECRET_HEADER = "x-shoal-task-secret"
@@ -50,6 +55,27 @@ TASK_SECRET_HEADER = "x-shoal-task-secret"
 HEARTBEAT_INTERVAL = 1.0
 # A worker silent for this long is gone: its containers are given up and their inputs run elsewhere.
 HEARTBEAT_TIMEOUT = 10.0
+
+
+async def send_tar(stream, args: list[str], stdin: bytes = b"") -> str:
+    """`tar -c` of `args` (files named on stdin, or a directory) sent on a stream as messages;
+    returns what tar said when it failed, "" when it did not."""
+    tar = await asyncio.create_subprocess_exec(
+        "tar", *TAR_OPTIONS, "-cf", "-", *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        tar.stdin.write(stdin)
+        tar.stdin.close()
+        while chunk := await tar.stdout.read(TAR_CHUNK):
+            await stream.send_message(BytesValue(value=chunk))
+        if await tar.wait() != 0:
+            return (await tar.stderr.read()).decode(errors="replace").strip() or f"tar exited with {tar.returncode}"
+        return ""
+    finally:
+        if tar.returncode is None:
+            tar.kill()
+            await tar.wait()
 
 
 def pack(message: dict[str, Any]) -> BytesValue:

@@ -9,7 +9,7 @@ app = modal.App("e2e-sandbox-caller")
 
 
 @app.function()
-def use_sandboxes(snapshot: bool) -> dict:
+def use_sandboxes() -> dict:
     sb = modal.Sandbox.create("bash", "-c", "read x; echo got $x", timeout=60)  # in this function's app
     out = {"exec": sb.exec("echo", "exec too").stdout.read()}
     sb.stdin.write(b"from a function\n")
@@ -18,8 +18,6 @@ def use_sandboxes(snapshot: bool) -> dict:
     out["stdout"] = sb.stdout.read()
     sb.wait()
     out["returncode"] = sb.returncode
-    if not snapshot:  # (taken on shoal's own worker only)
-        return out
     sb = modal.Sandbox.create(timeout=60)
     sb.filesystem.write_text("kept\n", "/tmp/note")
     image = sb.snapshot_filesystem()
@@ -30,5 +28,5 @@ def use_sandboxes(snapshot: bool) -> dict:
 
 
 @app.local_entrypoint()
-def main(snapshot: bool = True):
-    print(json.dumps(use_sandboxes.remote(snapshot)))
+def main():
+    print(json.dumps(use_sandboxes.remote()))
