@@ -149,3 +149,25 @@ def test_addresses_in_ipv6_form():
     assert ipv6_form("2001:db8::1") == "2001:db8::1"
     assert machine_ip("127.0.0.1") == "127.0.0.1"
     assert machine_ip("localhost") in ("127.0.0.1", "::1")
+
+
+async def test_a_waiting_cluster_reclaims_as_many_idle_gpus_as_it_needs_at_once(platform):
+    scheduler, calls, clusters, _ = platform
+    h100 = api_pb2.Resources(gpu_config=api_pb2.GPUConfig(gpu_type="H100", count=1))
+    keeps_warm = api_pb2.AutoscalerSettings(scaledown_window=600)
+    other = Revision("rv-o", "fu-o", "ap-2", api_pb2.Function(resources=h100, autoscaler_settings=keeps_warm))
+    scheduler.add(other)
+    await calls.create("rv-o", 0, [(i, api_pb2.FunctionInput()) for i in range(2)])
+    for _ in range(2):
+        await scheduler.reconcile("rv-o", [])
+    holders = scheduler.live_tasks("rv-o")
+    for holder in holders:  # each runs an input, then idles holding its H100
+        holder.ready = True
+        (taken,) = await calls.next_inputs("rv-o", holder.task_id, 1, 1, holder.stop)
+        await calls.put_output(holder.task_id, taken.input_id, api_pb2.GenericResult(status=SUCCESS), 0)
+    assert len(holders) == 2
+
+    scheduler.add(clustered("rv-1", 2, gpu="H100"))
+    await calls.create("rv-1", 0, [(0, api_pb2.FunctionInput())])
+    await scheduler.reconcile("rv-1", [])
+    assert [h.state for h in holders] == ["draining", "draining"]  # both H100s, in one pass

@@ -272,7 +272,7 @@ class Scheduler:
                 break
             if allocations is None:
                 if not avoid:
-                    await self._reclaim_idle(revision)
+                    await self._reclaim_idle(revision, size)
                 break  # no room in the pool now: the inputs wait in the queue
             cluster = Cluster(new_id("cu"), revision.app_id, task_ids) if cluster_size(fdef) else None
             for rank, (task_id, allocation) in enumerate(zip(task_ids, allocations, strict=True)):
@@ -309,12 +309,13 @@ class Scheduler:
             return set()
         return self.cpu_bound([t.task_id for t in live if t.ready])
 
-    async def _reclaim_idle(self, waiting: Revision) -> None:
-        """The pool is full and `waiting` has inputs: an idle container of another function that
-        holds what it needs (GPUs of a type it accepts, or reserved CPU or memory) stops now
-        rather than at the end of its scaledown window. Idle means ready and without work: a
-        container still in its imports and @enter, or one whose function has inputs queued (it
-        is between two of them), is about to serve, and stopping it costs a cold start."""
+    async def _reclaim_idle(self, waiting: Revision, wanted: int = 1) -> None:
+        """The pool is full and `waiting` has inputs: idle containers of other functions that hold
+        what it needs (GPUs of a type it accepts, or reserved CPU or memory) stop now rather than
+        at the end of their scaledown window, as many as it waits for (a cluster's size). Idle
+        means ready and without work: a container still in its imports and @enter, or one whose
+        function has inputs queued (it is between two of them), is about to serve, and stopping
+        it costs a cold start. Another function's cluster stops whole."""
         request = request_of(waiting.definition, waiting.gpu_choices)
 
         def useful(held: Allocation) -> bool:
@@ -327,22 +328,21 @@ class Scheduler:
             for t in self.tasks.values()
             if t.revision_id != waiting.revision_id and t.rank == 0 and useful(t.allocation)
         ]
-        if any(t.state == "draining" for t in others):
-            return  # room is already on its way
+        wanted -= sum(len(members(t)) for t in others if t.state == "draining")  # room already on its way
         busy = {r.task_id for r in self.calls.running.values()}
-        candidates = []
-        for task in others:
+        for task in sorted(others, key=lambda t: t.idle_since):
+            if wanted <= 0:
+                return
             revision = self.revisions.get(task.revision_id)
             if task.state != "running" or not task.ready or task.task_id in busy or revision is None:
                 continue
             if self.calls.queue(task.revision_id).pending:
                 continue
             warm = autoscaling(revision.definition, self.overrides.get(revision.function_id)).min_containers
-            units = [t for t in self.live_tasks(task.revision_id) if t.rank == 0]
+            units = [t for t in self.live_tasks(task.revision_id) if t.rank == 0]  # less those drained here
             if len(units) > math.ceil(warm / max(1, cluster_size(revision.definition))):
-                candidates.append(task)
-        if candidates:
-            await self.drain(min(candidates, key=lambda t: t.idle_since))
+                wanted -= len(members(task))
+                await self.drain(task)
 
     async def _enforce_startup_timeout(self, fdef: api_pb2.Function, live: list[Task]) -> None:
         """A container not ready (imports and @enter done) within startup_timeout is stopped, and the
