@@ -32,13 +32,13 @@ from ..worker.protocol import (
     HEARTBEAT_TIMEOUT,
     LAYER,
     PUT_CHANGES,
-    TAR_OPTIONS,
     TUNNEL,
     excess_of,
     exec_options_to_json,
     load_of,
     pack,
     plan_to_json,
+    receive_tar,
     send_tar,
     unpack,
 )
@@ -362,22 +362,8 @@ class WorkerService:
         into = self.uploads.get(header.get("upload_id", ""))
         if into is None:
             raise GRPCError(Status.NOT_FOUND, "no upload of that id is awaited")
-        tar = await asyncio.create_subprocess_exec(
-            "tar", *TAR_OPTIONS, "-C", into, "-xf", "-",
-            stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            async for chunk in stream:
-                tar.stdin.write(chunk.value)
-                await tar.stdin.drain()
-            tar.stdin.close()
-            if await tar.wait() != 0:
-                error = (await tar.stderr.read()).decode(errors="replace").strip()
-                raise GRPCError(Status.INTERNAL, f"could not unpack the container's changes: {error}")
-        finally:
-            if tar.returncode is None:
-                tar.kill()
-                await tar.wait()
+        if error := await receive_tar(stream, into):
+            raise GRPCError(Status.INTERNAL, f"could not unpack the container's changes: {error}")
         await stream.send_message(BytesValue())
 
 

@@ -31,8 +31,7 @@ if TYPE_CHECKING:
 class Cluster:
     cluster_id: str
     app_id: str
-    task_ids: list[str]  # by rank; rank 0 is the lead
-    members: list = field(default_factory=list)  # their scheduler Tasks, by rank
+    members: list["Task"]  # its containers, by rank; rank 0 is the lead
     started_at: float = field(default_factory=time.time)
     addresses: dict[int, str] = field(default_factory=dict)  # rank -> its machine's IP, once its plan is made
     hellos: set[int] = field(default_factory=set)  # ranks whose client has started (TaskClusterHello)
@@ -45,12 +44,16 @@ class Cluster:
     pulse: Pulse = field(default_factory=Pulse)
 
     @property
+    def task_ids(self) -> list[str]:
+        return [t.task_id for t in self.members]
+
+    @property
     def lead(self) -> str:
-        return self.task_ids[0]
+        return self.members[0].task_id
 
     def broadcast(self, inputs: list[Input]) -> None:
         """Inputs the lead took: every other rank runs them too."""
-        if len(self.task_ids) > 1 and inputs:
+        if len(self.members) > 1 and inputs:
             self.inputs += inputs
             self.pulse.notify()
 
@@ -67,7 +70,7 @@ class Cluster:
         taken = self.inputs[start : start + max_n]
         self.cursors[rank] = self.base + start + len(taken)
         # what every rank has read goes
-        done = min(self.cursors.get(r, 0) for r in range(1, len(self.task_ids))) - self.base
+        done = min(self.cursors.get(r, 0) for r in range(1, len(self.members))) - self.base
         if done > 0:
             del self.inputs[:done]
             self.base += done
@@ -79,7 +82,7 @@ class Cluster:
     async def hello(self, rank: int) -> None:
         """Rank `rank` has started: wait for the others (they learn each other's addresses)."""
         self.hellos.add(rank)
-        if len(self.hellos) == len(self.task_ids):
+        if len(self.hellos) == len(self.members):
             self.complete.set()
         ended = asyncio.ensure_future(self.broken.wait())
         everyone = asyncio.ensure_future(self.complete.wait())
@@ -136,7 +139,7 @@ class Clusters:
         if cluster is None:
             raise FailedPrecondition(f"Container {task.task_id} is not part of a cluster")
         await cluster.hello(task.rank)
-        ips = [cluster.addresses[rank] for rank in range(len(cluster.task_ids))]
+        ips = [cluster.addresses[rank] for rank in range(len(cluster.members))]
         return api_pb2.TaskClusterHelloResponse(
             cluster_id=cluster.cluster_id,
             cluster_rank=task.rank,

@@ -274,12 +274,13 @@ class Scheduler:
                 if not avoid:
                     await self._reclaim_idle(revision, size)
                 break  # no room in the pool now: the inputs wait in the queue
-            cluster = Cluster(new_id("cu"), revision.app_id, task_ids) if cluster_size(fdef) else None
-            for rank, (task_id, allocation) in enumerate(zip(task_ids, allocations, strict=True)):
-                task = Task(task_id, revision_id, revision.function_id, revision.app_id, time.time(), allocation)
-                task.cluster, task.rank = cluster, rank
-                if cluster:
-                    cluster.members.append(task)
+            tasks = [
+                Task(task_id, revision_id, revision.function_id, revision.app_id, time.time(), allocation, rank=rank)
+                for rank, (task_id, allocation) in enumerate(zip(task_ids, allocations, strict=True))
+            ]
+            cluster = Cluster(new_id("cu"), revision.app_id, tasks) if cluster_size(fdef) else None
+            for task in tasks:
+                task.cluster = cluster
                 self.tasks[task.task_id] = task
                 await self.launch(task)
 

@@ -36,7 +36,7 @@ from grpclib.const import Cardinality
 
 from ..images.manifest import Manifest
 from ..images.store import LayerStore
-from .protocol import DIR, FETCH_DIR, FETCH_FILES, FETCH_MANIFEST, LAYER, TAR_OPTIONS
+from .protocol import DIR, FETCH_DIR, FETCH_FILES, FETCH_MANIFEST, LAYER, receive_tar
 
 log = logging.getLogger(__name__)
 
@@ -152,24 +152,13 @@ class Fetched:
 
     async def _untar(self, method: str, request, dest: str) -> None:
         """Stream the tar the control plane answers `request` with into `dest`."""
-        tar = await asyncio.create_subprocess_exec(
-            "tar", *TAR_OPTIONS, "-C", dest, "-xf", "-", stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        try:
-            async with self.channel.request(
-                method, Cardinality.UNARY_STREAM, type(request), BytesValue, metadata=self.metadata
-            ) as stream:
-                await stream.send_message(request, end=True)
-                async for chunk in stream:
-                    tar.stdin.write(chunk.value)
-                    await tar.stdin.drain()
-            tar.stdin.close()
-            if await tar.wait() != 0:
-                raise RuntimeError(f"unpacking from the control plane: {(await tar.stderr.read()).decode()}")
-        finally:
-            if tar.returncode is None:
-                tar.kill()
-                await tar.wait()
+        async with self.channel.request(
+            method, Cardinality.UNARY_STREAM, type(request), BytesValue, metadata=self.metadata
+        ) as stream:
+            await stream.send_message(request, end=True)
+            error = await receive_tar(stream, dest)
+        if error:
+            raise RuntimeError(f"unpacking from the control plane: {error}")
 
     # -- what is in use ----------------------------------------------------------------------
 

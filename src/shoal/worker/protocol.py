@@ -24,7 +24,7 @@ Messages are JSON in a BytesValue, so no protocol of our own needs compiling.
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, astuple
 from typing import Any
 
@@ -69,6 +69,26 @@ async def send_tar(stream, args: list[str], stdin: bytes = b"") -> str:
         tar.stdin.close()
         while chunk := await tar.stdout.read(TAR_CHUNK):
             await stream.send_message(BytesValue(value=chunk))
+        if await tar.wait() != 0:
+            return (await tar.stderr.read()).decode(errors="replace").strip() or f"tar exited with {tar.returncode}"
+        return ""
+    finally:
+        if tar.returncode is None:
+            tar.kill()
+            await tar.wait()
+
+
+async def receive_tar(messages: AsyncIterator[BytesValue], dest: str) -> str:
+    """A tar stream's messages unpacked into `dest`; returns what tar said when it failed, "" when
+    it did not."""
+    tar = await asyncio.create_subprocess_exec(
+        "tar", *TAR_OPTIONS, "-C", dest, "-xf", "-", stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        async for chunk in messages:
+            tar.stdin.write(chunk.value)
+            await tar.stdin.drain()
+        tar.stdin.close()
         if await tar.wait() != 0:
             return (await tar.stderr.read()).decode(errors="replace").strip() or f"tar exited with {tar.returncode}"
         return ""
