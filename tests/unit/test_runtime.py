@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shoal.runtime import BindMount, ContainerError, ContainerSpec, Runtime
+from shoal.runtime import BindMount, Container, ContainerError, ContainerSpec, Runtime
+from shoal.runtime.network import NETNS_DIR
 from shoal.runtime.oci import nofile_limit
 from shoal.runtime.overlay import mounts_under
 
@@ -360,6 +361,65 @@ async def test_without_network_a_container_has_loopback_alone(runtime, base):
         code, out, err = await run(runtime, base, script + " < /dev/null", network=False)
     assert out.split() == ["lo", "unknown", "0x9"], (out, err)  # loopback alone, and up
     assert code != 0 and "refused" in err  # the host's loopback service is out of reach
+
+
+async def _serve(rt: Runtime, base: str, reply: str, port: int) -> Container:
+    """A container with a network of its own answering `reply` on `port`, listening once it returns."""
+    args = ["nc", "-ll", "-p", str(port), "-e", "echo", reply]
+    container = await rt.start(ContainerSpec(id=new_id(), lower_dirs=[base], args=args, env=PATH_ENV, own_network=True))
+    for _ in range(100):
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection(container.address, port)
+            writer.close()
+            return container
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing listens on {container.address}:{port}")
+
+
+async def test_containers_with_networks_of_their_own_listen_on_one_port(runtime, base):
+    first, second = await _serve(runtime, base, "one", 8080), await _serve(runtime, base, "two", 8080)
+    assert first.address != second.address
+    for container, reply in ((first, "one"), (second, "two")):
+        reader, writer = await asyncio.open_connection(container.address, 8080)
+        assert await asyncio.wait_for(reader.readline(), WAIT) == f"{reply}\n".encode()
+        writer.close()
+    netns = os.listdir(NETNS_DIR)
+    assert sum(first.id in name or second.id in name for name in netns) == 2
+    await runtime.remove(first)
+    assert not any(first.id in name for name in os.listdir(NETNS_DIR))  # its namespace went with it
+    third = await _serve(runtime, base, "three", 8080)
+    assert third.address == first.address  # and its address is free again
+    await runtime.remove(second)
+    await runtime.remove(third)
+
+
+async def test_a_network_of_its_own_reaches_this_machine_through_the_bridge(runtime, base):
+    """Outbound traffic leaves through the bridge, whose address is this machine's there."""
+    async with pong_service() as port:
+        server = await asyncio.start_server(lambda r, w: (w.write(b"host\n"), w.close()), "0.0.0.0", 0)
+        async with server:
+            host_port = server.sockets[0].getsockname()[1]
+            script = "nc $(ip route | grep default | cut -d' ' -f3) %d < /dev/null; "
+            script += "nc 127.0.0.1 %d < /dev/null"
+            code, out, err = await run(runtime, base, script % (host_port, port), own_network=True)
+    assert out.split() == ["host"], (out, err)  # the host's own loopback is not this one's
+    assert code != 0
+
+
+async def test_cleanup_all_removes_the_bridge_and_its_namespaces(base, tmp_path):
+    state = str(tmp_path / "state")
+    first = Runtime(state)
+    await first.start(
+        ContainerSpec(id=new_id(), lower_dirs=[base], args=["sleep", "100"], env=PATH_ENV, own_network=True)
+    )
+    bridge = first.bridge.name
+    assert os.path.exists(f"/sys/class/net/{bridge}")
+    second = Runtime(state)  # as after a restart
+    await asyncio.wait_for(second.cleanup_all(), WAIT)
+    assert not os.path.exists(f"/sys/class/net/{bridge}")
+    assert not any(name.startswith(f"shoal-{bridge[3:]}-") for name in os.listdir(NETNS_DIR))
+    rules = subprocess.run(["iptables", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True).stdout
+    assert bridge not in rules
 
 
 async def test_start_cancelled_while_runc_sets_up_leaves_nothing(runtime, base):

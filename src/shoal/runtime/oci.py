@@ -111,7 +111,9 @@ def _gpu_devices(paths: list[str]) -> tuple[list[dict[str, Any]], list[dict[str,
     return nodes, rules
 
 
-def build_config(spec: ContainerSpec, user: tuple[int, int, list[int]], limit_swap: bool) -> dict[str, Any]:
+def build_config(
+    spec: ContainerSpec, user: tuple[int, int, list[int]], limit_swap: bool, netns: str | None = None
+) -> dict[str, Any]:
     uid, gid, extra_gids = user
     mounts = list(STANDARD_MOUNTS)
     if os.path.exists("/etc/resolv.conf"):
@@ -151,11 +153,13 @@ def build_config(spec: ContainerSpec, user: tuple[int, int, list[int]], limit_sw
         "root": {"path": "rootfs", "readonly": False},
         "mounts": mounts,
         "linux": {
-            # With the network, containers share the host's, loopback services included;
-            # without it, a namespace of its own (runc brings its loopback up).
+            # With the network, containers share the host's, loopback services included; with a
+            # network of its own, it joins the namespace made for it (`netns`); without any, a
+            # namespace of its own with loopback alone (runc brings it up).
             "namespaces": [
-                {"type": t} for t in ("pid", "ipc", "uts", "mount", *(() if spec.network else ("network",)))
-            ],
+                {"type": t} for t in ("pid", "ipc", "uts", "mount", *(() if spec.network or netns else ("network",)))
+            ]
+            + ([{"type": "network", "path": netns}] if netns else []),
             "cgroupsPath": cgroups_path(spec.id),
             "resources": resources,
             "devices": devices,

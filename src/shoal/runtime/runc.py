@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from . import overlay
 from .cgroups import CpuHierarchy, MemoryHierarchy, cpu_hierarchy, memory_hierarchy
 from .exec import Exec, start_exec
+from .network import Bridge
 from .oci import build_config, cgroups_path
 from .spec import ContainerError, ContainerSpec
 from .users import resolve_user
@@ -41,6 +42,7 @@ class Container:
         # where its writes go: a throw-away dir in its bundle, or the spec's own (a build step's layer)
         self.upper_dir = runtime._upper(spec, os.path.join(runtime.bundles_dir, spec.id))
         self.pid: int | None = None  # set once runc reports the process running
+        self.address: str | None = None  # with a network of its own, its address there
         self.oom_killed = False
         self._runtime = runtime
         self._proc = proc
@@ -115,6 +117,7 @@ class Runtime:
         self._runc_bin = shutil.which("runc") or "/usr/sbin/runc"
         self._memory: MemoryHierarchy | None = memory_hierarchy()
         self._cpu: CpuHierarchy | None = cpu_hierarchy()
+        self.bridge = Bridge(self.state_dir)
 
     async def _runc(self, *args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
@@ -190,7 +193,8 @@ class Runtime:
             overlay.mount(
                 spec.lower_dirs, self._upper(spec, bundle), os.path.join(bundle, "work"), os.path.join(bundle, "rootfs")
             )
-            self._write_config(spec, bundle)
+            attached = await self.bridge.attach(spec.id) if spec.own_network else None
+            self._write_config(spec, bundle, attached.netns if attached else None)
             pid_file = os.path.join(bundle, "pid")
             proc = await asyncio.create_subprocess_exec(
                 self._runc_bin,
@@ -211,6 +215,7 @@ class Runtime:
                 start_new_session=True,  # keep terminal signals (Ctrl-C) meant for shoal away from runc
             )
             container = Container(self, spec, proc, on_output)
+            container.address = attached.address if attached else None
             container._started(await self._wait_running(container, pid_file))
             return container
         except BaseException:
@@ -229,9 +234,9 @@ class Runtime:
             # overlay needs its work dir on the upper dir's filesystem.
             raise ContainerError(f"upper dir {upper} must be on the same filesystem as {self.state_dir}")
 
-    def _write_config(self, spec: ContainerSpec, bundle: str) -> None:
+    def _write_config(self, spec: ContainerSpec, bundle: str, netns: str | None) -> None:
         limit_swap = self._memory is not None and self._memory.swap_limit_supported()
-        config = build_config(spec, resolve_user(os.path.join(bundle, "rootfs"), spec.user), limit_swap)
+        config = build_config(spec, resolve_user(os.path.join(bundle, "rootfs"), spec.user), limit_swap, netns)
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(config, f)
 
@@ -261,6 +266,7 @@ class Runtime:
             # Also kills a container process that runc left behind when killed mid-start.
             await self._runc("delete", "--force", container_id)
             await container.wait()
+        await self.bridge.detach(container_id)
         await self._remove_bundle(container_id)
 
     async def remove(self, container: Container) -> None:
@@ -270,6 +276,7 @@ class Runtime:
         rc, _, err = await self._runc("delete", "--force", container.id)
         if rc != 0 and "does not exist" not in err:
             raise ContainerError(f"runc delete {container.id}: {err.strip()}")
+        await self.bridge.detach(container.id)
         await self._remove_bundle(container.id)
 
     async def _remove_bundle(self, container_id: str) -> None:
@@ -326,6 +333,7 @@ class Runtime:
             raise ContainerError(f"mounts under {self.state_dir} remain after unmounting")
         if os.path.exists(self.bundles_dir):
             await asyncio.to_thread(shutil.rmtree, self.bundles_dir)
+        await self.bridge.clear()
         if failed:
             raise ContainerError("could not delete containers: " + "; ".join(failed))
         return len(ids)

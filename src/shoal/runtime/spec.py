@@ -34,3 +34,6 @@ class ContainerSpec:
     # False: a network namespace of its own with loopback alone (block_network=True); the
     # container still reaches shoal through its socket, a bind mount.
     network: bool = True
+    # A network namespace of its own on the runtime's bridge (network.py): an address of its own,
+    # where it listens on any port without meeting other containers; outbound traffic as with the host's.
+    own_network: bool = False

@@ -1,0 +1,156 @@
+"""Networks of their own for containers: a network namespace each, joined to a bridge on this
+machine by a veth pair, with an address on the bridge's /24 and outbound traffic masqueraded
+through the machine's own.
+
+Containers otherwise share the machine's network, where two of them cannot listen on one port;
+a container with a network of its own has its whole port range, reached at its address from
+this machine. A `Bridge` belongs to one runtime (its state dir names it): it takes a /24 of
+SUBNETS that no address or route here covers at its first container, and leftovers of an
+earlier process under the same name are cleared the same way as containers are.
+"""
+
+import asyncio
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+
+from .spec import ContainerError
+
+SUBNETS = ipaddress.ip_network("10.233.0.0/16")  # where bridges take their /24s
+NETNS_DIR = "/run/netns"  # where `ip netns` names namespaces
+LOCK = "/run/shoal-bridges.lock"  # two runtimes choosing a /24 at once take turns
+
+
+@dataclass(frozen=True)
+class Attached:
+    netns: str  # the namespace's path, for runc to join
+    address: str  # the container's IPv4 address, reached from this machine
+
+
+class Bridge:
+    def __init__(self, state_dir: str):
+        tag = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:6]
+        self.name = f"shb{tag}"
+        self._netns_prefix = f"shoal-{tag}-"
+        self._veth_prefix = f"shv{tag}"
+        self.subnet: ipaddress.IPv4Network | None = None
+        self._used: dict[str, int] = {}  # container id -> its host number on the subnet
+        self._setup = asyncio.Lock()
+
+    async def attach(self, container_id: str) -> Attached:
+        """A namespace for the container, on the bridge (made at the first one) with a free address."""
+        async with self._setup:
+            if self.subnet is None:
+                self.subnet = await asyncio.to_thread(self._make_bridge)
+            taken = set(self._used.values())
+            number = next((n for n in range(2, self.subnet.num_addresses - 1) if n not in taken), None)
+            if number is None:
+                raise ContainerError(f"no free address on {self.name} ({self.subnet})")
+            self._used[container_id] = number
+        netns, veth = self._netns_prefix + container_id, f"{self._veth_prefix}{number}"
+        address = self.subnet[number]
+        try:
+            await _ip_batch(
+                f"netns add {netns}",
+                f"link add {veth} type veth peer name eth0 netns {netns}",
+                f"link set {veth} master {self.name} up",
+            )
+            await _ip_batch(
+                "link set lo up",
+                f"addr add {address}/{self.subnet.prefixlen} dev eth0",
+                "link set eth0 up",
+                f"route add default via {self.subnet[1]}",
+                netns=netns,
+            )
+        except BaseException:
+            await self.detach(container_id)  # what was made of it
+            raise
+        return Attached(os.path.join(NETNS_DIR, netns), str(address))
+
+    async def detach(self, container_id: str) -> None:
+        """Its namespace and veth gone, its address free again; nothing for a container it has not."""
+        number = self._used.pop(container_id, None)
+        if number is not None:
+            # The veth first: a namespace is destroyed lazily, and its pair with it.
+            await _ip_batch(f"link del {self._veth_prefix}{number}", check=False)
+            await _ip_batch(f"netns del {self._netns_prefix}{container_id}", check=False)
+
+    async def clear(self) -> None:
+        """Every namespace, the bridge and its masquerade rule, this process's or an earlier one's."""
+        for name in os.listdir(NETNS_DIR) if os.path.isdir(NETNS_DIR) else []:
+            if name.startswith(self._netns_prefix):
+                await _ip_batch(f"netns del {name}", check=False)
+        self._used.clear()
+        for subnet in await asyncio.to_thread(self._bridge_subnets):
+            await _run("iptables", *self._masquerade("-D", subnet), check=False)
+        await _ip_batch(f"link del {self.name}", check=False)
+        self.subnet = None
+
+    def _make_bridge(self) -> ipaddress.IPv4Network:
+        with open(LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            subnet = _free_subnet(_json("ip", "-j", "-4", "addr"), _json("ip", "-j", "-4", "route"))
+            _sync("ip", "link", "add", self.name, "type", "bridge")
+            _sync("ip", "addr", "add", f"{subnet[1]}/{subnet.prefixlen}", "dev", self.name)
+            _sync("ip", "link", "set", self.name, "up")
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write("1")
+        _sync("iptables", *self._masquerade("-A", subnet))
+        return subnet
+
+    def _masquerade(self, action: str, subnet: ipaddress.IPv4Network) -> list[str]:
+        return ["-t", "nat", action, "POSTROUTING", "-s", str(subnet), "!", "-o", self.name, "-j", "MASQUERADE"]
+
+    def _bridge_subnets(self) -> list[ipaddress.IPv4Network]:
+        try:
+            links = _json("ip", "-j", "-4", "addr", "show", "dev", self.name)
+        except ContainerError:
+            return []  # no bridge
+        return [
+            ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False)
+            for link in links
+            for a in link.get("addr_info", [])
+        ]
+
+
+def _free_subnet(addresses: list[dict], routes: list[dict]) -> ipaddress.IPv4Network:
+    """The first /24 of SUBNETS that no address or route of this machine overlaps."""
+    taken = [
+        ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False)
+        for link in addresses
+        for a in link.get("addr_info", [])
+    ]
+    taken += [ipaddress.ip_network(r["dst"]) for r in routes if r.get("dst") not in (None, "default")]
+    for subnet in SUBNETS.subnets(new_prefix=24):
+        if not any(subnet.overlaps(t) for t in taken):
+            return subnet
+    raise ContainerError(f"every /24 of {SUBNETS} is in use on this machine")
+
+
+async def _ip_batch(*commands: str, netns: str | None = None, check: bool = True) -> None:
+    """`ip` commands in one process (`-n` for all of them when `netns` is given)."""
+    await _run("ip", *(("-n", netns) if netns else ()), "-batch", "-", stdin="\n".join(commands) + "\n", check=check)
+
+
+async def _run(*args: str, stdin: str = "", check: bool = True) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate(stdin.encode())
+    if check and proc.returncode:
+        raise ContainerError(f"{' '.join(args[:3])}: {err.decode(errors='replace').strip()}")
+
+
+def _sync(*args: str) -> str:
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode:
+        raise ContainerError(f"{' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _json(*args: str) -> list[dict]:
+    return json.loads(_sync(*args) or "[]")
