@@ -325,3 +325,23 @@ async def test_secret_env_reaches_run_steps_and_keys_layers_by_id(env):
     assert env.read(other_id, "/token").strip() == "two"
     plain = await env.build(steps)
     assert plain.layers[-1] not in (first.layers[-1], other_id.layers[-1])
+
+
+async def test_volumes_reach_run_steps_and_key_their_layers(env):
+    seen = []
+
+    async def run_step(*args):
+        seen.append(args[-1])
+        return await chroot_run_step(*args)
+
+    env.builder.run_step = run_step
+    steps = ["FROM base", "RUN echo hi > /hi"]
+    plain = await env.build(steps)
+    volumes = [("vo-a", "models", "/cache", False)]
+    mounted = await env.build(steps, volumes=volumes)
+    assert seen == [[], volumes]
+    assert mounted.layers[-1] != plain.layers[-1]
+    other = await env.build(steps, volumes=[("vo-b", "models", "/cache", False)])
+    assert other.layers[-1] != mounted.layers[-1]  # which volume counts, not what it holds
+    again = await env.build(steps, volumes=volumes)
+    assert again.layers == mounted.layers and len(seen) == 3  # reused

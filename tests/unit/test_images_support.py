@@ -61,8 +61,9 @@ except OSError as e:
 """
 
 
-async def chroot_run_step(lowers, upper, argv, env, workdir, user, log) -> int:
-    """A RunStep: the step's writes land in `upper` as an overlayfs upper dir (whiteouts and all)."""
+async def chroot_run_step(lowers, upper, argv, env, workdir, user, log, volumes=()) -> int:
+    """A RunStep: the step's writes land in `upper` as an overlayfs upper dir (whiteouts and all);
+    it mounts no volumes."""
     work, merged = upper + ".work", upper + ".merged"
     os.makedirs(work)
     os.makedirs(merged)

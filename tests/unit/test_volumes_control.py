@@ -144,6 +144,42 @@ def test_symlinks_a_container_left_are_never_followed(tmp_path):
     assert sorted(os.listdir(outside)) == ["secret"]
 
 
+async def test_mounts_of_a_sub_path_stay_inside_the_volume(volumes):
+    vol = await volumes.get_or_create("", "", Creation.OBJECT_CREATION_TYPE_EPHEMERAL, 0)
+    Mount = api_pb2.VolumeMount
+    mounts = [
+        Mount(volume_id=vol.object_id, mount_path="/whole"),
+        Mount(volume_id=vol.object_id, mount_path="/part", sub_path="/users/me/", read_only=True),
+    ]
+    await volumes.check_mounts(mounts)
+    assert await volumes.binds(mounts) == [
+        (vol.object_id, "", "/whole", False),
+        (vol.object_id, "users/me", "/part", True),
+    ]
+    for sub_path in ("..", "../other", "a/../../b"):
+        climbing = Mount(volume_id=vol.object_id, mount_path="/up", sub_path=sub_path)
+        with pytest.raises(InvalidArgument, match="must stay inside the volume"):
+            await volumes.check_mounts([climbing])
+        with pytest.raises(InvalidArgument, match="must stay inside the volume"):
+            await volumes.binds([climbing])  # what a sandbox's mounts go through
+
+
+def test_a_sub_path_directory_is_made_and_never_reached_through_a_symlink(tmp_path):
+    root, outside = tmp_path / "vol", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    fd = volume_files.open_directory(str(root), "/a/b/")
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(root / "a" / "b"))
+    finally:
+        os.close(fd)
+    os.symlink(outside, root / "link")
+    for path in ("link", "link/made"):
+        with pytest.raises(InvalidArgument, match="link is not a directory"):
+            volume_files.open_directory(str(root), path)
+    assert os.listdir(outside) == []
+
+
 def _uploaded(volumes: Volumes, path: str, data: bytes, mode: int) -> api_pb2.MountFile:
     sha = hashlib.sha256(data).hexdigest()
     volumes.blobs.put_verified(sha, data)

@@ -106,4 +106,5 @@ class BuildFunctions:
         if result.status != GenericResult.GENERIC_STATUS_SUCCESS:
             raise BuildError(step, result.traceback.rstrip("\n"), f"failed: {result.exception or 'no result'}")
         runtime_dirs = plan.lower_dirs[len(image_dirs) :]  # the client package and code mounts
-        await asyncio.to_thread(drop_runtime_files, upper, LayerView(image_dirs), runtime_dirs, MOUNT_POINTS)
+        points = (*MOUNT_POINTS, *(path for _, _, path, _ in plan.volumes))  # its volumes= too
+        await asyncio.to_thread(drop_runtime_files, upper, LayerView(image_dirs), runtime_dirs, points)

@@ -37,6 +37,7 @@ from .ids import content_id
 from .mounts import Mounts, contained_path
 from .pulse import Pulse
 from .secrets import Secrets
+from .volumes import Volumes
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Images:
         db: Database,
         mounts: Mounts,
         secrets: Secrets,
+        volumes: Volumes,
         builder: Builder,
         run_build_function: RunBuildFunction,
         builder_version: str,
@@ -79,6 +81,7 @@ class Images:
         self.db = db
         self.mounts = mounts
         self.secrets = secrets
+        self.volumes = volumes
         self.builder = builder
         self.run_build_function = run_build_function
         self.layers = builder.store
@@ -91,6 +94,7 @@ class Images:
     ) -> tuple[str, api_pb2.GenericResult | None]:
         """Returns the image id, and its result when no build is needed."""
         _check_supported(image, build_function_id)
+        await self.volumes.check_mounts(list(image.volume_mounts))
         definition = image.SerializeToString(deterministic=True)
         image_id = content_id("im", self.builder_version.encode() + definition)
         for base in image.base_images:
@@ -204,6 +208,7 @@ class Images:
                         secret_env=await self.secrets.env(list(image.secret_ids)),
                         secret_ids=list(image.secret_ids),
                         registry_auth=await self._registry_auth(image.image_registry_config),
+                        volumes=await self.volumes.binds(list(image.volume_mounts)),
                         force_build=force_build,
                         log=job.log,
                     )
@@ -343,8 +348,6 @@ class Images:
 
 def _check_supported(image: api_pb2.Image, build_function_id: str) -> None:
     """Refuse what the builder cannot do, rather than build an image that is not what was asked for."""
-    if image.volume_mounts:
-        raise InvalidArgument("Image build steps with volumes= are not supported by shoal yet")
     for f in image.context_files:
         contained_path(f.filename, "Image context file")
     if image.image_registry_config.registry_auth_type in (

@@ -125,7 +125,7 @@ class Platform:
         self.plans = ContainerPlans(home, self.apps, self.deployments, self.mounts, self.secrets, self.volumes)
         self.build_functions = BuildFunctions(self.worker, self.deployments.resolve, self.plans.plan)
         self.images = Images(
-            self.db, self.mounts, self.secrets, builder, self.build_functions.run, IMAGE_BUILDER_VERSION
+            self.db, self.mounts, self.secrets, self.volumes, builder, self.build_functions.run, IMAGE_BUILDER_VERSION
         )
         self.pool = Pool()
         self.lifecycle = Lifecycle(

@@ -217,6 +217,13 @@ def copy(root: str, sources: list[str], destination: str) -> None:
             _write_at(parent, target[-1], src_fd, stat.S_IMODE(os.fstat(src_fd).st_mode))
 
 
+def open_directory(root: str, path: str) -> int:
+    """A descriptor of the directory at `path`, made when missing (a mount's sub_path); the caller
+    closes it."""
+    with _directory(root, parts(path), create=True, path=path) as fd:
+        return os.dup(fd)
+
+
 def _is_directory(root: str, components: list[str]) -> bool:
     try:
         with _directory(root, components):

@@ -2,10 +2,11 @@
 
 Named and ephemeral ones follow named_objects.py. Each is a directory under the
 control plane's home, bind-mounted read-write (or read-only) into the containers
-of the functions that declare it, so a write is visible to every container at
-once and commit and reload have nothing left to do. Only workers that see these
-directories mount them: the control plane's own, and joined workers started with
-`--volumes` on a file system they share with it (see placement.Request.volumes).
+of the functions that declare it (whole, or its sub_path= directory alone), so a
+write is visible to every container at once and commit and reload have nothing
+left to do. Only workers that see these directories mount them: the control
+plane's own, and joined workers started with `--volumes` on a file system they
+share with it (see placement.Request.volumes).
 """
 
 import asyncio
@@ -27,6 +28,13 @@ V1 = api_pb2.VOLUME_FS_VERSION_V1
 
 def metadata(volume: NamedObject) -> api_pb2.VolumeMetadata:
     return api_pb2.VolumeMetadata(version=V1, name=volume.name or "", creation_info=volume.creation_info())
+
+
+def sub_path(mount: api_pb2.VolumeMount) -> str:
+    """The directory of the volume that the mount shows, relative to its root ("": all of it)."""
+    if ".." in mount.sub_path.split("/"):
+        raise InvalidArgument(f"Volume mount sub_path {mount.sub_path!r} must stay inside the volume (no '..')")
+    return "/".join(volume_files.parts(mount.sub_path))
 
 
 class Volumes:
@@ -63,19 +71,18 @@ class Volumes:
         paths = set()
         for mount in mounts:
             await self.objects.get(mount.volume_id)
-            if mount.sub_path:
-                raise InvalidArgument("Volume mounts with sub_path= are not supported by shoal yet")
+            sub_path(mount)
             path = contained_path(mount.mount_path, "Volume mount")
             if path in paths:
                 raise InvalidArgument(f"Two volumes are mounted at {path}")
             paths.add(path)
 
-    async def binds(self, mounts: list[api_pb2.VolumeMount]) -> list[tuple[str, str, bool]]:
-        """Each mount as (volume id, path in the container, read-only); a worker finds the volume's
-        directory under its own view of this root."""
+    async def binds(self, mounts: list[api_pb2.VolumeMount]) -> list[tuple[str, str, str, bool]]:
+        """Each mount as (volume id, its sub path, path in the container, read-only); a worker finds
+        the volume's directory under its own view of this root, and makes the sub path there."""
         for mount in mounts:
             await self._root(mount.volume_id)  # deleted since the function was created: say so
-        return [(m.volume_id, contained_path(m.mount_path, "Volume mount"), m.read_only) for m in mounts]
+        return [(m.volume_id, sub_path(m), contained_path(m.mount_path, "Volume mount"), m.read_only) for m in mounts]
 
     # -- files -------------------------------------------------------------
 

@@ -26,8 +26,9 @@ from .spec import BuiltImage, ImageConfig
 from .store import LayerStore
 
 Log = Callable[[str], None]
-# run_step(lower_dirs_bottom_first, upper_dir, argv, env, workdir, user, log) -> exit code
-RunStep = Callable[[list[str], str, list[str], dict[str, str], str, str | None, Log], Awaitable[int]]
+# run_step(lower_dirs_bottom_first, upper_dir, argv, env, workdir, user, log, volumes) -> exit code;
+# volumes: what the step mounts besides the image (as Volumes.binds gives them), opaque here
+RunStep = Callable[[list[str], str, list[str], dict[str, str], str, str | None, Log, list], Awaitable[int]]
 # run(lower_dirs_bottom_first, upper_dir): runs a build function over the image; raises BuildError when it fails.
 RunFunction = Callable[[list[str], str], Awaitable[None]]
 # Resolves `FROM <ref>` for refs that are not a named base image, e.g. "python:3.11.12-slim-bookworm".
@@ -64,6 +65,7 @@ class Builder:
         secret_env: dict[str, str] = {},
         secret_ids: list[str] = [],
         registry_auth: RegistryAuth | None = None,
+        volumes: list = [],
         force_build: bool = False,
         log: Log = lambda s: None,
     ) -> BuiltImage:
@@ -71,13 +73,14 @@ class Builder:
 
         RUN steps see `secret_env` (the values of the secrets `secret_ids`) in their environment;
         their layers are keyed on the secrets' ids, never on the values. `registry_auth` logs in
-        to the registry of the images FROM names."""
+        to the registry of the images FROM names. RUN steps mount `volumes` (run_commands(volumes=)),
+        which are part of their layers' keys (which volume, where), their contents not."""
         try:
             instructions = dockerfile.parse(commands)
         except DockerfileError as e:
             raise BuildError(e.line, reason=f"cannot be parsed: {e}") from e
         secrets = (secret_env, sorted(secret_ids))
-        run = _BuildRun(self, bases, context, build_args, secrets, registry_auth, force_build, log)
+        run = _BuildRun(self, bases, context, build_args, secrets, registry_auth, volumes, force_build, log)
         for ins in instructions:
             log(f"=> {ins.text}\n")
             try:
@@ -148,6 +151,7 @@ class _BuildRun:
         build_args: dict[str, str],
         secrets: tuple[dict[str, str], list[str]],
         registry_auth: RegistryAuth | None,
+        volumes: list,
         force: bool,
         log: Log,
     ):
@@ -165,6 +169,7 @@ class _BuildRun:
         self.stage_count = 0
         self.built = 0
         self.registry_auth = registry_auth
+        self.volumes = volumes
 
     async def step(self, ins: Instruction) -> None:
         if ins.keyword == "FROM":
@@ -276,11 +281,15 @@ class _BuildRun:
                 tail.add(text)
                 self.log(text)
 
-            code = await self.builder.run_step(lowers, upper, argv, run_env, config.workdir, config.user, output)
+            code = await self.builder.run_step(
+                lowers, upper, argv, run_env, config.workdir, config.user, output, self.volumes
+            )
             if code != 0:
                 raise BuildError(ins.text, tail.text(), f"failed with exit code {code}")
 
         inputs = {"secrets": self.secret_ids} if self.secret_ids else None
+        if self.volumes:
+            inputs = {**(inputs or {}), "volumes": self.volumes}
         await self._layer("RUN " + json.dumps(argv), env, inputs, produce)
 
     async def _workdir(self, path: str) -> None:

@@ -13,10 +13,13 @@ import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+from ..images.layers import LayerView
+from ..images.snapshot import drop_runtime_files
 from ..runtime import BindMount, Container, ContainerError, ContainerSpec, Exec, Runtime
-from . import nvidia
+from . import nvidia, sub_paths
 from .buckets import BucketMount, MountedBuckets, unmount_all
 from .cpu_load import CpuMeter
 from .excess import Excess, ExcessMeter
@@ -67,7 +70,8 @@ class ContainerPlan:
     reserved_cores: float = 0.0
     reserved_memory_mb: int = 0
     network: bool = True  # False: block_network=True
-    volumes: list[tuple[str, str, bool]] = field(default_factory=list)  # (volume id, path in it, read-only)
+    # (volume id, directory of it to mount ("": all), path in the container, read-only)
+    volumes: list[tuple[str, str, str, bool]] = field(default_factory=list)
     # Its processes reach shoal's API on a socket of their own; a sandbox's get none (its code may be anyone's).
     serve_api: bool = True
     fs_tools: bool = False  # the file tool of `Sandbox.filesystem` is mounted where the client runs it
@@ -128,6 +132,7 @@ class LocalWorker:
         self.run_dir = f"/run/shoal/{home_tag}"
         # apart from run_dir, which is removed whole: a bucket still mounted must never be walked into
         self.buckets_dir = f"/run/shoal-buckets/{home_tag}"
+        self.sub_paths_dir = f"/run/shoal-volumes/{home_tag}"  # likewise: volume sub_paths (sub_paths.py)
         self.containers: dict[str, Container] = {}
         self._watchers: set[asyncio.Task] = set()
         self._cpu = CpuMeter()
@@ -197,11 +202,14 @@ class LocalWorker:
             )
         env["MODAL_TASK_ID"] = plan.task_id
         gpu_devices, gpu_mounts = self._gpus(plan.gpus, env)
+        staged = ExitStack()  # the worker's own mounts of volume sub_paths, until runc has made the container's
         buckets = MountedBuckets(os.path.join(self.buckets_dir, plan.task_id))
         try:
             mounted = await buckets.mount(plan.buckets)
+            volumes = self._volume_mounts(plan.volumes, staged)
         except BaseException:
             await stop_serving()
+            await buckets.unmount()
             shutil.rmtree(task_dir, ignore_errors=True)
             raise
         spec = ContainerSpec(
@@ -215,7 +223,7 @@ class LocalWorker:
                 BindMount(task_dir, TASK_MOUNT, readonly=False),
                 *self._ca_mounts(env),
                 *gpu_mounts,
-                *self._volume_mounts(plan.volumes),
+                *volumes,
                 *([BindMount(self._fs_tools(), FS_TOOLS)] if plan.fs_tools else []),
                 *_private_network_hosts(task_dir, plan),
                 *(BindMount(point, bucket.mount_path, readonly=bucket.read_only) for point, bucket in mounted),
@@ -228,7 +236,8 @@ class LocalWorker:
             network=plan.network,
         )
         try:
-            container = await self.runtime.start(spec, on_output)
+            with staged:
+                container = await self.runtime.start(spec, on_output)
         except BaseException:  # a cancelled start too: its socket, buckets and directory go with it
             await stop_serving()
             await buckets.unmount()
@@ -251,6 +260,7 @@ class LocalWorker:
         """The containers, and the buckets they mounted, that a worker which did not stop cleanly left."""
         await self.runtime.cleanup_all()
         await asyncio.to_thread(unmount_all, self.buckets_dir)
+        await asyncio.to_thread(sub_paths.unmount_all, self.sub_paths_dir)
 
     def _fs_tools(self) -> str:
         """The sandbox file tool, executable, where containers can mount it (the installed copy may not be)."""
@@ -275,10 +285,21 @@ class LocalWorker:
         nvidia.container_env(env, uuids)
         return [f"/dev/nvidia{g.minor}" for g in real], self._driver_mounts
 
-    def _volume_mounts(self, volumes: list[tuple[str, str, bool]]) -> list[BindMount]:
+    def _volume_mounts(self, volumes: list[tuple[str, str, str, bool]], held: ExitStack) -> list[BindMount]:
+        """Bind mounts of the volumes; the sub_path ones are from mounts that last as long as `held`."""
         if volumes and not self.volumes_root:
             raise ContainerError("this worker mounts no volumes (see shoal worker --volumes)")
-        return [BindMount(os.path.join(self.volumes_root, vid), path, readonly) for vid, path, readonly in volumes]
+        try:
+            return [self._volume_mount(vid, sub, path, readonly, held) for vid, sub, path, readonly in volumes]
+        except BaseException:
+            held.close()
+            raise
+
+    def _volume_mount(self, volume_id: str, sub_path: str, path: str, readonly: bool, held: ExitStack) -> BindMount:
+        root = os.path.join(self.volumes_root, volume_id)
+        if sub_path:
+            root = held.enter_context(sub_paths.sub_path_mount(root, sub_path, self.sub_paths_dir))
+        return BindMount(root, path, readonly)
 
     def _ca_mounts(self, env: dict[str, str]) -> list[BindMount]:
         """Mount the host's CA bundle and point TLS clients at it (unless the image chose its own)."""
@@ -366,9 +387,12 @@ class LocalWorker:
         workdir: str,
         user: str | None,
         log_text: Callable[[str], None],
+        volumes: list[tuple[str, str, str, bool]] = [],
     ) -> int:
-        """One image build step (a RUN) in a container whose writes become the layer."""
+        """One image build step (a RUN) in a container whose writes become the layer; `volumes`
+        (run_commands(volumes=)) are mounted as a function's are."""
         env = dict(env)
+        staged = ExitStack()
         spec = ContainerSpec(
             id="bu-" + hashlib.sha256(upper_dir.encode()).hexdigest()[:16],
             lower_dirs=lower_dirs,
@@ -377,13 +401,17 @@ class LocalWorker:
             cwd=workdir or "/",
             user=user,
             upper_dir=upper_dir,
-            bind_mounts=self._ca_mounts(env),
+            bind_mounts=[*self._ca_mounts(env), *self._volume_mounts(volumes, staged)],
         )
-        container = await self.runtime.start(spec, lambda fd, data: log_text(data.decode(errors="replace")))
+        with staged:
+            container = await self.runtime.start(spec, lambda fd, data: log_text(data.decode(errors="replace")))
         try:
             return await container.wait()
         finally:
             await self.runtime.remove(container)
+            if volumes:  # their mount points are not part of the layer
+                points = tuple(path for _, _, path, _ in volumes)
+                await asyncio.to_thread(drop_runtime_files, upper_dir, LayerView(lower_dirs), [], points)
 
     async def close(self) -> None:
         for container in list(self.containers.values()):
