@@ -12,6 +12,7 @@ import pytest
 from conftest import VENV_BIN, Shoal, free_ports, running_shoal
 from inside import check_shell
 from metering import check_billed_above_the_reservation
+from test_web_endpoints import request
 
 WORKERS = {"w-a": "H100:1", "w-b": "H100:1,A10G:1"}
 
@@ -267,3 +268,20 @@ def test_a_function_on_a_worker_forwards_a_port(cluster):
 def test_a_shell_in_a_container_on_a_worker(cluster):
     """Its terminal's output and the typed input travel the worker's link to the control plane."""
     check_shell(cluster.shoal)
+
+
+def test_servers_run_on_workers(cluster):
+    """A server's requests reach its containers through the port each one's worker opens before it."""
+    cluster.shoal.modal("deploy", "servers.py")
+    try:
+        tasks = set()
+
+        def both_answer() -> bool:
+            status, _, body = request(cluster.shoal, "shoal--e2e-servers-echo", "/on-a-worker")
+            assert status == 200 and json.loads(body)["path"] == "/on-a-worker"
+            tasks.add(json.loads(body)["task"])
+            return len(tasks) == 2
+
+        _wait_for(both_answer, 120)  # its second container may be fetching the image on the other worker
+    finally:
+        cluster.shoal.modal("app", "stop", "e2e-servers", "--yes", check=False)

@@ -1,11 +1,14 @@
 """The web endpoints' HTTP side: a request as its ASGI scope and body, the app's messages as the
 response, with the calls behind it played by the test."""
 
+from types import SimpleNamespace
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from modal_proto import api_pb2
 
 from shoal.api import web as ingress
+from shoal.api.server_proxy import ServerProxy
 from shoal.control.errors import NotFound
 from shoal.control.web_requests import CallFailed, WebRequest
 
@@ -21,9 +24,12 @@ class Calls:
         self.body: list[tuple[bytes, bool]] = []
         self.closed: list[bool] = []
 
-    async def open(self, label: str, scope: dict) -> WebRequest:
+    async def resolve(self, label: str, headers: dict) -> tuple[None, SimpleNamespace]:
         if label != "shoal--app-web":
             raise NotFound(f"No web endpoint is served at '{label}'")
+        return None, SimpleNamespace(definition=api_pb2.Function())  # a function's, not a server's
+
+    async def open(self, label: str, scope: dict, target) -> WebRequest:
         self.scope = scope
         return WebRequest(None, label, scope["type"] == "websocket")
 
@@ -49,7 +55,7 @@ def body(data: bytes, more: bool = False) -> Asgi:
 
 
 async def send(calls: Calls, path: str = "/", host: str = "shoal--app-web.localhost:7472", **kwargs):
-    async with TestClient(TestServer(ingress.web_app(calls))) as client:
+    async with TestClient(TestServer(ingress.web_app(calls, ServerProxy(None)))) as client:
         response = await client.request(kwargs.pop("method", "GET"), path, headers={"Host": host}, **kwargs)
         return response.status, response.headers, await response.read()
 

@@ -28,6 +28,7 @@ from .command_router import SERVICE as ROUTER
 from .command_router import CommandRouter
 from .host_proof import SECRET_FILE, host_proof
 from .http import http_app
+from .server_proxy import ServerProxy
 from .servicer import ShoalServicer
 from .volumes import volume_routes
 from .web import web_app
@@ -86,7 +87,10 @@ class ShoalServer:
         # A web request's client that goes away cancels its handler, and with it the call; so does
         # shoal's stop, at once, rather than wait for the requests in flight.
         self._web = web.AppRunner(
-            web_app(self.platform.web_requests), access_log=None, handler_cancellation=True, shutdown_timeout=0.5
+            web_app(self.platform.web_requests, ServerProxy(self.platform.servers)),
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=0.5,
         )
         await self._web.setup()
         await web.TCPSite(self._web, self.host, self.web_port).start()

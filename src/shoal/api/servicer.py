@@ -750,6 +750,13 @@ class ShoalServicer(
         return empty_pb2.Empty()
 
     @unary
+    async def ContainerServerLifecycleReady(self, req):
+        # A server's container has run @enter: it serves once its port accepts connections.
+        task = self._task()
+        self.p.servers.lifecycle_ready(task, (await self.p.functions.revision(task.revision_id)).definition)
+        return empty_pb2.Empty()
+
+    @unary
     async def TaskResult(self, req):
         # The container failed before it could serve (an import error, a failing @enter).
         self._task().startup_failure = req.result
@@ -832,6 +839,7 @@ def _autoscaler_settings(a: Autoscaling) -> api_pb2.AutoscalerSettings:
         max_containers=a.max_containers,
         buffer_containers=a.buffer_containers,
         scaledown_window=int(a.scaledown_window),
+        target_concurrency_float=a.target_concurrency,
     )
 
 

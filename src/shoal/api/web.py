@@ -1,6 +1,7 @@
 """The web endpoints' HTTP side: a request's Host names the endpoint (`{label}.{domain}`); the
 request becomes the endpoint's call (control/web_requests.py) and the ASGI app's messages become
-the response, streamed as they come, or the messages of a WebSocket connection, both ways."""
+the response, streamed as they come, or the messages of a WebSocket connection, both ways. A
+server's requests go to its containers as they are (server_proxy.py)."""
 
 import asyncio
 import logging
@@ -11,6 +12,7 @@ from modal_proto import api_pb2
 
 from ..control.errors import NotFound, Unauthenticated
 from ..control.web_requests import BODY_CHUNK, CallFailed, WebRequest, WebRequests
+from .server_proxy import ServerProxy
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +21,16 @@ MAX_BODY = 1024**3  # a request body's largest
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer"}
 
 
-def web_app(requests: WebRequests) -> web.Application:
+def web_app(requests: WebRequests, servers: ServerProxy) -> web.Application:
     async def serve(request: web.Request) -> web.StreamResponse:
         label = (request.host or "").rsplit(":", 1)[0].split(".", 1)[0].lower()
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        scope = _scope(request, websocket)
         try:
-            call = await requests.open(label, _scope(request, websocket))
+            endpoint, revision = await requests.resolve(label, dict(scope["headers"]))
+            if revision.definition.is_server:
+                return await servers.serve(revision, request)
+            call = await requests.open(label, scope, (endpoint, revision))
         except NotFound as e:
             return web.Response(status=404, text=f"{e}\n")
         except Unauthenticated as e:
@@ -41,8 +47,12 @@ def web_app(requests: WebRequests) -> web.Application:
         finally:
             await requests.close(call, abandoned=not answered)
 
+    async def close(_: web.Application) -> None:
+        await servers.close()
+
     app = web.Application(client_max_size=0)
     app.router.add_route("*", "/{tail:.*}", serve)
+    app.on_cleanup.append(close)
     return app
 
 

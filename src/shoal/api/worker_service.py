@@ -134,9 +134,9 @@ class RemoteLink:
             return LAYER + os.path.basename(path)
         return DIR + os.path.relpath(path, self.platform.settings.home)
 
-    async def stop(self, task_id: str) -> None:
+    async def stop(self, task_id: str, graceful: bool = False) -> None:
         if not self.closed:
-            await self.send({"type": "stop", "task_id": task_id})
+            await self.send({"type": "stop", "task_id": task_id, "graceful": graceful})
 
     async def exec(self, task_id: str, args: list[str], options: ExecOptions) -> RemoteExec:
         """A command run in one of the worker's containers; raises ContainerError if it could not start it."""
@@ -170,6 +170,12 @@ class RemoteLink:
                 await self.send({"type": "tunnel_close", "tunnel_id": tunnel_id})
 
         return reply["port"], close
+
+    async def server_address(self, task_id: str, port: int, wait: float) -> tuple[str, int]:
+        """A port the worker opens on its machine in front of a server container's port, once something
+        listens there (within `wait` seconds); it closes with the container."""
+        message = {"type": "server_open", "task_id": task_id, "port": port, "wait": wait}
+        return self.address, (await self._ask(message, wait + REPLY_WAIT))["port"]
 
     async def copy_changes(self, task_id: str, into: str) -> None:
         """What a container there changed in its file system, copied into `into` here: the worker

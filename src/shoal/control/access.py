@@ -11,6 +11,7 @@ OWN_IO = frozenset(
         "ContainerStop",
         "ContainerLog",
         "TaskResult",
+        "ContainerServerLifecycleReady",
         "FunctionGetInputs",
         "TaskClusterHello",
         "FunctionPutOutputs",

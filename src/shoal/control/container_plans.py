@@ -92,6 +92,7 @@ class ContainerPlans:
             cpu=resources.milli_cpu_max / 1000 if resources.milli_cpu_max else None,
             memory_mb=resources.memory_mb_max or None,
             network=not fdef.block_network,
+            own_network=_listens(fdef),
             reserved_cores=milli_cpu / 1000,
             reserved_memory_mb=memory_mb,
             volumes=await self.volumes.binds(list(fdef.volume_mounts)),
@@ -163,3 +164,10 @@ class ContainerPlans:
             serve_api=False,
             fs_tools=True,
         )
+
+
+def _listens(fdef: api_pb2.Function) -> bool:
+    """Whether its containers listen on a port of the definition's (a server's, a @modal.web_server's):
+    each gets a network of its own, so that they can share a machine."""
+    configs = [fdef.webhook_config, *(m.webhook_config for m in fdef.method_definitions.values())]
+    return fdef.is_server or any(c.type == api_pb2.WEBHOOK_TYPE_WEB_SERVER for c in configs)

@@ -266,6 +266,18 @@ def refuse_unsupported(definition: api_pb2.Function) -> None:
             f"'{definition.function_name}' is clustered and a web endpoint: as in Modal, clustered web "
             "endpoints are not supported"
         )
+    if definition.is_server and (why := _unsupported_server(definition)):
+        raise InvalidArgument(f"Server '{definition.function_name}' uses what shoal does not support yet: {why}")
+
+
+def _unsupported_server(definition: api_pb2.Function) -> str:
+    if definition.http_config.HasField("lift_and_shift_config"):
+        return "a server its image's own command starts (give it a class whose @modal.enter starts it)"
+    if definition._experimental_group_size:
+        return "a clustered server"
+    if definition.is_sessioned:
+        return "sessions"
+    return ""
 
 
 def with_options(definition: api_pb2.Function, options: api_pb2.FunctionOptions) -> api_pb2.Function:

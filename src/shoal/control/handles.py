@@ -34,6 +34,8 @@ def function_metadata(
         function_name=fdef.function_name,
         function_type=fdef.function_type,
         web_url=fdef.web_url,
+        # where `Server.get_url()` looks
+        _experimental_flash_urls=[fdef.web_url] if fdef.is_server and fdef.web_url else [],
         is_method=fdef.is_method,
         class_parameter_info=fdef.class_parameter_info,
         method_handle_metadata=method_metadata(fdef.method_definitions),

@@ -27,6 +27,7 @@ from .images import Images
 from .logs import Logs
 from .placement import Allocation, Pool, request_of
 from .scheduler import Scheduler, Task, members
+from .servers import Servers
 from .tunnels import Tunnels
 from .workers import Workers
 
@@ -39,6 +40,7 @@ class Lifecycle:
     scheduler: Scheduler
     workers: Workers
     tunnels: Tunnels
+    servers: Servers
 
     def __init__(
         self,
@@ -125,9 +127,10 @@ class Lifecycle:
                 task.cluster.addresses[task.rank] = ip
         return plan
 
-    async def terminate(self, task: Task) -> None:
+    async def terminate(self, task: Task, graceful: bool = False) -> None:
+        """Kill the container, or when `graceful`, send it SIGTERM."""
         if link := self.workers.link(task.allocation.worker_id):
-            await link.stop(task.task_id)
+            await link.stop(task.task_id, graceful)
 
     async def worker_lost(self, worker_id: str) -> None:
         """Like a preemption: the inputs its containers were running go back to the queue,
@@ -160,6 +163,7 @@ class Lifecycle:
         self.scheduler.exited(task.task_id)
         await self.scheduler.break_cluster(task, code)
         await self.tunnels.container_ended(task.task_id)
+        self.servers.container_ended(task)
         if task.sandbox:
             return  # it ran no inputs; its sandbox settles its own result
         if task.kill_status:

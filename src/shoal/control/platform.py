@@ -49,6 +49,7 @@ from .sandboxes import Sandboxes
 from .scheduler import Scheduler, Task
 from .schedules import Schedules
 from .secrets import Secrets
+from .servers import Servers
 from .tokens import Tokens
 from .tunnels import Tunnels
 from .usage import PRICES_FILE, Prices
@@ -150,6 +151,8 @@ class Platform:
         self.lifecycle.scheduler, self.lifecycle.workers = self.scheduler, self.workers
         self.clusters = Clusters(self.calls, self.scheduler)
         self.tunnels = self.lifecycle.tunnels = Tunnels(self.workers)
+        self.servers = self.lifecycle.servers = Servers(self.scheduler, self.workers)
+        self.scheduler.server_load = self.servers.load
         self.call_history = CallHistory(self.db, self.calls, self.scheduler.tasks)
         self.metrics = Metrics(self.db, self.call_history)
         self.calls.on_backlog = self.scheduler.kick
@@ -214,6 +217,7 @@ class Platform:
         self.execs.close()
         self.sandboxes.close()
         await self.scheduler.close()
+        await self.servers.close()
         await self.webhooks.close()
         if LOCAL in self.pool.workers:
             # Its containers stop with the server: their inputs run again after the restart, as

@@ -37,6 +37,7 @@ DRAIN_GRACE = 30.0
 # Containers of one function starting at once: a burst grows the pool step by step
 # instead of spending every core on cold starts at the same moment.
 MAX_STARTING = max(2, os.cpu_count() or 1)
+NO_SCALING = 1e9  # requests per container of a server with target_concurrency=0
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Task:
     idle_since: float = field(default_factory=time.monotonic)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     drain_deadline: float = 0.0
+    told_to_exit: bool = False  # a server's container draining was sent SIGTERM
     took_input: bool = False
     ready: bool = False  # it has asked for its first input: imports and @enter are done
     ready_at: float = 0.0  # when (wall clock)
@@ -83,9 +85,14 @@ def cluster_size(fdef: api_pb2.Function) -> int:
     return fdef._experimental_group_size
 
 
-def target_concurrency(fdef: api_pb2.Function) -> int:
+def target_concurrency(fdef: api_pb2.Function, settings: "Autoscaling") -> float:
     """Inputs per container the autoscaler provisions for: `@modal.concurrent`'s `target_inputs`,
-    else its `max_inputs`. A container takes up to `max_inputs` while inputs queue (`input_slots`)."""
+    else its `max_inputs`. A container takes up to `max_inputs` while inputs queue (`input_slots`).
+    A server's are requests in flight: its `target_concurrency` (which may be fractional; 0 turns
+    scaling with demand off, so it runs one container when it has any), else its `max_concurrency`,
+    else one per container, as a function's inputs."""
+    if fdef.is_server and settings.target_concurrency is not None:
+        return settings.target_concurrency or NO_SCALING
     return max(1, fdef.target_concurrent_inputs or fdef.max_concurrent_inputs or 1)
 
 
@@ -95,6 +102,7 @@ class Autoscaling:
     max_containers: int
     buffer_containers: int  # idle containers kept beside the busy ones while the function has work
     scaledown_window: float
+    target_concurrency: float | None = None  # a server's requests per container, None when not set
 
 
 def autoscaling(fdef: api_pb2.Function, override: api_pb2.AutoscalerSettings | None = None) -> Autoscaling:
@@ -113,6 +121,14 @@ def autoscaling(fdef: api_pb2.Function, override: api_pb2.AutoscalerSettings | N
         setting("max_containers", fdef.concurrency_limit) or DEFAULT_MAX_CONTAINERS,
         setting("buffer_containers", fdef._experimental_buffer_containers),
         float(setting("scaledown_window", fdef.task_idle_timeout_secs or int(DEFAULT_SCALEDOWN_WINDOW))),
+        next(
+            (
+                src.target_concurrency_float
+                for src in (override, declared)
+                if src and src.HasField("target_concurrency_float")
+            ),
+            None,
+        ),
     )
 
 
@@ -123,7 +139,7 @@ class Scheduler:
         load: Callable[[str], Awaitable[Revision]],
         place: Callable[[Revision, list[str], Collection[str]], list[Allocation] | None],
         launch: Callable[[Task], Awaitable[None]],
-        terminate: Callable[[Task], Awaitable[None]],
+        terminate: Callable[..., Awaitable[None]],  # (task, graceful=False): SIGTERM when graceful, else kill
         cpu_bound: Callable[[Collection[str]], set[str]] = lambda task_ids: set(),
     ):
         self.calls = calls
@@ -135,6 +151,8 @@ class Scheduler:
         self.launch = launch
         self.terminate = terminate
         self.tasks: dict[str, Task] = {}
+        # A server's demand (servers.py): its requests waiting for a container, and those in flight per task id
+        self.server_load: Callable[[str], tuple[int, Counter[str]]] = lambda revision_id: (0, Counter())
         self.revisions: dict[str, Revision] = {}  # the ones that may start containers
         self.retired: set[str] = set()
         # Function.update_autoscaler(), per function id, until its app's next deploy
@@ -242,17 +260,20 @@ class Scheduler:
         # which take the inputs); the container settings count containers.
         size = max(1, cluster_size(fdef))
         units = [t for t in live if t.rank == 0]
-        per_task = target_concurrency(fdef)
-        backlog = len(self.calls.queue(revision_id).pending)
-        active = Counter(r.task_id for r in running)
+        per_task = target_concurrency(fdef, settings)
+        if fdef.is_server:
+            backlog, active = self.server_load(revision_id)
+        else:
+            backlog, active = len(self.calls.queue(revision_id).pending), Counter(r.task_id for r in running)
+        in_flight = sum(active.values())
         idle_slots = sum(max(0, per_task - active[t.task_id]) for t in units)
         wanted = len(units)
         if backlog > idle_slots:
             wanted += math.ceil((backlog - idle_slots) / per_task)
         warm = 0 if retired else math.ceil(max(settings.min_containers, self._floor.get(revision_id, 0)) / size)
         floor = warm
-        if (running or backlog) and not retired:
-            busy = math.ceil((len(running) + backlog) / per_task)
+        if (in_flight or backlog) and not retired:
+            busy = math.ceil((in_flight + backlog) / per_task)
             warm = max(warm, busy + settings.buffer_containers // size)
         wanted = max(wanted, warm)
         wanted = min(wanted, max(1, settings.max_containers // size))
@@ -297,7 +318,14 @@ class Scheduler:
                 await self.drain(task)
         revision_tasks = [t for t in self.tasks.values() if t.revision_id == revision_id]
         for task in revision_tasks:
-            if task.state == "draining" and now > task.drain_deadline:
+            if task.state != "draining":
+                continue
+            # A server's container asks for no input to be told to exit: once its requests are done, or
+            # its exit_grace_period is over, it gets SIGTERM (as in Modal), then DRAIN_GRACE to exit.
+            if fdef.is_server and not task.told_to_exit and (not active[task.task_id] or now > task.drain_deadline):
+                task.told_to_exit, task.drain_deadline = True, now + DRAIN_GRACE
+                await self.terminate(task, graceful=True)
+            elif now > task.drain_deadline:
                 await self.terminate(task)
         if retired and not revision_tasks and not backlog:
             self.remove(revision_id)
@@ -391,7 +419,10 @@ class Scheduler:
             if member.state in ("draining", "stopped"):
                 continue
             member.state = "draining"
-            member.drain_deadline = time.monotonic() + DRAIN_GRACE
+            revision = self.revisions.get(member.revision_id)
+            server = revision is not None and revision.definition.is_server
+            grace = revision.definition.http_config.exit_grace_period if server else DRAIN_GRACE
+            member.drain_deadline = time.monotonic() + grace
             member.stop.set()
             if member.cluster:
                 member.cluster.pulse.notify()

@@ -26,6 +26,7 @@ from .errors import AlreadyExists, NotFound
 
 LABEL_LIMIT = 63  # a DNS label's longest
 _NOT_IN_LABEL = re.compile(r"[^a-z0-9-]+")
+SERVER_CONFIG = api_pb2.WebhookConfig(type=api_pb2.WEBHOOK_TYPE_WEB_SERVER)
 _UNDEPLOYED = (api_pb2.APP_STATE_EPHEMERAL, api_pb2.APP_STATE_DETACHED, api_pb2.APP_STATE_DETACHED_DISCONNECTED)
 
 
@@ -58,8 +59,11 @@ def label_of(url: str) -> str:
 
 
 def endpoints_of(definition: api_pb2.Function) -> Iterator[tuple[str, api_pb2.WebhookConfig, str]]:
-    """(method name, config, URL) of each endpoint a definition has: its own, or its class's methods'."""
-    if definition.webhook_config.type:
+    """(method name, config, URL) of each endpoint a definition has: its own, or its class's methods'.
+    A server (`@app.server`) is one endpoint, named as a function's."""
+    if definition.is_server:
+        yield "", SERVER_CONFIG, definition.web_url
+    elif definition.webhook_config.type:
         yield "", definition.webhook_config, definition.web_url
     for name, method in sorted(definition.method_definitions.items()):
         if method.webhook_config.type:

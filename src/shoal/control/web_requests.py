@@ -21,7 +21,7 @@ from .calls import Call, Calls
 from .errors import FailedPrecondition, NotFound
 from .functions import Revision
 from .tokens import Tokens
-from .web_endpoints import WebEndpoints
+from .web_endpoints import Endpoint, WebEndpoints
 
 ASGI, PICKLE = api_pb2.DATA_FORMAT_ASGI, api_pb2.DATA_FORMAT_PICKLE
 SYNC = api_pb2.FUNCTION_CALL_INVOCATION_TYPE_SYNC
@@ -59,25 +59,32 @@ class WebRequests:
         self.cancel = cancel
         self._settling: set[asyncio.Task] = set()
 
-    async def open(self, label: str, scope: dict) -> WebRequest:
-        """Start the endpoint's call for a request (`scope`: its ASGI scope, HTTP or WebSocket). NotFound: no such
-        endpoint, or its app is stopped or no longer has it; Unauthenticated: it requires proxy auth
-        and the request's Modal-Key and Modal-Secret headers are not a token of this server."""
+    async def resolve(self, label: str, headers: dict[bytes, bytes]) -> tuple[Endpoint, Revision]:
+        """The endpoint at `label` and the revision that serves it (a server's, or a function's whose
+        calls take requests). NotFound: no such endpoint, or its app is stopped or no longer has it;
+        Unauthenticated: it requires proxy auth and the request's Modal-Key and Modal-Secret headers
+        are not a token of this server."""
         endpoint = await self.endpoints.find(label)
         try:
             revision = await self.call_target(endpoint.function_id)
         except (NotFound, FailedPrecondition):
             raise NotFound(f"The app that served '{label}' is stopped or no longer has this endpoint") from None
         definition = revision.definition
-        config = (
-            definition.method_definitions[endpoint.method_name].webhook_config
-            if endpoint.method_name in definition.method_definitions
-            else definition.webhook_config
-        )
-        headers = dict(scope["headers"])
-        if config.requires_proxy_auth:
+        if definition.is_server:
+            requires_auth = not definition.http_config.unauthenticated
+        elif endpoint.method_name in definition.method_definitions:
+            requires_auth = definition.method_definitions[endpoint.method_name].webhook_config.requires_proxy_auth
+        else:
+            requires_auth = definition.webhook_config.requires_proxy_auth
+        if requires_auth:
             key, secret = (headers.get(name, b"").decode(errors="replace") for name in PROXY_AUTH_HEADERS)
             await self.tokens.verify(key, secret)
+        return endpoint, revision
+
+    async def open(self, label: str, scope: dict, target: tuple[Endpoint, Revision] | None = None) -> WebRequest:
+        """Start the endpoint's call for a request (`scope`: its ASGI scope, HTTP or WebSocket), at the
+        `target` `resolve` found for it (resolved here when not given)."""
+        endpoint, revision = target or await self.resolve(label, dict(scope["headers"]))
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in PROXY_AUTH_HEADERS]
         args = pickle.dumps(((scope,), {}))  # (args, kwargs), as the client's runtime unpacks them
         item = api_pb2.FunctionInput(args=args, data_format=PICKLE, method_name=endpoint.method_name)

@@ -25,7 +25,8 @@ class Link(Protocol):
     async def start(self, plan, on_output: Callable[[int, bytes], None], on_exit: ExitCallback) -> None:
         """Returns once the container's process runs (then on_exit follows its end); raises if it cannot start."""
 
-    async def stop(self, task_id: str) -> None: ...
+    async def stop(self, task_id: str, graceful: bool = False) -> None:
+        """Kill the container, or when `graceful`, send it SIGTERM."""
 
     async def exec(self, task_id: str, args: list[str], options: ExecOptions) -> Command | None:
         """A command run in the container; None if it is not running there."""
@@ -41,6 +42,11 @@ class Link(Protocol):
     async def open_tunnel(self, port: int, h2: bool = False) -> tuple[int, Callable[[], Awaitable[None]]]:
         """A TLS port on the worker's machine passing its connections to `port` there (offering HTTP/2
         in its handshake when `h2`), and what closes it."""
+
+    async def server_address(self, task_id: str, port: int, wait: float) -> tuple[str, int]:
+        """(host, port) where shoal's machine reaches `port` of a container with a network of its own (a
+        joined worker's forwarded port, once the container listens there, waiting up to `wait` seconds);
+        host "" for the worker's machine."""
 
 
 # A joined worker's cache of fetched images and code, as `shoal workers` shows it; the embedded

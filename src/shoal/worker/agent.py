@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import shutil
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
@@ -23,7 +24,7 @@ from . import nvidia, sub_paths
 from .buckets import BucketMount, MountedBuckets, unmount_all
 from .cpu_load import CpuMeter
 from .excess import Excess, ExcessMeter
-from .tls_forward import TlsForwarder
+from .tls_forward import TlsForwarder, accepts, forward
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class ContainerPlan:
     reserved_cores: float = 0.0
     reserved_memory_mb: int = 0
     network: bool = True  # False: block_network=True
+    own_network: bool = False  # a network of its own: a server's, whose containers all listen on one port
     # (volume id, directory of it to mount ("": all), path in the container, read-only)
     volumes: list[tuple[str, str, str, bool]] = field(default_factory=list)
     # Its processes reach shoal's API on a socket of their own; a sandbox's get none (its code may be anyone's).
@@ -134,6 +136,7 @@ class LocalWorker:
         self.buckets_dir = f"/run/shoal-buckets/{home_tag}"
         self.sub_paths_dir = f"/run/shoal-volumes/{home_tag}"  # likewise: volume sub_paths (sub_paths.py)
         self.containers: dict[str, Container] = {}
+        self._exposed: dict[str, list[Callable[[], Awaitable[None]]]] = {}  # task id -> closes its forwarded ports
         self._watchers: set[asyncio.Task] = set()
         self._cpu = CpuMeter()
         self._excess = ExcessMeter()
@@ -234,6 +237,7 @@ class LocalWorker:
             upper_dir=plan.upper_dir,
             gpu_devices=gpu_devices,
             network=plan.network,
+            own_network=plan.own_network,
         )
         try:
             with staged:
@@ -247,6 +251,8 @@ class LocalWorker:
 
         async def cleanup() -> None:
             self.containers.pop(plan.task_id, None)
+            for close in self._exposed.pop(plan.task_id, []):
+                await close()
             try:
                 await self.runtime.remove(container)
             finally:
@@ -363,20 +369,37 @@ class LocalWorker:
             raise ContainerError("this worker has no certificate for encrypted tunnels")
         return await self.forwarder.open(port, h2)
 
+    async def server_address(self, task_id: str, port: int, wait: float = 0) -> tuple[str, int]:
+        """Where shoal's machine reaches `port` of a container with a network of its own: its address
+        there (this worker is on shoal's machine), at once; the caller waits for it to listen."""
+        container = self.containers.get(task_id)
+        if container is None or container.address is None:
+            raise ContainerError(f"Container {task_id} is not running here with a network of its own")
+        return container.address, port
+
+    async def expose(self, task_id: str, port: int, wait: float) -> int:
+        """A port of this machine passing its connections to `port` of a container with a network of
+        its own, opened once something listens there (within `wait` seconds; ContainerError if not);
+        it closes with the container. A joined worker's way to a server's container."""
+        address, _ = await self.server_address(task_id, port)
+        deadline = time.monotonic() + wait
+        while not await accepts(address, port, PROBE_TIMEOUT):
+            if time.monotonic() > deadline or task_id not in self.containers:
+                raise ContainerError(f"nothing accepted connections on port {port} within {wait:.0f} seconds")
+            await asyncio.sleep(0.1)
+        exposed, close = await forward("0.0.0.0", address, port)
+        self._exposed.setdefault(task_id, []).append(close)
+        return exposed
+
     async def probe_tcp(self, port: int) -> bool:
         """Whether something here accepts connections on `port`: containers share this machine's
         network, so a container's server listens on this machine's port."""
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), PROBE_TIMEOUT)
-        except (OSError, TimeoutError):
-            return False
-        writer.close()
-        return True
+        return await accepts("127.0.0.1", port, PROBE_TIMEOUT)
 
-    async def stop(self, task_id: str) -> None:
+    async def stop(self, task_id: str, graceful: bool = False) -> None:
         container = self.containers.get(task_id)
         if container:
-            await container.kill()
+            await container.kill(signal.SIGTERM if graceful else signal.SIGKILL)
 
     async def run_build_step(
         self,

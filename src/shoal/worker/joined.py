@@ -163,9 +163,10 @@ class JoinedWorker:
                         self.starting[task_id] = asyncio.create_task(self._start(message, outbox))
                         self.starting[task_id].add_done_callback(lambda _, t=task_id: self.starting.pop(t, None))
                     elif message["type"] == "stop":
-                        if starting := self.starting.get(message["task_id"]):
+                        graceful = message.get("graceful", False)
+                        if not graceful and (starting := self.starting.get(message["task_id"])):
                             starting.cancel()
-                        await self.local.stop(message["task_id"])
+                        await self.local.stop(message["task_id"], graceful)
                     elif message["type"] == "tunnel_close":
                         if close := self.tunnels.pop(message["tunnel_id"], None):
                             await close()
@@ -173,6 +174,7 @@ class JoinedWorker:
                         "exec": self._exec,
                         "probe_tcp": self._probe_tcp,
                         "tunnel_open": self._open_tunnel,
+                        "server_open": self._open_server,
                         "copy_changes": self._copy_changes,
                     }.get(message["type"]):
                         running = asyncio.create_task(handle(message, outbox))
@@ -287,6 +289,16 @@ class JoinedWorker:
             port, self.tunnels[message["request_id"]] = await self.local.open_tunnel(message["port"], message["h2"])
         except (ContainerError, OSError) as e:
             outbox.put_nowait({**reply, "error": f"worker {self.name} could not open a tunnel: {e}"})
+            return
+        outbox.put_nowait({**reply, "port": port})
+
+    async def _open_server(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
+        """A port here in front of a server container's port, once it listens (see LocalWorker.expose)."""
+        reply = {"type": "reply", "request_id": message["request_id"]}
+        try:
+            port = await self.local.expose(message["task_id"], message["port"], message["wait"])
+        except (ContainerError, OSError) as e:
+            outbox.put_nowait({**reply, "error": f"worker {self.name}: {e}"})
             return
         outbox.put_nowait({**reply, "port": port})
 

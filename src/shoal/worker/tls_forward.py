@@ -1,5 +1,6 @@
 """Encrypted tunnels (a sandbox's `encrypted_ports=`, `modal.forward()` in a function): a TLS port
-of shoal's own whose connections are passed, decrypted, to a port a container listens on.
+of shoal's own whose connections are passed, decrypted, to a port a container listens on. Plain
+forwarding too: a joined worker's port in front of a server's container (`forward`).
 
 Containers share their machine's network, so a container's port is that machine's port: an
 unencrypted tunnel is that port itself, and an encrypted one needs only TLS in front of it, on
@@ -27,30 +28,48 @@ class TlsForwarder:
 
     async def open(self, port: int, h2: bool = False) -> tuple[int, Close]:
         """A TLS port passing its connections to `port` on this machine; returns it and what closes it."""
-        connections: set[asyncio.Task] = set()
-
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            connections.add(asyncio.current_task())
-            try:
-                await _forward(reader, writer, port)
-            finally:
-                connections.discard(asyncio.current_task())
-
-        server = await asyncio.start_server(accept, self.host, 0, ssl=self.contexts[h2])
-
-        async def close() -> None:
-            server.close()
-            for connection in list(connections):
-                connection.cancel()
-            await server.wait_closed()
-
-        return server.sockets[0].getsockname()[1], close
+        return await forward(self.host, "127.0.0.1", port, self.contexts[h2])
 
 
-async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+async def forward(listen_host: str, host: str, port: int, tls: ssl.SSLContext | None = None) -> tuple[int, Close]:
+    """A port on `listen_host` (TLS when `tls` is given) passing its connections to `host`:`port`;
+    returns it and what closes it."""
+    connections: set[asyncio.Task] = set()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.add(asyncio.current_task())
+        try:
+            await _forward(reader, writer, host, port)
+        finally:
+            connections.discard(asyncio.current_task())
+
+    server = await asyncio.start_server(accept, listen_host, 0, ssl=tls)
+
+    async def close() -> None:
+        server.close()
+        for connection in list(connections):
+            connection.cancel()
+        await server.wait_closed()
+
+    return server.sockets[0].getsockname()[1], close
+
+
+async def accepts(host: str, port: int, timeout: float) -> bool:
+    """Whether something accepts connections at `host`:`port`."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int) -> None:
     try:
         try:
-            inner_reader, inner_writer = await asyncio.open_connection("127.0.0.1", port)
+            inner_reader, inner_writer = await asyncio.open_connection(host, port)
         except OSError:
             return  # nothing listens there (yet): the client sees the connection close
         # The client's end of input is passed on; the sandbox's end of its answer ends the connection
