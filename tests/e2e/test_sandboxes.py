@@ -42,7 +42,17 @@ def test_sandbox_exec_names_tags_timeout_and_terminate(shoal):
     assert out["terminated"] == 137
     assert "has finished" in out["exec_after_end"]
     assert out["timed_out"] == 124
-    assert out["ports"].startswith("InvalidError") and "cidr_allowlist" in out["ports"]
+
+
+def test_a_sandbox_network_is_its_own_and_its_outbound_allowlist_holds(shoal):
+    out = scenario(shoal, "network")
+    assert out["open"] == "reached"  # its machine, through its bridge
+    assert out["machine_loopback"] == "ConnectionRefusedError"  # not the services on the machine's loopback
+    assert out["allowed"] == "reached"
+    assert out["not_allowed"] == "ConnectionRefusedError"
+    assert out["domains"].startswith("InvalidError") and "outbound_domain_allowlist" in out["domains"]
+    assert out["bad_network"].startswith("InvalidError")
+    assert "'not-a-network' is not an IP network" in out["bad_network"]
 
 
 def test_sandbox_filesystem(shoal):

@@ -406,6 +406,19 @@ async def test_a_network_of_its_own_reaches_this_machine_through_the_bridge(runt
     assert code != 0
 
 
+async def test_an_outbound_allowlist_lets_connections_reach_its_networks_alone(runtime, base):
+    server = await asyncio.start_server(lambda r, w: (w.write(b"host\n"), w.close()), "0.0.0.0", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        script = f"nc $(ip route | grep default | cut -d' ' -f3) {port} < /dev/null"
+        allowed = await run(runtime, base, script, own_network=True, allowed_networks=["10.233.0.0/16"])
+        other = await run(runtime, base, script, own_network=True, allowed_networks=["192.0.2.0/24"])
+        nothing = await run(runtime, base, script, own_network=True, allowed_networks=[])
+    assert allowed[:2] == (0, "host\n"), allowed
+    for refused in (other, nothing):
+        assert refused[0] != 0 and refused[1] == "", refused
+
+
 async def test_cleanup_all_removes_the_bridge_and_its_namespaces(base, tmp_path):
     state = str(tmp_path / "state")
     first = Runtime(state)

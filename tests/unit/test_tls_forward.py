@@ -24,7 +24,7 @@ async def test_a_tunnel_passes_its_connections_on_decrypted(tmp_path, h2, offere
     cert, key, bundle = router_tls.ensure(str(tmp_path), ["127.0.0.1"], "")
     forwarder = TlsForwarder(cert, key, "127.0.0.1")
     inner = await _echo_server()
-    tls_port, close = await forwarder.open(inner.sockets[0].getsockname()[1], h2=h2)
+    tls_port, close = await forwarder.open("127.0.0.1", inner.sockets[0].getsockname()[1], h2=h2)
     client = ssl.create_default_context(cafile=bundle)
     client.set_alpn_protocols(["h2", "http/1.1"])
     try:

@@ -153,16 +153,19 @@ class RemoteLink:
             raise
         return command
 
-    async def probe_tcp(self, port: int) -> bool:
-        """Whether something on the worker's machine accepts connections on `port` (the worker tries)."""
+    async def probe_tcp(self, task_id: str, port: int) -> bool:
+        """Whether something accepts connections on a container's `port` there (the worker tries)."""
         try:
-            return bool((await self._ask({"type": "probe_tcp", "port": port}))["open"])
+            return bool((await self._ask({"type": "probe_tcp", "task_id": task_id, "port": port}))["open"])
         except ContainerError:
             return False
 
-    async def open_tunnel(self, port: int, h2: bool = False) -> tuple[int, Callable[[], Awaitable[None]]]:
-        """A TLS port the worker opens on its machine in front of `port` there, and what closes it."""
-        reply = await self._ask({"type": "tunnel_open", "port": port, "h2": h2})
+    async def open_tunnel(
+        self, task_id: str, port: int, h2: bool = False, encrypted: bool = True
+    ) -> tuple[int, Callable[[], Awaitable[None]]]:
+        """A port the worker opens on its machine in front of a container's `port`, and what closes it."""
+        message = {"type": "tunnel_open", "task_id": task_id, "port": port, "h2": h2, "encrypted": encrypted}
+        reply = await self._ask(message)
         tunnel_id = reply["request_id"]
 
         async def close() -> None:

@@ -8,6 +8,7 @@ command runs in it (see sandboxes.py).
 """
 
 import asyncio
+import ipaddress
 import math
 
 from modal_proto import api_pb2
@@ -19,6 +20,7 @@ from ..worker.buckets import BucketMount
 from .apps import Apps
 from .containers import reservation
 from .deployments import Deployments
+from .errors import InvalidArgument
 from .functions import Revision
 from .mounts import CLIENT_MOUNT_ID, Mounts
 from .scheduler import SandboxLaunch
@@ -146,6 +148,7 @@ class ContainerPlans:
             env["PYTHONPATH"] = ":".join(p for p in ("/pkg", env.get("PYTHONPATH", "")) if p)
         resources = definition.resources
         milli_cpu, memory_mb = reservation(resources.milli_cpu, resources.memory_mb)
+        blocked = definition.block_network or definition.network_access.network_access_type == BLOCKED
         return ContainerPlan(
             task_id=task_id,
             lower_dirs=image_dirs + mount_dirs,
@@ -156,7 +159,11 @@ class ContainerPlans:
             container_args=b"",
             cpu=resources.milli_cpu_max / 1000 if resources.milli_cpu_max else None,
             memory_mb=resources.memory_mb_max or None,
-            network=not (definition.block_network or definition.network_access.network_access_type == BLOCKED),
+            network=not blocked,
+            # A network of its own (unless it has none): its code may be anyone's, and reaches
+            # neither the services on its machine's loopback nor another sandbox's ports.
+            own_network=not blocked,
+            allowed_networks=allowed_networks(definition.network_access),
             reserved_cores=milli_cpu / 1000,
             reserved_memory_mb=memory_mb,
             volumes=await self.volumes.binds(list(definition.volume_mounts)),
@@ -171,3 +178,20 @@ def _listens(fdef: api_pb2.Function) -> bool:
     each gets a network of its own, so that they can share a machine."""
     configs = [fdef.webhook_config, *(m.webhook_config for m in fdef.method_definitions.values())]
     return fdef.is_server or any(c.type == api_pb2.WEBHOOK_TYPE_WEB_SERVER for c in configs)
+
+
+def allowed_networks(access: api_pb2.NetworkAccess) -> list[str] | None:
+    """A sandbox's `outbound_cidr_allowlist` (IPv4 networks; its IPv6 ones have no route from a
+    container anyway), None when its outbound connections are not limited. InvalidArgument for
+    a network that is not one."""
+    if access.network_access_type != api_pb2.NetworkAccess.NetworkAccessType.ALLOWLIST:
+        return None
+    networks = []
+    for cidr in access.allowed_cidrs:
+        try:
+            network = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise InvalidArgument(f"outbound_cidr_allowlist: {cidr!r} is not an IP network") from None
+        if network.version == 4:
+            networks.append(str(network))
+    return networks

@@ -27,6 +27,7 @@ from ..store import schema as t
 from ..store.database import Database
 from ..worker.agent import ExecOptions
 from .apps import Apps, valid_object_name
+from .container_plans import allowed_networks
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ShoalError
 from .ids import new_id
 from .lifecycle import Lifecycle
@@ -47,7 +48,6 @@ PLACEMENT_RETRY = 0.25  # seconds between tries to place a sandbox while the poo
 KEEP_FINISHED = 600.0  # seconds an ended sandbox's output stays readable
 IDLE_CHECK = 0.5  # seconds between looks at whether a sandbox with an idle_timeout is in use
 LIST_PAGE = 100
-ALLOWLIST = api_pb2.NetworkAccess.NetworkAccessType.ALLOWLIST
 
 RunIn = Callable[[str, list[str], ExecOptions], Awaitable[Command]]
 Busy = Callable[[str], bool]  # task id -> whether a command started in it still runs
@@ -92,8 +92,8 @@ class _Live:
 
 def _unsupported(definition: api_pb2.Sandbox) -> str:
     """What of a sandbox's definition shoal cannot do, "" when nothing."""
-    if definition.network_access.network_access_type == ALLOWLIST:
-        return "outbound allowlists (cidr_allowlist, outbound_domain_allowlist)"
+    if definition.network_access.allowed_domains:
+        return "outbound_domain_allowlist (outbound_cidr_allowlist works)"
     if any(m.oidc_auth_role_arn for m in definition.cloud_bucket_mounts):
         return "a CloudBucketMount with oidc_auth_role_arn"
     if definition.nfs_mounts:
@@ -162,6 +162,7 @@ class Sandboxes:
         `bucket_keys` are the keys of its bucket mounts whose secrets the client sent inline."""
         if why := _unsupported(definition):
             raise InvalidArgument(f"shoal does not support {why} in sandboxes yet")
+        allowed_networks(definition.network_access)  # each one a network
         app = await self.apps.get(app_id)
         if app.stopped_at is not None:
             raise InvalidArgument(f"App {app_id} is stopped: its sandboxes cannot start")
@@ -279,9 +280,9 @@ class Sandboxes:
                     passed = await command.wait() == 0
                 except ShoalError:
                     passed = False
-            else:  # containers share their machine's network: its worker tries the port of its own
+            else:  # its worker tries the port, where that machine reaches the container
                 link = self.workers.link(task.allocation.worker_id)
-                passed = await link.probe_tcp(probe.tcp_port) if link else False
+                passed = await link.probe_tcp(task.task_id, probe.tcp_port) if link else False
             if passed:
                 live.ready_at = time.time()
                 live.ready.set()

@@ -33,13 +33,13 @@ class Tunnels:
         if link is None:
             raise FailedPrecondition(f"Worker {task.allocation.worker_id} is gone")
         machine = self.workers.address(task.allocation.worker_id)
-        if unencrypted:
-            return api_pb2.TunnelData(unencrypted_host=machine, unencrypted_port=port, container_port=port), _nothing
         try:
-            tls_port, close = await link.open_tunnel(port, h2)
+            there, close = await link.open_tunnel(task.task_id, port, h2, encrypted=not unencrypted)
         except ContainerError as e:
             raise FailedPrecondition(f"Could not open a tunnel to port {port}: {e}") from None
-        return api_pb2.TunnelData(host=machine, port=tls_port, container_port=port), close
+        if unencrypted:
+            return api_pb2.TunnelData(unencrypted_host=machine, unencrypted_port=there, container_port=port), close
+        return api_pb2.TunnelData(host=machine, port=there, container_port=port), close
 
     async def open_all(self, task: Task, specs: list[api_pb2.PortSpec]) -> tuple[list[api_pb2.TunnelData], Close]:
         """A sandbox's declared ports, all or none; returns them and what closes them."""
@@ -67,16 +67,20 @@ class Tunnels:
         if request.port in ports:
             raise AlreadyExists(f"Port {request.port} is already forwarded")
         ports[request.port] = _nothing  # taken while the tunnel opens
+        specs = [api_pb2.PortSpec(port=request.port, tunnel_type=request.tunnel_type)]
+        if request.unencrypted:
+            specs.append(api_pb2.PortSpec(port=request.port, unencrypted=True))
         try:
-            tunnel, ports[request.port] = await self.open(
-                task, request.port, False, request.tunnel_type == api_pb2.TUNNEL_TYPE_H2
-            )
+            tunnels, ports[request.port] = await self.open_all(task, specs)
         except BaseException:
             ports.pop(request.port, None)
             raise
-        response = api_pb2.TunnelStartResponse(host=tunnel.host, port=tunnel.port)
+        response = api_pb2.TunnelStartResponse(host=tunnels[0].host, port=tunnels[0].port)
         if request.unencrypted:
-            response.unencrypted_host, response.unencrypted_port = tunnel.host, request.port
+            response.unencrypted_host, response.unencrypted_port = (
+                tunnels[1].unencrypted_host,
+                tunnels[1].unencrypted_port,
+            )
         return response
 
     async def stop(self, task_id: str, port: int) -> bool:

@@ -31,17 +31,20 @@ class Link(Protocol):
     async def exec(self, task_id: str, args: list[str], options: ExecOptions) -> Command | None:
         """A command run in the container; None if it is not running there."""
 
-    async def probe_tcp(self, port: int) -> bool:
-        """Whether something on the worker's machine accepts connections on `port`."""
+    async def probe_tcp(self, task_id: str, port: int) -> bool:
+        """Whether something accepts connections on a container's `port`."""
 
     address: str  # the host the worker's machine is reached at ("" for shoal's own)
 
     async def copy_changes(self, task_id: str, into: str) -> None:
         """What a container there changed in its file system, copied into `into` on this machine."""
 
-    async def open_tunnel(self, port: int, h2: bool = False) -> tuple[int, Callable[[], Awaitable[None]]]:
-        """A TLS port on the worker's machine passing its connections to `port` there (offering HTTP/2
-        in its handshake when `h2`), and what closes it."""
+    async def open_tunnel(
+        self, task_id: str, port: int, h2: bool = False, encrypted: bool = True
+    ) -> tuple[int, Callable[[], Awaitable[None]]]:
+        """A port on the worker's machine passing its connections to a container's `port`, and what closes
+        it: a TLS one (offering HTTP/2 in its handshake when `h2`), or a plain one, which for a container
+        on its machine's own network is the port itself."""
 
     async def server_address(self, task_id: str, port: int, wait: float) -> tuple[str, int]:
         """(host, port) where shoal's machine reaches `port` of a container with a network of its own (a

@@ -1,6 +1,6 @@
 """Networks of their own for containers: a network namespace each, joined to a bridge on this
 machine by a veth pair, with an address on the bridge's /24 and outbound traffic masqueraded
-through the machine's own.
+through the machine's own; an outbound allowlist is a firewall in the namespace.
 
 Containers otherwise share the machine's network, where two of them cannot listen on one port;
 a container with a network of its own has its whole port range, reached at its address from
@@ -10,6 +10,7 @@ earlier process under the same name are cleared the same way as containers are.
 """
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import ipaddress
@@ -41,8 +42,9 @@ class Bridge:
         self._used: dict[str, int] = {}  # container id -> its host number on the subnet
         self._setup = asyncio.Lock()
 
-    async def attach(self, container_id: str) -> Attached:
-        """A namespace for the container, on the bridge (made at the first one) with a free address."""
+    async def attach(self, container_id: str, allowed: list[str] | None = None) -> Attached:
+        """A namespace for the container, on the bridge (made at the first one) with a free address;
+        with `allowed` (IPv4 networks), its outbound connections may reach those alone (see _firewall)."""
         async with self._setup:
             if self.subnet is None:
                 self.subnet = await asyncio.to_thread(self._make_bridge)
@@ -66,6 +68,8 @@ class Bridge:
                 f"route add default via {self.subnet[1]}",
                 netns=netns,
             )
+            if allowed is not None:
+                await _run("ip", "netns", "exec", netns, "iptables-restore", stdin=_firewall(allowed))
         except BaseException:
             await self.detach(container_id)  # what was made of it
             raise
@@ -115,6 +119,42 @@ class Bridge:
             for link in links
             for a in link.get("addr_info", [])
         ]
+
+
+def _firewall(allowed: list[str]) -> str:
+    """iptables rules (iptables-restore's input) in a container's namespace letting its outbound
+    connections reach the `allowed` networks, its own loopback and the machine's name servers (DNS),
+    and answer connections made to it; anything else is refused at once."""
+    rules = [
+        "*filter",
+        ":INPUT ACCEPT [0:0]",
+        ":FORWARD ACCEPT [0:0]",
+        ":OUTPUT ACCEPT [0:0]",
+        "-A OUTPUT -o lo -j ACCEPT",
+        "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+    ]
+    for server in _name_servers():
+        rules += [f"-A OUTPUT -d {server} -p {proto} --dport 53 -j ACCEPT" for proto in ("udp", "tcp")]
+    rules += [f"-A OUTPUT -d {network} -j ACCEPT" for network in allowed]
+    rules += ["-A OUTPUT -p tcp -j REJECT --reject-with tcp-reset", "-A OUTPUT -j REJECT", "COMMIT", ""]
+    return "\n".join(rules)
+
+
+def _name_servers() -> list[str]:
+    """The IPv4 name servers of the machine's /etc/resolv.conf, which containers use too."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            with contextlib.suppress(ValueError):
+                if ipaddress.ip_address(fields[1]).version == 4:
+                    found.append(fields[1])
+    return found
 
 
 def _free_subnet(addresses: list[dict], routes: list[dict]) -> ipaddress.IPv4Network:

@@ -37,3 +37,6 @@ class ContainerSpec:
     # A network namespace of its own on the runtime's bridge (network.py): an address of its own,
     # where it listens on any port without meeting other containers; outbound traffic as with the host's.
     own_network: bool = False
+    # With a network of its own: the IPv4 networks its outbound connections may reach (DNS to the
+    # machine's name servers aside); None for any.
+    allowed_networks: list[str] | None = None

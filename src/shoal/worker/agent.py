@@ -37,6 +37,7 @@ HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SOCKET_NAME = "modal.sock"
 ARGS_NAME = "container_args.bin"
 FS_TOOLS = "/__modal/.bin/modal-sandbox-fs-tools"  # where the client runs it
+LOOPBACK = "127.0.0.1"  # where a container on this machine's own network is reached
 PROBE_TIMEOUT = 5.0  # seconds a TCP readiness probe waits for its connection
 
 # serve_socket(task_id, path) starts answering RPCs on a unix socket and
@@ -71,7 +72,10 @@ class ContainerPlan:
     reserved_cores: float = 0.0
     reserved_memory_mb: int = 0
     network: bool = True  # False: block_network=True
-    own_network: bool = False  # a network of its own: a server's, whose containers all listen on one port
+    # A network of its own (a server's, whose containers all listen on one port; a sandbox's), with
+    # the IPv4 networks its outbound connections may reach (None: any)
+    own_network: bool = False
+    allowed_networks: list[str] | None = None
     # (volume id, directory of it to mount ("": all), path in the container, read-only)
     volumes: list[tuple[str, str, str, bool]] = field(default_factory=list)
     # Its processes reach shoal's API on a socket of their own; a sandbox's get none (its code may be anyone's).
@@ -238,6 +242,7 @@ class LocalWorker:
             gpu_devices=gpu_devices,
             network=plan.network,
             own_network=plan.own_network,
+            allowed_networks=plan.allowed_networks,
         )
         try:
             with staged:
@@ -363,11 +368,27 @@ class LocalWorker:
         if proc.returncode:
             raise ContainerError(f"Could not copy the changes of container {task_id}: {err.decode().strip()}")
 
-    async def open_tunnel(self, port: int, h2: bool = False) -> tuple[int, Callable[[], Awaitable[None]]]:
-        """A TLS port here passing its connections to `port` here (see tls_forward.py)."""
+    async def open_tunnel(
+        self, task_id: str, port: int, h2: bool = False, encrypted: bool = True
+    ) -> tuple[int, Callable[[], Awaitable[None]]]:
+        """A port here passing its connections to a container's `port` (see tls_forward.py), and what
+        closes it: a TLS one, or a plain one, which for a container on this machine's network is the
+        port itself."""
+        target = self._reached_at(task_id)
+        if not encrypted and target == LOOPBACK:
+            return port, _serving_nothing
         if self.forwarder is None:
-            raise ContainerError("this worker has no certificate for encrypted tunnels")
-        return await self.forwarder.open(port, h2)
+            raise ContainerError("this worker has no certificate for tunnels")
+        if encrypted:
+            return await self.forwarder.open(target, port, h2)
+        return await forward(self.forwarder.host, target, port)
+
+    def _reached_at(self, task_id: str) -> str:
+        """Where this machine reaches a container's ports: its own address, or this machine's loopback."""
+        container = self.containers.get(task_id)
+        if container is None:
+            raise ContainerError(f"Container {task_id} is not running here")
+        return container.address or LOOPBACK
 
     async def server_address(self, task_id: str, port: int, wait: float = 0) -> tuple[str, int]:
         """Where shoal's machine reaches `port` of a container with a network of its own: its address
@@ -391,10 +412,12 @@ class LocalWorker:
         self._exposed.setdefault(task_id, []).append(close)
         return exposed
 
-    async def probe_tcp(self, port: int) -> bool:
-        """Whether something here accepts connections on `port`: containers share this machine's
-        network, so a container's server listens on this machine's port."""
-        return await accepts("127.0.0.1", port, PROBE_TIMEOUT)
+    async def probe_tcp(self, task_id: str, port: int) -> bool:
+        """Whether something accepts connections on a container's `port`."""
+        try:
+            return await accepts(self._reached_at(task_id), port, PROBE_TIMEOUT)
+        except ContainerError:
+            return False
 
     async def stop(self, task_id: str, graceful: bool = False) -> None:
         container = self.containers.get(task_id)

@@ -279,14 +279,16 @@ class JoinedWorker:
                 log.exception("collecting the cache")
 
     async def _probe_tcp(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
-        is_open = await self.local.probe_tcp(message["port"])
+        is_open = await self.local.probe_tcp(message["task_id"], message["port"])
         outbox.put_nowait({"type": "reply", "request_id": message["request_id"], "open": is_open})
 
     async def _open_tunnel(self, message: dict, outbox: asyncio.Queue[dict]) -> None:
         """A TLS port here in front of a container's port (see tls_forward.py), until told to close it."""
         reply = {"type": "reply", "request_id": message["request_id"]}
         try:
-            port, self.tunnels[message["request_id"]] = await self.local.open_tunnel(message["port"], message["h2"])
+            port, self.tunnels[message["request_id"]] = await self.local.open_tunnel(
+                message["task_id"], message["port"], message["h2"], message["encrypted"]
+            )
         except (ContainerError, OSError) as e:
             outbox.put_nowait({**reply, "error": f"worker {self.name} could not open a tunnel: {e}"})
             return

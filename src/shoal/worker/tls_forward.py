@@ -26,9 +26,10 @@ class TlsForwarder:
         self.contexts = {h2: server_context(cert_path, key_path, ALPN[h2]) for h2 in ALPN}
         self.host = host  # the address shoal listens on
 
-    async def open(self, port: int, h2: bool = False) -> tuple[int, Close]:
-        """A TLS port passing its connections to `port` on this machine; returns it and what closes it."""
-        return await forward(self.host, "127.0.0.1", port, self.contexts[h2])
+    async def open(self, target: str, port: int, h2: bool = False) -> tuple[int, Close]:
+        """A TLS port passing its connections to `target`:`port` (a container's port, on this machine's
+        loopback or at the container's own address); returns it and what closes it."""
+        return await forward(self.host, target, port, self.contexts[h2])
 
 
 async def forward(listen_host: str, host: str, port: int, tls: ssl.SSLContext | None = None) -> tuple[int, Close]:

@@ -115,10 +115,56 @@ def lifecycle() -> dict:
         slow.wait()
     except SandboxTimeoutError:
         out["timed_out"] = slow.returncode
-    try:
-        modal.Sandbox.create("true", app=a, cidr_allowlist=["10.0.0.0/8"])
-    except Exception as e:
-        out["ports"] = f"{type(e).__name__}: {e}"
+    return out
+
+
+# Run in a sandbox: connects to HOST PORT ("gateway": its machine, through its bridge) and says how it went.
+CONNECT = """
+import socket, struct, sys
+def gateway():
+    for line in open("/proc/net/route").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "00000000":
+            return socket.inet_ntoa(struct.pack("<L", int(fields[2], 16)))
+host = gateway() if sys.argv[1] == "gateway" else sys.argv[1]
+try:
+    socket.create_connection((host, int(sys.argv[2])), timeout=5).close()
+    print("reached")
+except OSError as e:
+    print(type(e).__name__)
+"""
+
+
+def network() -> dict:
+    """A sandbox's network is its own: it reaches its machine's services through its bridge, not on
+    the machine's loopback; `outbound_cidr_allowlist=` limits where its connections go."""
+    import socketserver
+    import threading
+    from urllib.parse import urlsplit
+
+    server = socketserver.TCPServer(("0.0.0.0", 0), socketserver.BaseRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port, shoal_port = str(server.server_address[1]), str(urlsplit(os.environ["MODAL_SERVER_URL"]).port)
+    a, out = app(), {}
+    cases = {
+        "open": (None, "gateway", port),
+        "machine_loopback": (None, "127.0.0.1", shoal_port),
+        "allowed": (["10.233.0.0/16"], "gateway", port),
+        "not_allowed": (["192.0.2.123/32"], "gateway", port),
+    }
+    for name, (allowlist, host, to) in cases.items():
+        sb = modal.Sandbox.create("python3", "-c", CONNECT, host, to, app=a, outbound_cidr_allowlist=allowlist)
+        out[name] = sb.stdout.read().strip()
+        sb.wait(raise_on_termination=False)
+    for name, kwargs in (
+        ("domains", {"outbound_domain_allowlist": ["example.com"]}),
+        ("bad_network", {"outbound_cidr_allowlist": ["not-a-network"]}),
+    ):
+        try:
+            modal.Sandbox.create("true", app=a, **kwargs)
+        except Exception as e:
+            out[name] = f"{type(e).__name__}: {e}"
+    server.shutdown()
     return out
 
 
@@ -260,8 +306,6 @@ def tunnels() -> dict:
 
 def ready() -> dict:
     """`readiness_probe=` and `wait_until_ready()`: once it returns, what the probe checks is there."""
-    import urllib.request
-
     slow_start = "sleep 1; touch /tmp/ready; cd /etc && python3 -m http.server 8770"
     out = {}
     for name, probe in (
@@ -273,9 +317,9 @@ def ready() -> dict:
         if name == "exec":
             out[name] = sb.exec("ls", "/tmp").stdout.read().split()
         else:
-            out[name] = urllib.request.urlopen("http://127.0.0.1:8770/debian_version", timeout=10).read().decode()
+            fetch = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8770/debian_version').read())"
+            out[name] = sb.exec("python3", "-c", fetch).stdout.read()
         sb.terminate()
-        sb.wait(raise_on_termination=False)  # its port is free for the next
     never = modal.Sandbox.create("sleep", "60", app=app(), readiness_probe=modal.Probe.with_tcp(8771))
     try:
         never.wait_until_ready(timeout=1)
