@@ -1,9 +1,11 @@
 """Tunnels: a container's port reached from outside its machine, for a sandbox's
 `encrypted_ports=`/`unencrypted_ports=`/`h2_ports=` and `modal.forward()` in a function.
 
-Containers share their machine's network, so an unencrypted tunnel is the port itself on its
-machine, and an encrypted one a TLS port its worker opens in front of it (worker/tls_forward.py).
-A function's forwarded ports close with `TunnelStop` or when its container ends.
+An encrypted tunnel is a TLS port the container's worker opens on its machine in front of the
+container's port (worker/tls_forward.py). An unencrypted one is the port itself for a container on
+its machine's network (a function's), and a plain port the worker opens in front of it for one
+with a network of its own (a sandbox's). A function's forwarded ports close with `TunnelStop` or
+when its container ends.
 """
 
 from collections.abc import Awaitable, Callable

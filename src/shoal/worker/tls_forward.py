@@ -1,10 +1,10 @@
 """Encrypted tunnels (a sandbox's `encrypted_ports=`, `modal.forward()` in a function): a TLS port
-of shoal's own whose connections are passed, decrypted, to a port a container listens on. Plain
-forwarding too: a joined worker's port in front of a server's container (`forward`).
+of shoal's own whose connections are passed, decrypted, to a port a container listens on, on this
+machine's loopback (a container on the machine's network) or at the container's own address.
+Plain forwarding too (`forward`): an unencrypted tunnel to a container with a network of its own,
+and a joined worker's port in front of a server's container.
 
-Containers share their machine's network, so a container's port is that machine's port: an
-unencrypted tunnel is that port itself, and an encrypted one needs only TLS in front of it, on
-the same machine. The certificate is signed by shoal's CA (api/router_tls.py): the command
+The certificate is signed by shoal's CA (api/router_tls.py): the command
 router's on shoal's own machine, one of its own on a joined worker's. An HTTP/2 tunnel offers
 h2 in the TLS handshake (ALPN), the others HTTP/1.1.
 """
