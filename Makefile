@@ -3,7 +3,7 @@
 
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := runc mmdebstrap uidmap postgresql docker-registry skopeo busybox-static python3-venv ca-certificates s3fs
+APT_PACKAGES := runc mmdebstrap uidmap postgresql docker-registry skopeo busybox-static python3-venv ca-certificates s3fs iproute2 iptables
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test deps venv up down clean bench
