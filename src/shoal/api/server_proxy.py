@@ -6,7 +6,7 @@ import asyncio
 import logging
 from contextlib import suppress
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, WSMsgType, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -30,8 +30,13 @@ class ServerProxy:
 
     def session(self) -> ClientSession:
         if self._session is None:
-            # No total timeout: a server's answer may stream for as long as it likes. Bodies pass as they are.
-            self._session = ClientSession(timeout=ClientTimeout(total=None, sock_connect=10), auto_decompress=False)
+            # No total timeout: a server's answer may stream for as long as it likes. Bodies pass as they
+            # are. No bound on connections: max_concurrency bounds the requests to a container.
+            self._session = ClientSession(
+                connector=TCPConnector(limit=0),
+                timeout=ClientTimeout(total=None, sock_connect=10),
+                auto_decompress=False,
+            )
         return self._session
 
     async def close(self) -> None:

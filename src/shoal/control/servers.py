@@ -49,11 +49,6 @@ class Backend:
     served: int = 0  # requests it has taken, which spreads requests over containers equally idle
 
 
-def max_concurrency(fdef: api_pb2.Function) -> int:
-    """Requests one container takes at once; 0 for no bound."""
-    return fdef.max_concurrent_inputs
-
-
 class Servers:
     def __init__(self, scheduler: Scheduler, workers: Workers):
         self.scheduler = scheduler
@@ -112,7 +107,7 @@ class Servers:
         ready one is at max_concurrency (as in Modal, the request is refused, not queued); NoServer
         when none is ready within `wait` seconds."""
         rid = revision.revision_id
-        limit = max_concurrency(revision.definition)
+        limit = revision.definition.max_concurrent_inputs  # the server's max_concurrency; 0: no bound
         deadline = time.monotonic() + wait
         self._waiting[rid] += 1
         try:
