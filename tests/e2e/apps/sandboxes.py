@@ -317,7 +317,9 @@ def ready() -> dict:
         if name == "exec":
             out[name] = sb.exec("ls", "/tmp").stdout.read().split()
         else:
-            fetch = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8770/debian_version').read())"
+            fetch = (
+                "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8770/debian_version').read())"
+            )
             out[name] = sb.exec("python3", "-c", fetch).stdout.read()
         sb.terminate()
     never = modal.Sandbox.create("sleep", "60", app=app(), readiness_probe=modal.Probe.with_tcp(8771))
