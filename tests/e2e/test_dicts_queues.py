@@ -1,5 +1,5 @@
 """Dicts and queues end to end: shared between a script and containers, blocking gets woken by
-puts, ephemeral ones, and `modal dict` / `modal queue`."""
+puts, ephemeral ones, partitions past their TTL, and `modal dict` / `modal queue`."""
 
 import json
 
@@ -15,6 +15,14 @@ def test_a_container_takes_jobs_from_a_queue_and_writes_a_dict(shoal):
     assert out["ephemeral_dict"] == [["k", [1, 2]], ["n", 4]]
     assert out["iterated"] == [1, 2, 3]  # iterating leaves the items in place
     assert out["popped"] == [[1, 2], 1, 2]
+
+
+def test_a_queue_partition_is_gone_once_its_ttl_has_passed(shoal):
+    out = json.loads(shoal.python("dicts_queues.py", "expiry").stdout.strip().splitlines()[-1])
+    assert out == {"len": 0, "get": None, "iterated": [], "total": 1, "kept": [4]}
+    peek = ("queue", "peek", "e2e-peeked-queue", "5", "--partition")
+    assert shoal.modal(*peek, "p").stdout.strip() == ""
+    assert shoal.modal(*peek, "kept").stdout.strip() == "4"
 
 
 def test_dict_and_queue_cli(shoal):

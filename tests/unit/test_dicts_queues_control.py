@@ -1,14 +1,16 @@
-"""Dicts and queues on both stores: entries by key bytes, FIFO partitions with a bound, and a get
-woken by the put it waits for."""
+"""Dicts and queues on both stores: entries by key bytes, FIFO partitions with a bound and a TTL,
+and a get woken by the put it waits for."""
 
 import asyncio
 
 import pytest
 from modal_proto import api_pb2
+from sqlalchemy import select
 
 from shoal.control.dicts import Dicts
 from shoal.control.errors import InvalidArgument, NotFound, ResourceExhausted
 from shoal.control.queues import PARTITION_LIMIT, Queues
+from shoal.store import schema
 
 EPHEMERAL = api_pb2.OBJECT_CREATION_TYPE_EPHEMERAL
 
@@ -63,3 +65,39 @@ async def test_a_waiting_get_is_woken_by_a_put(db):
         found = await asyncio.wait_for(waiting, 10)
         assert [v if isinstance(v, bytes) else v[1] for v in found] == [b"item"]
         await queues.clear(q.object_id, b"", all_partitions=True)  # an iteration leaves it there
+
+
+async def test_a_partition_expires_its_ttl_after_its_last_put(db):
+    queues = Queues(db)
+    ids = {}
+    for name in ("get", "iterate", "len", "total", "sizes", "put", "swept", "kept"):
+        queue, _ = await queues.objects.get_or_create(name, "", api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING)
+        ids[name] = queue.object_id
+        await queues.put(ids[name], b"p", [b"old"], ttl=1)
+    await queues.put(ids["kept"], b"p", [b"new"], ttl=3600)  # the last put's TTL is the whole partition's
+    await queues.put(ids["kept"], b"", [b"d"])  # the client's default: a day
+    await queues.put(ids["put"], b"other", [b"o"], ttl=3600)  # partitions expire one by one
+    await asyncio.sleep(1.5)
+
+    # Each reader is the first to look at its queue since the TTL ran out: none sees the items.
+    assert await queues.get(ids["get"], b"p", 5, 0.0) == []
+    assert await queues.next_items(ids["iterate"], b"p", 0, 0.0) == []
+    assert await queues.length(ids["len"], b"p", total=False) == 0
+    assert await queues.length(ids["total"], b"", total=True) == 0
+    assert await queues.sizes([ids["sizes"]]) == {}
+    await queues.put(ids["put"], b"p", [b"new"], ttl=3600)  # a new item does not bring the old back
+    assert await queues.get(ids["put"], b"p", 5, 0.0) == [b"new"]
+    assert await queues.length(ids["put"], b"", total=True) == 1
+    assert [v for _, v in await queues.next_items(ids["kept"], b"p", 0, 0.0)] == [b"old", b"new"]
+
+    await queues.drop_expired()  # the sweep reclaims what no one looked at
+    async with db.tx() as conn:
+        swept = schema.queue_items.c.queue_id == ids["swept"]
+        assert (await conn.execute(select(schema.queue_items).where(swept))).all() == []
+        kept = select(schema.queue_partitions.c.partition).where(schema.queue_partitions.c.queue_id == ids["kept"])
+        assert sorted((await conn.execute(kept)).scalars()) == ["", b"p".hex()]
+
+    await queues.put(ids["kept"], b"p", [b"last"], ttl=1)  # a shorter TTL cuts the partition's short
+    await asyncio.sleep(1.5)
+    assert await queues.length(ids["kept"], b"p", total=False) == 0
+    assert await queues.length(ids["kept"], b"", total=True) == 1

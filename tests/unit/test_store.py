@@ -2,12 +2,13 @@
 
 import asyncio
 import os
+import time
 
 import pytest
 from alembic import command
 from modal_proto import api_pb2
 from postgres import fresh_database
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 
 from shoal.control.apps import Apps
 from shoal.control.calls import Calls
@@ -506,6 +507,18 @@ async def test_a_store_from_a_newer_shoal_is_refused_by_name(empty_store):
         await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     with pytest.raises(migrations.StoreTooNew, match="schema 9999, from a newer shoal"):
         await db.create_schema()
+    await db.close()
+
+
+async def test_queue_partitions_from_before_their_ttl_expire_a_day_after_the_migration(empty_store):
+    db = Database(empty_store)
+    async with db.tx() as conn:
+        await conn.run_sync(lambda c: command.upgrade(migrations.config(c), "0016"))
+        await conn.execute(insert(schema.queue_items).values(queue_id="qu-1", partition="70", value=b"x"))
+    await db.create_schema()
+    async with db.tx() as conn:
+        (row,) = (await conn.execute(select(schema.queue_partitions))).all()
+    assert (row.queue_id, row.partition) == ("qu-1", "70") and row.expires_at > time.time() + 23 * 3600
     await db.close()
 
 

@@ -62,7 +62,7 @@ class QueueRpcs:
 
     @unary
     async def QueuePut(self, req):
-        await self.p.queues.put(req.queue_id, req.partition_key, list(req.values))
+        await self.p.queues.put(req.queue_id, req.partition_key, list(req.values), req.partition_ttl_seconds)
         return empty_pb2.Empty()
 
     @unary

@@ -371,10 +371,12 @@ class Platform:
                 await kind.delete(object_id)
 
     async def _delete_expired_objects(self) -> None:
-        """Ephemeral volumes, dicts and queues whose client stopped sending heartbeats."""
+        """Ephemeral volumes, dicts and queues whose client stopped sending heartbeats, and queue
+        partitions past their partition_ttl."""
         for kind in (self.volumes, self.dicts, self.queues):
             for object_id in await kind.objects.expired(time.time()):
                 await kind.delete(object_id)
+        await self.queues.drop_expired()
 
     async def _watch_heartbeats(self) -> None:
         while True:

@@ -193,6 +193,15 @@ queue_items = Table(
     Column("value", LargeBinary, nullable=False),
 )
 Index("queue_items_in_order", queue_items.c.queue_id, queue_items.c.partition, queue_items.c.seq)
+# When each partition's items are dropped: partition_ttl after its last put, as in Modal.
+queue_partitions = Table(
+    "queue_partitions",
+    metadata,
+    Column("queue_id", String(80), primary_key=True),
+    Column("partition", String(128), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+)
+Index("queue_partitions_by_expiry", queue_partitions.c.expires_at)
 
 # Web endpoints: the host label each is served at, and the function (a class's method) behind it.
 web_endpoints = Table(

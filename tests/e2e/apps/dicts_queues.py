@@ -1,5 +1,6 @@
 """Dicts and queues shared between this script and containers: a container takes jobs from a
-queue and writes results to a dict; another waits on a queue the script fills later."""
+queue and writes results to a dict; another waits on a queue the script fills later. Partitions
+expire their partition_ttl after their last put."""
 
 import json
 import queue
@@ -55,6 +56,26 @@ def main() -> dict:
     return out
 
 
+def expiry() -> dict:
+    """Partitions past their partition_ttl, as this script sees them; `modal queue peek` sees another
+    queue's, left for it."""
+    peeked = modal.Queue.from_name("e2e-peeked-queue", create_if_missing=True)
+    peeked.clear(all=True)
+    with modal.Queue.ephemeral() as q:
+        for each in (q, peeked):
+            each.put(1, partition="p", partition_ttl=1)
+            each.put_many([2, 3], partition="p", partition_ttl=1)
+            each.put(4, partition="kept")  # the default TTL: a day
+        time.sleep(2)
+        return {
+            "len": q.len(partition="p"),
+            "get": q.get(partition="p", block=False),
+            "iterated": list(q.iterate(partition="p")),
+            "total": q.len(total=True),
+            "kept": list(q.iterate(partition="kept")),
+        }
+
+
 def keep() -> None:
     """An entry and an item for a restart to keep."""
     modal.Dict.from_name("e2e-kept-dict", create_if_missing=True)["k"] = "v"
@@ -62,4 +83,4 @@ def keep() -> None:
 
 
 if __name__ == "__main__":
-    print(json.dumps({"main": main, "keep": keep}[sys.argv[1]]()))
+    print(json.dumps({"main": main, "expiry": expiry, "keep": keep}[sys.argv[1]]()))
