@@ -8,6 +8,7 @@ import pytest
 from modal_proto import api_pb2
 
 from shoal.control.calls import Calls
+from shoal.control.errors import FailedPrecondition
 from shoal.control.functions import Revision
 from shoal.control.placement import Pool, Worker, request_of
 from shoal.control.scheduler import Scheduler
@@ -30,8 +31,10 @@ class Link:
 
     def __init__(self, port: int):
         self.port = port
+        self.asked: list[str] = []  # the task ids whose ports were looked up
 
     async def server_address(self, task_id: str, port: int, wait: float) -> tuple[str, int]:
+        self.asked.append(task_id)
         return "127.0.0.1", self.port
 
 
@@ -156,3 +159,19 @@ async def test_a_container_stopping_gets_sigterm_once_its_requests_are_done(harn
         assert terminated == []  # a request is in flight, within the exit_grace_period
     await scheduler.reconcile("rv-s", [])
     assert terminated == [(task.task_id, True)]
+
+
+async def test_only_a_servers_container_says_it_is_ready_and_saying_it_twice_does_nothing_more(harness):
+    scheduler, servers, _ = harness
+    revision = server(min_containers=1)
+    scheduler.add(revision)
+    await scheduler.reconcile("rv-s", [])
+    (task,) = scheduler.live_tasks("rv-s")
+    with pytest.raises(FailedPrecondition):
+        servers.lifecycle_ready(task, api_pb2.Function())  # a function's container
+    servers.lifecycle_ready(task, revision.definition)
+    servers.lifecycle_ready(task, revision.definition)
+    await ready(scheduler, servers, revision)
+    servers.lifecycle_ready(task, revision.definition)
+    await asyncio.sleep(0.05)
+    assert servers.workers.link("w").asked == [task.task_id]  # its port tried once

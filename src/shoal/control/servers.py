@@ -21,6 +21,7 @@ from modal_proto import api_pb2
 
 from ..runtime import ContainerError
 from ..worker.tls_forward import accepts
+from .errors import FailedPrecondition
 from .functions import Revision
 from .pulse import Pulse
 from .scheduler import Scheduler, Task
@@ -57,6 +58,7 @@ class Servers:
         self._waiting: Counter[str] = Counter()  # revision id -> requests waiting for a container
         self._changed = Pulse()  # a container became ready or a request ended
         self._probes: set[asyncio.Task] = set()
+        self._probing: set[str] = set()  # task ids whose ports are being tried
 
     def load(self, revision_id: str) -> tuple[int, Counter[str]]:
         """For the autoscaler: requests waiting for a container, and those in flight per task id."""
@@ -64,10 +66,17 @@ class Servers:
         return self._waiting[revision_id], Counter({b.task.task_id: b.in_flight for b in backends.values()})
 
     def lifecycle_ready(self, task: Task, fdef: api_pb2.Function) -> None:
-        """The container's client says @enter is done: it serves once its port accepts connections."""
+        """The container's client says @enter is done: it serves once its port accepts connections.
+        FailedPrecondition from a container that is not a server's; said again, nothing more is done."""
+        if not fdef.is_server:
+            raise FailedPrecondition(f"Container {task.task_id} is not a server's")
+        if task.ready or task.task_id in self._probing:
+            return
+        self._probing.add(task.task_id)
         probe = asyncio.create_task(self._probe(task, fdef))
         self._probes.add(probe)
         probe.add_done_callback(self._probes.discard)
+        probe.add_done_callback(lambda _: self._probing.discard(task.task_id))
 
     async def _probe(self, task: Task, fdef: api_pb2.Function) -> None:
         port = fdef.http_config.port
