@@ -18,6 +18,7 @@ import remote_latency
 import rpc_floor
 import sandbox
 import second_run
+import server_requests
 import volume_transfer
 import web_endpoint
 
@@ -38,5 +39,6 @@ if __name__ == "__main__":
         "sandbox": sandbox.main(),
         "cluster_start": cluster_start.main(3),
         "forward": forward.main(),
+        "server_requests": server_requests.main(),
     }
     print(json.dumps(results, indent=2))

@@ -31,6 +31,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     """GET / answers "ok", /bytes/N N bytes, /address the container's address; POST the body's sha256."""
 
     protocol_version = "HTTP/1.1"
+    # Its headers and body go out in two writes: with Nagle's algorithm on, the body waits for the
+    # client's delayed ACK of the headers (40 ms) on a kept-alive connection.
+    disable_nagle_algorithm = True
 
     def do_GET(self):
         if self.path.startswith("/bytes/"):
