@@ -78,6 +78,16 @@ def test_sandbox_tunnels(shoal):
     assert (out["alpn 8765"], out["alpn 8767"]) == ("http/1.1", "h2")  # h2_ports offers HTTP/2
 
 
+def test_a_sandbox_connect_token_lets_http_requests_reach_its_port(shoal):
+    out = scenario(shoal, "connect")
+    assert out["bearer"] == ["/a/b?x=1", '{"user": "ana"}', False]  # the forged header replaced
+    assert out["query"] == [200, "_modal_connect_token"]  # kept in a cookie for a browser's next requests
+    assert out["cookie"] == 200
+    assert out["none"] == out["forged_only"] == out["another_sandboxs_token"] == 401
+    assert out["port_9000"] == [200, "{}"]
+    assert out["after_terminate"] == 404
+
+
 def test_a_sandbox_readiness_probe(shoal):
     out = scenario(shoal, "ready")
     assert "ready" in out["exec"]

@@ -254,6 +254,9 @@ def test_sandboxes_run_on_workers(cluster):
     # what it changed and removed, as on shoal's own worker
     out = scenario("snapshot")
     assert out["lines"] == ["kept", "f", "issue gone"]
+    # a connect token's requests reach the sandbox through a port its worker opens in front of it
+    out = scenario("connect")
+    assert out["bearer"] == ["/a/b?x=1", '{"user": "ana"}', False] and out["port_9000"] == [200, "{}"]
 
 
 def test_a_function_on_a_worker_forwards_a_port(cluster):

@@ -126,6 +126,11 @@ class SandboxRpcs:
         return empty_pb2.Empty()
 
     @unary
+    async def SandboxCreateConnectTokenV2(self, req):
+        url, token = self.p.connect_tokens.create(req.sandbox_id, req.port, req.user_metadata)
+        return api_pb2.SandboxCreateConnectTokenResponse(url=url, token=token)
+
+    @unary
     async def SandboxSetName(self, req):
         await self.p.sandboxes.set_name(req.sandbox_id, req.name)
         return api_pb2.SandboxSetNameResponse()
@@ -192,5 +197,15 @@ def _info(sandbox: Sandbox) -> api_pb2.SandboxInfo:
 
 
 # The older kind's RPCs that ask the same as the newer's.
-for _name in ("GetTaskId", "GetTunnels", "Wait", "Terminate", "TagsGet", "TagsSet", "GetFromName", "List"):
+for _name in (
+    "GetTaskId",
+    "GetTunnels",
+    "Wait",
+    "Terminate",
+    "TagsGet",
+    "TagsSet",
+    "GetFromName",
+    "List",
+    "CreateConnectToken",
+):
     setattr(SandboxRpcs, f"Sandbox{_name}", getattr(SandboxRpcs, f"Sandbox{_name}V2"))

@@ -87,7 +87,7 @@ class ShoalServer:
         # A web request's client that goes away cancels its handler, and with it the call; so does
         # shoal's stop, at once, rather than wait for the requests in flight.
         self._web = web.AppRunner(
-            web_app(self.platform.web_requests, ServerProxy(self.platform.servers)),
+            web_app(self.platform.web_requests, ServerProxy(self.platform.servers, self.platform.connect_tokens)),
             access_log=None,
             handler_cancellation=True,
             shutdown_timeout=0.5,

@@ -10,6 +10,7 @@ from contextlib import aclosing
 from aiohttp import WSMsgType, web
 from modal_proto import api_pb2
 
+from ..control.connect_tokens import LABEL_PREFIX as CONNECT_LABEL
 from ..control.errors import NotFound, Unauthenticated
 from ..control.web_requests import BODY_CHUNK, CallFailed, WebRequest, WebRequests
 from .server_proxy import ServerProxy
@@ -25,6 +26,8 @@ def web_app(requests: WebRequests, servers: ServerProxy) -> web.Application:
     async def serve(request: web.Request) -> web.StreamResponse:
         label = (request.host or "").rsplit(":", 1)[0].split(".", 1)[0].lower()
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        if label.startswith(CONNECT_LABEL):
+            return await servers.serve_sandbox(label, request)
         scope = _scope(request, websocket)
         try:
             endpoint, revision = await requests.resolve(label, dict(scope["headers"]))

@@ -30,6 +30,7 @@ from .build_functions import BuildFunctions
 from .call_history import CallHistory
 from .calls import Calls
 from .clusters import Clusters
+from .connect_tokens import ConnectTokens
 from .container_plans import ContainerPlans
 from .containers import Containers
 from .deployments import Deployments
@@ -181,6 +182,9 @@ class Platform:
             self.snapshot_container,
         )
         self.web_endpoints = WebEndpoints(self.db, self.apps, lambda label: settings.web_url.format(label=label))
+        self.connect_tokens = ConnectTokens(
+            secret, self.sandboxes.running, lambda label: settings.web_url.format(label=label)
+        )
         self.web_requests = WebRequests(
             self.web_endpoints, self.calls, self.blobs, self.tokens, self.releases.call_target, self.cancel_call
         )

@@ -504,6 +504,13 @@ class Sandboxes:
             raise NotFound(f"Sandbox {sandbox_id} is not running")
         return live.sandbox.task_id
 
+    def running(self, sandbox_id: str) -> str:
+        """The task of a sandbox that has not ended ("" before its container runs); NotFound otherwise."""
+        live = self._live.get(sandbox_id)
+        if live is None or live.over:
+            raise NotFound(f"Sandbox {sandbox_id} is not running")
+        return live.sandbox.task_id if live.started.is_set() else ""
+
     def is_sandbox_task(self, task_id: str) -> bool:
         return task_id in self._by_task
 

@@ -21,7 +21,7 @@ from modal_proto import api_pb2
 
 from ..runtime import ContainerError
 from ..worker.tls_forward import accepts
-from .errors import FailedPrecondition
+from .errors import FailedPrecondition, NotFound
 from .functions import Revision
 from .pulse import Pulse
 from .scheduler import Scheduler, Task
@@ -82,12 +82,7 @@ class Servers:
         port = fdef.http_config.port
         limit = fdef.http_config.startup_timeout or fdef.startup_timeout_secs
         try:
-            link = self.workers.link(task.allocation.worker_id)
-            if link is None:
-                raise ContainerError(f"worker {task.allocation.worker_id} is gone")
-            remaining = max(0.0, task.started_at + limit - time.time())
-            host, reached_port = await link.server_address(task.task_id, port, remaining)
-            host = host or self.workers.address(task.allocation.worker_id)  # "": the worker's machine
+            host, reached_port = await self.reach(task, port, max(0.0, task.started_at + limit - time.time()))
         except ContainerError as e:
             await self._failed(task, f"Could not reach the server's port {port}: {e}")
             return
@@ -104,6 +99,20 @@ class Servers:
         self.scheduler.mark_running(task.task_id)
         self._backends[task.revision_id][task.task_id] = Backend(task, host, reached_port)
         self._changed.notify()
+
+    async def reach(self, task: Task | str, port: int, wait: float = 0) -> tuple[str, int]:
+        """(host, port) where shoal's machine reaches `port` of a container (a task, or its id) with
+        a network of its own: on a joined worker, once it listens there (waiting up to `wait`).
+        NotFound for a container that is not running; ContainerError when it is out of reach."""
+        if isinstance(task, str):
+            if (found := self.scheduler.tasks.get(task)) is None:
+                raise NotFound(f"Container {task} is not running")
+            task = found
+        link = self.workers.link(task.allocation.worker_id)
+        if link is None:
+            raise ContainerError(f"worker {task.allocation.worker_id} is gone")
+        host, reached_port = await link.server_address(task.task_id, port, wait)
+        return host or self.workers.address(task.allocation.worker_id), reached_port  # "": the worker's machine
 
     async def _failed(self, task: Task, why: str) -> None:
         log.warning("server container %s: %s", task.task_id, why)

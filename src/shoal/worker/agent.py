@@ -141,6 +141,7 @@ class LocalWorker:
         self.sub_paths_dir = f"/run/shoal-volumes/{home_tag}"  # likewise: volume sub_paths (sub_paths.py)
         self.containers: dict[str, Container] = {}
         self._exposed: dict[str, list[Callable[[], Awaitable[None]]]] = {}  # task id -> closes its forwarded ports
+        self._exposed_ports: dict[tuple[str, int], int] = {}  # (task id, its port) -> the port here in front
         self._watchers: set[asyncio.Task] = set()
         self._cpu = CpuMeter()
         self._excess = ExcessMeter()
@@ -258,6 +259,8 @@ class LocalWorker:
             self.containers.pop(plan.task_id, None)
             for close in self._exposed.pop(plan.task_id, []):
                 await close()
+            for exposed in [key for key in self._exposed_ports if key[0] == plan.task_id]:
+                del self._exposed_ports[exposed]
             try:
                 await self.runtime.remove(container)
             finally:
@@ -402,6 +405,8 @@ class LocalWorker:
         """A port of this machine passing its connections to `port` of a container with a network of
         its own, opened once something listens there (within `wait` seconds; ContainerError if not);
         it closes with the container. A joined worker's way to a server's container."""
+        if exposed := self._exposed_ports.get((task_id, port)):
+            return exposed
         address, _ = await self.server_address(task_id, port)
         deadline = time.monotonic() + wait
         while not await accepts(address, port, PROBE_TIMEOUT):
@@ -410,6 +415,7 @@ class LocalWorker:
             await asyncio.sleep(0.1)
         exposed, close = await forward("0.0.0.0", address, port)
         self._exposed.setdefault(task_id, []).append(close)
+        self._exposed_ports[(task_id, port)] = exposed
         return exposed
 
     async def probe_tcp(self, task_id: str, port: int) -> bool:

@@ -304,6 +304,68 @@ def tunnels() -> dict:
     return out
 
 
+# Run in a sandbox: answers each request with what it saw, as JSON.
+ECHO_SERVER = """
+import http.server, json, sys
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"path": self.path, "headers": dict(self.headers)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Echo).serve_forever()
+"""
+
+
+def connect() -> dict:
+    """`create_connect_token()`: HTTP requests with the token reach the sandbox's port (8080 unless
+    named), with the token's user metadata in X-Verified-User-Data; others are refused."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    def get(url: str, headers: dict | None = None) -> tuple[int, dict, str]:
+        parts = urlsplit(url)  # *.localhost: connect to this machine, naming the host
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{parts.port}{parts.path or '/'}{'?' + parts.query if parts.query else ''}",
+            headers={"Host": parts.netloc, **(headers or {})},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, dict(response.headers), response.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read().decode()
+
+    a = app()
+    sb = modal.Sandbox.create("python3", "-c", ECHO_SERVER, "8080", app=a)
+    other = modal.Sandbox.create("python3", "-c", ECHO_SERVER, "9000", app=a)
+    creds = sb.create_connect_token(user_metadata={"user": "ana"})
+    elsewhere = other.create_connect_token(port=9000)
+    bearer = {"Authorization": f"Bearer {creds.token}"}
+    out = {}
+    for _ in range(100):  # until its server listens
+        status, _, body = get(creds.url + "/a/b?x=1", {**bearer, "X-Verified-User-Data": "forged"})
+        if status == 200:
+            break
+        time.sleep(0.2)
+    seen = json.loads(body)
+    out["bearer"] = [seen["path"], seen["headers"].get("X-Verified-User-Data"), "Authorization" in seen["headers"]]
+    status, headers, body = get(f"{creds.url}/q?_modal_connect_token={creds.token}")
+    out["query"] = [status, headers.get("Set-Cookie", "").split("=", 1)[0]]
+    out["cookie"] = get(creds.url + "/c", {"Cookie": f"_modal_connect_token={creds.token}"})[0]
+    out["none"] = get(creds.url + "/")[0]
+    out["forged_only"] = get(creds.url + "/", {"X-Verified-User-Data": "forged"})[0]
+    out["another_sandboxs_token"] = get(creds.url + "/", {"Authorization": f"Bearer {elsewhere.token}"})[0]
+    status, _, body = get(elsewhere.url + "/other", {"Authorization": f"Bearer {elsewhere.token}"})
+    out["port_9000"] = [status, json.loads(body)["headers"].get("X-Verified-User-Data") if status == 200 else body]
+    sb.terminate()
+    sb.wait(raise_on_termination=False)
+    out["after_terminate"] = get(creds.url + "/", bearer)[0]
+    other.terminate()
+    return out
+
+
 def ready() -> dict:
     """`readiness_probe=` and `wait_until_ready()`: once it returns, what the probe checks is there."""
     slow_start = "sleep 1; touch /tmp/ready; cd /etc && python3 -m http.server 8770"
