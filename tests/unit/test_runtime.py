@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from test_sni_filter import client_hello
 
 from shoal.runtime import BindMount, Container, ContainerError, ContainerSpec, Runtime
 from shoal.runtime.network import NETNS_DIR
@@ -417,6 +418,39 @@ async def test_an_outbound_allowlist_lets_connections_reach_its_networks_alone(r
     assert allowed[:2] == (0, "host\n"), allowed
     for refused in (other, nothing):
         assert refused[0] != 0 and refused[1] == "", refused
+
+
+async def test_a_domain_allowlist_lets_tls_connections_through_by_their_server_name(runtime, base, tmp_path):
+    """Each container sends a ClientHello to its machine's port 443 (through its bridge); the SNI
+    filter passes it on to that port only when its server name is allowed."""
+    received: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(65536))
+        writer.write(b"passed\n")
+        await writer.drain()
+        writer.close()
+
+    hellos = tmp_path / "hellos"
+    hellos.mkdir()
+    for name in ("api.allowed.test", "elsewhere.test"):
+        (hellos / name).write_bytes(client_hello(name))
+    server = await asyncio.start_server(answer, "0.0.0.0", 443)
+    async with server:
+        out = {}
+        for name in ("api.allowed.test", "elsewhere.test"):
+            script = f"nc $(ip route | grep default | cut -d' ' -f3) 443 < /hellos/{name}"
+            out[name] = await run(
+                runtime,
+                base,
+                script,
+                own_network=True,
+                allowed_domains=["*.allowed.test"],
+                bind_mounts=[BindMount(str(hellos), "/hellos")],
+            )
+    assert out["api.allowed.test"][1] == "passed\n", out
+    assert out["elsewhere.test"][1] == "", out  # closed before anything reached the server
+    assert received == [(hellos / "api.allowed.test").read_bytes()]
 
 
 async def test_cleanup_all_removes_the_bridge_and_its_namespaces(base, tmp_path):

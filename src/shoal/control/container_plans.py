@@ -10,6 +10,7 @@ command runs in it (see sandboxes.py).
 import asyncio
 import ipaddress
 import math
+import re
 
 from modal_proto import api_pb2
 
@@ -164,6 +165,7 @@ class ContainerPlans:
             # neither the services on its machine's loopback nor another sandbox's ports.
             own_network=not blocked,
             allowed_networks=allowed_networks(definition.network_access),
+            allowed_domains=allowed_domains(definition.network_access),
             reserved_cores=milli_cpu / 1000,
             reserved_memory_mb=memory_mb,
             volumes=await self.volumes.binds(list(definition.volume_mounts)),
@@ -173,11 +175,27 @@ class ContainerPlans:
         )
 
 
+_DOMAIN = re.compile(
+    r"(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+)
+
+
 def _listens(fdef: api_pb2.Function) -> bool:
     """Whether its containers listen on a port of the definition's (a server's, a @modal.web_server's):
     each gets a network of its own, so that they can share a machine."""
     configs = [fdef.webhook_config, *(m.webhook_config for m in fdef.method_definitions.values())]
     return fdef.is_server or any(c.type == api_pb2.WEBHOOK_TYPE_WEB_SERVER for c in configs)
+
+
+def allowed_domains(access: api_pb2.NetworkAccess) -> list[str] | None:
+    """A sandbox's `outbound_domain_allowlist` (server names its TLS connections on port 443 may
+    reach, `*.` wildcards), None when it has none. InvalidArgument for one that is not a name."""
+    if access.network_access_type != api_pb2.NetworkAccess.NetworkAccessType.ALLOWLIST:
+        return None
+    for domain in access.allowed_domains:
+        if not _DOMAIN.fullmatch(domain):
+            raise InvalidArgument(f"outbound_domain_allowlist: {domain!r} is not a domain name")
+    return list(access.allowed_domains) or None
 
 
 def allowed_networks(access: api_pb2.NetworkAccess) -> list[str] | None:

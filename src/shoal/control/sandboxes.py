@@ -27,7 +27,7 @@ from ..store import schema as t
 from ..store.database import Database
 from ..worker.agent import ExecOptions
 from .apps import Apps, valid_object_name
-from .container_plans import allowed_networks
+from .container_plans import allowed_domains, allowed_networks
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ShoalError
 from .ids import new_id
 from .lifecycle import Lifecycle
@@ -92,8 +92,6 @@ class _Live:
 
 def _unsupported(definition: api_pb2.Sandbox) -> str:
     """What of a sandbox's definition shoal cannot do, "" when nothing."""
-    if definition.network_access.allowed_domains:
-        return "outbound_domain_allowlist (outbound_cidr_allowlist works)"
     if any(m.oidc_auth_role_arn for m in definition.cloud_bucket_mounts):
         return "a CloudBucketMount with oidc_auth_role_arn"
     if definition.nfs_mounts:
@@ -163,6 +161,7 @@ class Sandboxes:
         if why := _unsupported(definition):
             raise InvalidArgument(f"shoal does not support {why} in sandboxes yet")
         allowed_networks(definition.network_access)  # each one a network
+        allowed_domains(definition.network_access)  # each one a name
         app = await self.apps.get(app_id)
         if app.stopped_at is not None:
             raise InvalidArgument(f"App {app_id} is stopped: its sandboxes cannot start")

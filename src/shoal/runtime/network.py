@@ -19,6 +19,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 
+from .sni_filter import Allowed, SniFilter
 from .spec import ContainerError
 
 SUBNETS = ipaddress.ip_network("10.233.0.0/16")  # where bridges take their /24s
@@ -41,13 +42,20 @@ class Bridge:
         self.subnet: ipaddress.IPv4Network | None = None
         self._used: dict[str, int] = {}  # container id -> its host number on the subnet
         self._setup = asyncio.Lock()
+        self._sni = SniFilter()  # started at the first container with a domain allowlist
 
-    async def attach(self, container_id: str, allowed: list[str] | None = None) -> Attached:
-        """A namespace for the container, on the bridge (made at the first one) with a free address;
-        with `allowed` (IPv4 networks), its outbound connections may reach those alone (see _firewall)."""
+    async def attach(
+        self, container_id: str, allowed: list[str] | None = None, domains: list[str] | None = None
+    ) -> Attached:
+        """A namespace for the container, on the bridge (made at the first one) with a free address.
+        With `allowed` (IPv4 networks) or `domains` (server names, `*.` wildcards), its outbound
+        connections may reach those networks alone (see _firewall), and TLS ones on port 443 those
+        names too (sni_filter.py)."""
         async with self._setup:
             if self.subnet is None:
                 self.subnet = await asyncio.to_thread(self._make_bridge)
+            if domains is not None and not self._sni.port:
+                await self._sni.start(str(self.subnet[1]))
             taken = set(self._used.values())
             number = next((n for n in range(2, self.subnet.num_addresses - 1) if n not in taken), None)
             if number is None:
@@ -68,8 +76,12 @@ class Bridge:
                 f"route add default via {self.subnet[1]}",
                 netns=netns,
             )
-            if allowed is not None:
-                await _run("ip", "netns", "exec", netns, "iptables-restore", stdin=_firewall(allowed))
+            if allowed is not None or domains is not None:
+                rules = _firewall(allowed or [], domains is not None)
+                await _run("ip", "netns", "exec", netns, "iptables-restore", stdin=rules)
+            if domains is not None:
+                self._sni.allowed[str(address)] = Allowed(domains, allowed or [])
+                await _run("iptables", *self._to_sni_filter("-A", str(address)))
         except BaseException:
             await self.detach(container_id)  # what was made of it
             raise
@@ -77,11 +89,16 @@ class Bridge:
 
     async def detach(self, container_id: str) -> None:
         """Its namespace and veth gone, its address free again; nothing for a container it has not."""
-        number = self._used.pop(container_id, None)
-        if number is not None:
-            # The veth first: a namespace is destroyed lazily, and its pair with it.
-            await _ip_batch(f"link del {self._veth_prefix}{number}", check=False)
-            await _ip_batch(f"netns del {self._netns_prefix}{container_id}", check=False)
+        number = self._used.get(container_id)
+        if number is None:
+            return
+        address = str(self.subnet[number])
+        if self._sni.allowed.pop(address, None) is not None:
+            await _run("iptables", *self._to_sni_filter("-D", address), check=False)
+        # The veth first: a namespace is destroyed lazily, and its pair with it.
+        await _ip_batch(f"link del {self._veth_prefix}{number}", check=False)
+        await _ip_batch(f"netns del {self._netns_prefix}{container_id}", check=False)
+        del self._used[container_id]  # only now are its address and veth name free for another
 
     async def clear(self) -> None:
         """Every namespace, the bridge and its masquerade rule, this process's or an earlier one's."""
@@ -89,8 +106,12 @@ class Bridge:
             if name.startswith(self._netns_prefix):
                 await _ip_batch(f"netns del {name}", check=False)
         self._used.clear()
+        self._sni.allowed.clear()
+        await self._sni.close()
         for subnet in await asyncio.to_thread(self._bridge_subnets):
             await _run("iptables", *self._masquerade("-D", subnet), check=False)
+        for rule in await asyncio.to_thread(self._redirects):
+            await _run("iptables", "-t", "nat", "-D", *rule, check=False)
         await _ip_batch(f"link del {self.name}", check=False)
         self.subnet = None
 
@@ -105,6 +126,18 @@ class Bridge:
             f.write("1")
         _sync("iptables", *self._masquerade("-A", subnet))
         return subnet
+
+    def _to_sni_filter(self, action: str, address: str) -> list[str]:
+        """The rule sending a container's TLS connections (port 443) to the SNI filter."""
+        return [
+            *("-t", "nat", action, "PREROUTING", "-i", self.name, "-s", address),
+            *("-p", "tcp", "--dport", "443", "-j", "REDIRECT", "--to-ports", str(self._sni.port)),
+        ]
+
+    def _redirects(self) -> list[list[str]]:
+        """The rules sending this bridge's containers' TLS connections to an SNI filter (to remove)."""
+        listed = _sync("iptables", "-t", "nat", "-S", "PREROUTING").splitlines()
+        return [line.split()[1:] for line in listed if f" -i {self.name} " in f"{line} "]
 
     def _masquerade(self, action: str, subnet: ipaddress.IPv4Network) -> list[str]:
         return ["-t", "nat", action, "POSTROUTING", "-s", str(subnet), "!", "-o", self.name, "-j", "MASQUERADE"]
@@ -121,10 +154,11 @@ class Bridge:
         ]
 
 
-def _firewall(allowed: list[str]) -> str:
+def _firewall(allowed: list[str], tls: bool = False) -> str:
     """iptables rules (iptables-restore's input) in a container's namespace letting its outbound
     connections reach the `allowed` networks, its own loopback and the machine's name servers (DNS),
-    and answer connections made to it; anything else is refused at once."""
+    and answer connections made to it; with `tls`, TLS ones on port 443 too (the machine sends them
+    to the SNI filter); anything else is refused at once."""
     rules = [
         "*filter",
         ":INPUT ACCEPT [0:0]",
@@ -136,6 +170,7 @@ def _firewall(allowed: list[str]) -> str:
     for server in _name_servers():
         rules += [f"-A OUTPUT -d {server} -p {proto} --dport 53 -j ACCEPT" for proto in ("udp", "tcp")]
     rules += [f"-A OUTPUT -d {network} -j ACCEPT" for network in allowed]
+    rules += ["-A OUTPUT -p tcp --dport 443 -j ACCEPT"] if tls else []
     rules += ["-A OUTPUT -p tcp -j REJECT --reject-with tcp-reset", "-A OUTPUT -j REJECT", "COMMIT", ""]
     return "\n".join(rules)
 

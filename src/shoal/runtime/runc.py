@@ -193,7 +193,11 @@ class Runtime:
             overlay.mount(
                 spec.lower_dirs, self._upper(spec, bundle), os.path.join(bundle, "work"), os.path.join(bundle, "rootfs")
             )
-            attached = await self.bridge.attach(spec.id, spec.allowed_networks) if spec.own_network else None
+            attached = (
+                await self.bridge.attach(spec.id, spec.allowed_networks, spec.allowed_domains)
+                if spec.own_network
+                else None
+            )
             self._write_config(spec, bundle, attached.netns if attached else None)
             pid_file = os.path.join(bundle, "pid")
             proc = await asyncio.create_subprocess_exec(

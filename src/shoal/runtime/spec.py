@@ -40,3 +40,5 @@ class ContainerSpec:
     # With a network of its own: the IPv4 networks its outbound connections may reach (DNS to the
     # machine's name servers aside); None for any.
     allowed_networks: list[str] | None = None
+    # ... and the server names its TLS connections (port 443) may reach besides ("*." wildcards); None for none.
+    allowed_domains: list[str] | None = None

@@ -76,6 +76,7 @@ class ContainerPlan:
     # the IPv4 networks its outbound connections may reach (None: any)
     own_network: bool = False
     allowed_networks: list[str] | None = None
+    allowed_domains: list[str] | None = None  # and the server names its TLS connections may reach
     # (volume id, directory of it to mount ("": all), path in the container, read-only)
     volumes: list[tuple[str, str, str, bool]] = field(default_factory=list)
     # Its processes reach shoal's API on a socket of their own; a sandbox's get none (its code may be anyone's).
@@ -244,6 +245,7 @@ class LocalWorker:
             network=plan.network,
             own_network=plan.own_network,
             allowed_networks=plan.allowed_networks,
+            allowed_domains=plan.allowed_domains,
         )
         try:
             with staged:

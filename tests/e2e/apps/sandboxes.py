@@ -137,7 +137,8 @@ except OSError as e:
 
 def network() -> dict:
     """A sandbox's network is its own: it reaches its machine's services through its bridge, not on
-    the machine's loopback; `outbound_cidr_allowlist=` limits where its connections go."""
+    the machine's loopback; `outbound_cidr_allowlist=` limits where its connections go, and
+    `outbound_domain_allowlist=` which servers its TLS connections reach (PyPI here)."""
     import socketserver
     import threading
     from urllib.parse import urlsplit
@@ -156,8 +157,14 @@ def network() -> dict:
         sb = modal.Sandbox.create("python3", "-c", CONNECT, host, to, app=a, outbound_cidr_allowlist=allowlist)
         out[name] = sb.stdout.read().strip()
         sb.wait(raise_on_termination=False)
+    fetch = "import sys, urllib.request\ntry:\n    print(urllib.request.urlopen(sys.argv[1], timeout=20).status)\n"
+    fetch += "except Exception as e:\n    print(type(e).__name__)"
+    for name, url in (("pypi", "https://pypi.org/simple/six/"), ("files", "https://files.pythonhosted.org/")):
+        sb = modal.Sandbox.create("python3", "-c", fetch, url, app=a, outbound_domain_allowlist=["pypi.org"])
+        out[f"domain_{name}"] = sb.stdout.read().strip()
+        sb.wait(raise_on_termination=False)
     for name, kwargs in (
-        ("domains", {"outbound_domain_allowlist": ["example.com"]}),
+        ("bad_domain", {"outbound_domain_allowlist": ["not a domain"]}),
         ("bad_network", {"outbound_cidr_allowlist": ["not-a-network"]}),
     ):
         try:
