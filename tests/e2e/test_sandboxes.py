@@ -90,6 +90,13 @@ def test_a_sandbox_connect_token_lets_http_requests_reach_its_port(shoal):
     assert out["after_terminate"] == 404
 
 
+def test_a_sandboxs_inbound_allowlist_holds_for_its_tunnels_and_connect_tokens(shoal):
+    out = scenario(shoal, "inbound")
+    assert out["here"] == ["200", "200"]
+    tunnel, token = out["elsewhere"]
+    assert tunnel in ("RemoteDisconnected", "ConnectionResetError", "URLError") and token == "403"
+
+
 def test_a_sandbox_readiness_probe(shoal):
     out = scenario(shoal, "ready")
     assert "ready" in out["exec"]

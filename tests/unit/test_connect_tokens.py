@@ -12,7 +12,7 @@ def tokens(sandboxes: dict[str, str]) -> ConnectTokens:
             raise NotFound(f"Sandbox {sandbox_id} is not running")
         return sandboxes[sandbox_id]
 
-    return ConnectTokens(b"secret", running, lambda label: f"http://{label}.localhost:7472")
+    return ConnectTokens(b"secret", running, lambda sandbox_id: None, lambda label: f"http://{label}.localhost:7472")
 
 
 def test_a_token_opens_its_sandboxs_port_with_its_metadata():
@@ -37,7 +37,7 @@ def test_a_token_opens_nothing_else():
     with pytest.raises(Unauthenticated):
         connect.connection(label_of("sb-1"), token + "x")
     with pytest.raises(Unauthenticated):  # signed with another key
-        ConnectTokens(b"other", lambda s: "ta-1", str).connection(label_of("sb-1"), token)
+        ConnectTokens(b"other", lambda s: "ta-1", lambda s: None, str).connection(label_of("sb-1"), token)
     _, starting = connect.create("sb-3", 8080, "")
     with pytest.raises(NotFound, match="has not started yet"):
         connect.connection(label_of("sb-3"), starting)

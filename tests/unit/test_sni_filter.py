@@ -39,3 +39,4 @@ def test_names_match_exactly_or_under_a_wildcard():
     assert not matches("github.com", allowed)  # a wildcard is for the names under it
     assert not matches("evilpypi.org", allowed) and not matches("pypi.org.evil.com", allowed)
     assert not matches("notgithub.com", allowed)
+    assert matches("anything.example", ["*"])

@@ -18,6 +18,7 @@ from ..control.functions import Revision
 from ..control.servers import AtCapacity, NoServer, Servers
 from ..control.web_requests import PROXY_AUTH_HEADERS
 from ..runtime import ContainerError
+from ..worker.tls_forward import peer_in
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class ServerProxy:
         token, from_query = _connect_token(request)
         try:
             connection = self.connect_tokens.connection(label, token)
+            if connection.inbound is not None and not peer_in(request.remote or "", connection.inbound):
+                return web.Response(status=403, text="The sandbox takes no connections from this address\n")
             host, port = await self.servers.reach(connection.task_id, connection.port)
         except Unauthenticated as e:
             return web.Response(status=401, text=f"{e}\n")

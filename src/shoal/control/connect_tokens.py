@@ -26,6 +26,7 @@ class Connection:
     task_id: str  # the sandbox's container
     port: int
     user_metadata: str
+    inbound: list[str] | None  # the networks it takes connections from (inbound_cidr_allowlist); None: any
 
 
 def label_of(sandbox_id: str) -> str:
@@ -34,10 +35,17 @@ def label_of(sandbox_id: str) -> str:
 
 
 class ConnectTokens:
-    def __init__(self, secret: bytes, running: Callable[[str], str], url_of: Callable[[str], str]):
+    def __init__(
+        self,
+        secret: bytes,
+        running: Callable[[str], str],
+        inbound: Callable[[str], list[str] | None],
+        url_of: Callable[[str], str],
+    ):
         self._secret = hmac.new(secret, b"sandbox connect tokens", hashlib.sha256).digest()
         # sandbox id -> its container's task id ("" before it runs); NotFound once it ended
         self.running = running
+        self.inbound = inbound  # sandbox id -> its inbound_cidr_allowlist, None for none
         self.url_of = url_of  # label -> the URL clients reach it at
 
     def create(self, sandbox_id: str, port: int, user_metadata: str) -> tuple[str, str]:
@@ -60,4 +68,4 @@ class ConnectTokens:
             raise Unauthenticated("the connect token is another sandbox's")
         if not (task_id := self.running(sandbox_id)):
             raise NotFound(f"Sandbox {sandbox_id} has not started yet")
-        return Connection(task_id, int(claims["port"]), claims.get("user_metadata", ""))
+        return Connection(task_id, int(claims["port"]), claims.get("user_metadata", ""), self.inbound(sandbox_id))

@@ -166,6 +166,7 @@ class ContainerPlans:
             own_network=not blocked,
             allowed_networks=allowed_networks(definition.network_access),
             allowed_domains=allowed_domains(definition.network_access),
+            inbound_networks=inbound_networks(definition),
             reserved_cores=milli_cpu / 1000,
             reserved_memory_mb=memory_mb,
             volumes=await self.volumes.binds(list(definition.volume_mounts)),
@@ -189,13 +190,28 @@ def _listens(fdef: api_pb2.Function) -> bool:
 
 def allowed_domains(access: api_pb2.NetworkAccess) -> list[str] | None:
     """A sandbox's `outbound_domain_allowlist` (server names its TLS connections on port 443 may
-    reach, `*.` wildcards), None when it has none. InvalidArgument for one that is not a name."""
+    reach, `*.` wildcards, `*` for any), None when it has none. InvalidArgument for one that is not
+    a name."""
     if access.network_access_type != api_pb2.NetworkAccess.NetworkAccessType.ALLOWLIST:
         return None
     for domain in access.allowed_domains:
-        if not _DOMAIN.fullmatch(domain):
+        if domain != "*" and not _DOMAIN.fullmatch(domain):
             raise InvalidArgument(f"outbound_domain_allowlist: {domain!r} is not a domain name")
     return list(access.allowed_domains) or None
+
+
+def inbound_networks(definition: api_pb2.Sandbox) -> list[str] | None:
+    """A sandbox's `inbound_cidr_allowlist`: where its tunnels and connect tokens take connections
+    from; None for anywhere (the client sends none as an empty list). InvalidArgument for a network
+    that is not one."""
+    return [_network(cidr, "inbound_cidr_allowlist") for cidr in definition.inbound_cidr_allowlist] or None
+
+
+def _network(cidr: str, option: str) -> str:
+    try:
+        return str(ipaddress.ip_network(cidr, strict=False))
+    except ValueError:
+        raise InvalidArgument(f"{option}: {cidr!r} is not an IP network") from None
 
 
 def allowed_networks(access: api_pb2.NetworkAccess) -> list[str] | None:
@@ -204,12 +220,5 @@ def allowed_networks(access: api_pb2.NetworkAccess) -> list[str] | None:
     a network that is not one."""
     if access.network_access_type != api_pb2.NetworkAccess.NetworkAccessType.ALLOWLIST:
         return None
-    networks = []
-    for cidr in access.allowed_cidrs:
-        try:
-            network = ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise InvalidArgument(f"outbound_cidr_allowlist: {cidr!r} is not an IP network") from None
-        if network.version == 4:
-            networks.append(str(network))
-    return networks
+    networks = [_network(cidr, "outbound_cidr_allowlist") for cidr in access.allowed_cidrs]
+    return [n for n in networks if ipaddress.ip_network(n).version == 4]

@@ -183,7 +183,7 @@ class Platform:
         )
         self.web_endpoints = WebEndpoints(self.db, self.apps, lambda label: settings.web_url.format(label=label))
         self.connect_tokens = ConnectTokens(
-            secret, self.sandboxes.running, lambda label: settings.web_url.format(label=label)
+            secret, self.sandboxes.running, self.sandboxes.inbound, lambda label: settings.web_url.format(label=label)
         )
         self.web_requests = WebRequests(
             self.web_endpoints, self.calls, self.blobs, self.tokens, self.releases.call_target, self.cancel_call

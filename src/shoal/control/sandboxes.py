@@ -27,7 +27,7 @@ from ..store import schema as t
 from ..store.database import Database
 from ..worker.agent import ExecOptions
 from .apps import Apps, valid_object_name
-from .container_plans import allowed_domains, allowed_networks
+from .container_plans import allowed_domains, allowed_networks, inbound_networks
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ShoalError
 from .ids import new_id
 from .lifecycle import Lifecycle
@@ -162,6 +162,7 @@ class Sandboxes:
             raise InvalidArgument(f"shoal does not support {why} in sandboxes yet")
         allowed_networks(definition.network_access)  # each one a network
         allowed_domains(definition.network_access)  # each one a name
+        inbound_networks(definition)
         app = await self.apps.get(app_id)
         if app.stopped_at is not None:
             raise InvalidArgument(f"App {app_id} is stopped: its sandboxes cannot start")
@@ -509,6 +510,11 @@ class Sandboxes:
         if live is None or live.over:
             raise NotFound(f"Sandbox {sandbox_id} is not running")
         return live.sandbox.task_id if live.started.is_set() else ""
+
+    def inbound(self, sandbox_id: str) -> list[str] | None:
+        """Where its connect tokens take connections from (inbound_cidr_allowlist); None for anywhere."""
+        live = self._live.get(sandbox_id)
+        return inbound_networks(live.launch.definition) if live else None
 
     def is_sandbox_task(self, task_id: str) -> bool:
         return task_id in self._by_task

@@ -78,11 +78,12 @@ def _lets_through(allowed: Allowed, address: str, name: str | None) -> bool:
 
 
 def matches(name: str, allowed: list[str]) -> bool:
-    """Whether a server name is on the list: the same name, or one under a `*.domain` of it."""
+    """Whether a server name is on the list: the same name, one under a `*.domain` of it, or any
+    name for `*`."""
     name = name.lower().rstrip(".")
     for pattern in allowed:
         pattern = pattern.lower().rstrip(".")
-        if name == pattern or (pattern.startswith("*.") and name.endswith(pattern[1:])):
+        if pattern == "*" or name == pattern or (pattern.startswith("*.") and name.endswith(pattern[1:])):
             return True
     return False
 

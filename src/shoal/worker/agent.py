@@ -77,6 +77,7 @@ class ContainerPlan:
     own_network: bool = False
     allowed_networks: list[str] | None = None
     allowed_domains: list[str] | None = None  # and the server names its TLS connections may reach
+    inbound_networks: list[str] | None = None  # where its tunnels take connections from; None: anywhere
     # (volume id, directory of it to mount ("": all), path in the container, read-only)
     volumes: list[tuple[str, str, str, bool]] = field(default_factory=list)
     # Its processes reach shoal's API on a socket of their own; a sandbox's get none (its code may be anyone's).
@@ -143,6 +144,7 @@ class LocalWorker:
         self.containers: dict[str, Container] = {}
         self._exposed: dict[str, list[Callable[[], Awaitable[None]]]] = {}  # task id -> closes its forwarded ports
         self._exposed_ports: dict[tuple[str, int], int] = {}  # (task id, its port) -> the port here in front
+        self._inbound: dict[str, list[str]] = {}  # task id -> where its tunnels take connections from
         self._watchers: set[asyncio.Task] = set()
         self._cpu = CpuMeter()
         self._excess = ExcessMeter()
@@ -256,9 +258,12 @@ class LocalWorker:
             shutil.rmtree(task_dir, ignore_errors=True)
             raise
         self.containers[plan.task_id] = container
+        if plan.inbound_networks is not None:
+            self._inbound[plan.task_id] = plan.inbound_networks
 
         async def cleanup() -> None:
             self.containers.pop(plan.task_id, None)
+            self._inbound.pop(plan.task_id, None)
             for close in self._exposed.pop(plan.task_id, []):
                 await close()
             for exposed in [key for key in self._exposed_ports if key[0] == plan.task_id]:
@@ -384,9 +389,10 @@ class LocalWorker:
             return port, _serving_nothing
         if self.forwarder is None:
             raise ContainerError("this worker has no certificate for tunnels")
+        peers = self._inbound.get(task_id)
         if encrypted:
-            return await self.forwarder.open(target, port, h2)
-        return await forward(self.forwarder.host, target, port)
+            return await self.forwarder.open(target, port, h2, peers)
+        return await forward(self.forwarder.host, target, port, peers=peers)
 
     def _reached_at(self, task_id: str) -> str:
         """Where this machine reaches a container's ports: its own address, or this machine's loopback."""
@@ -403,10 +409,11 @@ class LocalWorker:
             raise ContainerError(f"Container {task_id} is not running here with a network of its own")
         return container.address, port
 
-    async def expose(self, task_id: str, port: int, wait: float) -> int:
-        """A port of this machine passing its connections to `port` of a container with a network of
-        its own, opened once something listens there (within `wait` seconds; ContainerError if not);
-        it closes with the container. A joined worker's way to a server's container."""
+    async def expose(self, task_id: str, port: int, wait: float, peers: list[str] | None = None) -> int:
+        """A port of this machine passing its connections (from the `peers` networks alone, when
+        given) to `port` of a container with a network of its own, opened once something listens
+        there (within `wait` seconds; ContainerError if not); it closes with the container. A joined
+        worker's way for the control plane to a server's or a sandbox's port."""
         if exposed := self._exposed_ports.get((task_id, port)):
             return exposed
         address, _ = await self.server_address(task_id, port)
@@ -415,7 +422,7 @@ class LocalWorker:
             if time.monotonic() > deadline or task_id not in self.containers:
                 raise ContainerError(f"nothing accepted connections on port {port} within {wait:.0f} seconds")
             await asyncio.sleep(0.1)
-        exposed, close = await forward("0.0.0.0", address, port)
+        exposed, close = await forward("0.0.0.0", address, port, peers=peers)
         self._exposed.setdefault(task_id, []).append(close)
         self._exposed_ports[(task_id, port)] = exposed
         return exposed

@@ -8,9 +8,11 @@ fetched.py), and how containers reach the API (through task_proxy).
 
 import asyncio
 import base64
+import ipaddress
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -59,6 +61,12 @@ def server_address(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
+async def _addresses(host: str) -> list[str]:
+    """The host's addresses, as networks of one address each."""
+    found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return sorted({ipaddress.ip_network(info[4][0]).with_prefixlen for info in found})
+
+
 def _tunnel_closed(task: asyncio.Task) -> None:
     """Containers' RPCs go on as RPCs of their own until the next session opens a tunnel."""
     if not task.cancelled() and task.exception():
@@ -79,6 +87,7 @@ class JoinedWorker:
         volumes: str = "",  # the control plane's volume directories on a shared file system
     ):
         host, port = server_address(server_url)
+        self.control_host = host  # the ports opened for the control plane take its connections alone
         self.name = name
         self.home = home
         self.inventory = this_machine(fake_gpus, machine=name)
@@ -298,7 +307,8 @@ class JoinedWorker:
         """A port here in front of a server container's port, once it listens (see LocalWorker.expose)."""
         reply = {"type": "reply", "request_id": message["request_id"]}
         try:
-            port = await self.local.expose(message["task_id"], message["port"], message["wait"])
+            peers = await _addresses(self.control_host)
+            port = await self.local.expose(message["task_id"], message["port"], message["wait"], peers)
         except (ContainerError, OSError) as e:
             outbox.put_nowait({**reply, "error": f"worker {self.name}: {e}"})
             return

@@ -11,6 +11,7 @@ h2 in the TLS handshake (ALPN), the others HTTP/1.1.
 
 import asyncio
 import contextlib
+import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -19,6 +20,7 @@ from .tls import server_context
 CHUNK = 64 * 1024
 ALPN = {False: ("http/1.1",), True: ("h2", "http/1.1")}  # by whether the tunnel is HTTP/2's
 Close = Callable[[], Awaitable[None]]
+Peers = list[str] | None  # the networks a port takes connections from; None for any
 
 
 class TlsForwarder:
@@ -26,21 +28,27 @@ class TlsForwarder:
         self.contexts = {h2: server_context(cert_path, key_path, ALPN[h2]) for h2 in ALPN}
         self.host = host  # the address shoal listens on
 
-    async def open(self, target: str, port: int, h2: bool = False) -> tuple[int, Close]:
+    async def open(self, target: str, port: int, h2: bool = False, peers: Peers = None) -> tuple[int, Close]:
         """A TLS port passing its connections to `target`:`port` (a container's port, on this machine's
         loopback or at the container's own address); returns it and what closes it."""
-        return await forward(self.host, target, port, self.contexts[h2])
+        return await forward(self.host, target, port, self.contexts[h2], peers)
 
 
-async def forward(listen_host: str, host: str, port: int, tls: ssl.SSLContext | None = None) -> tuple[int, Close]:
-    """A port on `listen_host` (TLS when `tls` is given) passing its connections to `host`:`port`;
-    returns it and what closes it."""
+async def forward(
+    listen_host: str, host: str, port: int, tls: ssl.SSLContext | None = None, peers: Peers = None
+) -> tuple[int, Close]:
+    """A port on `listen_host` (TLS when `tls` is given) passing its connections to `host`:`port`,
+    those from the `peers` networks alone when given (a sandbox's inbound_cidr_allowlist); returns it
+    and what closes it."""
     connections: set[asyncio.Task] = set()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.add(asyncio.current_task())
         try:
-            await _forward(reader, writer, host, port)
+            if peers is None or peer_in(writer.get_extra_info("peername")[0], peers):
+                await _forward(reader, writer, host, port)
+            else:
+                writer.close()
         finally:
             connections.discard(asyncio.current_task())
 
@@ -53,6 +61,17 @@ async def forward(listen_host: str, host: str, port: int, tls: ssl.SSLContext | 
         await server.wait_closed()
 
     return server.sockets[0].getsockname()[1], close
+
+
+def peer_in(peer: str, networks: list[str]) -> bool:
+    """Whether an address (IPv4 in IPv6's mapped form too) is in one of the networks."""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(network) for network in networks)
 
 
 async def accepts(host: str, port: int, timeout: float) -> bool:

@@ -373,6 +373,40 @@ def connect() -> dict:
     return out
 
 
+def inbound() -> dict:
+    """`inbound_cidr_allowlist=`: its tunnels and connect tokens take connections from those networks alone."""
+    import urllib.error
+    import urllib.request
+
+    def fetch(url: str, headers: dict) -> str:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+                return str(response.status)
+        except urllib.error.HTTPError as e:
+            return str(e.code)
+        except Exception as e:
+            return type(e).__name__
+
+    out = {}
+    for name, cidrs in (("here", ["127.0.0.0/8"]), ("elsewhere", ["192.0.2.0/24"])):
+        sb = modal.Sandbox.create(
+            "python3", "-c", ECHO_SERVER, "8080", app=app(), unencrypted_ports=[8080], inbound_cidr_allowlist=cidrs
+        )
+        host, port = sb.tunnels()[8080].tcp_socket
+        creds = sb.create_connect_token()
+        label_host = creds.url.split("://", 1)[1]
+        web_port = label_host.rsplit(":", 1)[1]
+        token = {"Host": label_host, "Authorization": f"Bearer {creds.token}"}
+        for _ in range(100):  # until its server listens
+            seen = [fetch(f"http://{host}:{port}/", {}), fetch(f"http://127.0.0.1:{web_port}/", token)]
+            if name == "elsewhere" or seen == ["200", "200"]:
+                break
+            time.sleep(0.2)
+        out[name] = seen
+        sb.terminate()
+    return out
+
+
 def ready() -> dict:
     """`readiness_probe=` and `wait_until_ready()`: once it returns, what the probe checks is there."""
     slow_start = "sleep 1; touch /tmp/ready; cd /etc && python3 -m http.server 8770"
