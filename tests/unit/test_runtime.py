@@ -384,12 +384,18 @@ async def test_containers_with_networks_of_their_own_listen_on_one_port(runtime,
         reader, writer = await asyncio.open_connection(container.address, 8080)
         assert await asyncio.wait_for(reader.readline(), WAIT) == f"{reply}\n".encode()
         writer.close()
-    netns = os.listdir(NETNS_DIR)
-    assert sum(first.id in name or second.id in name for name in netns) == 2
+
+    def namespaces() -> list[str]:
+        return [n for n in os.listdir(NETNS_DIR) if n.startswith(f"shoal-{runtime.bridge.name[3:]}-")]
+
+    assert len(namespaces()) == 2
     await runtime.remove(first)
-    assert not any(first.id in name for name in os.listdir(NETNS_DIR))  # its namespace went with it
     third = await _serve(runtime, base, "three", 8080)
-    assert third.address == first.address  # and its address is free again
+    assert third.address == first.address  # the namespace the first left, kept for the next
+    assert len(namespaces()) == 2
+    reader, writer = await asyncio.open_connection(third.address, 8080)
+    assert await asyncio.wait_for(reader.readline(), WAIT) == b"three\n"
+    writer.close()
     await runtime.remove(second)
     await runtime.remove(third)
 
@@ -415,7 +421,9 @@ async def test_an_outbound_allowlist_lets_connections_reach_its_networks_alone(r
         allowed = await run(runtime, base, script, own_network=True, allowed_networks=["10.233.0.0/16"])
         other = await run(runtime, base, script, own_network=True, allowed_networks=["192.0.2.0/24"])
         nothing = await run(runtime, base, script, own_network=True, allowed_networks=[])
-    assert allowed[:2] == (0, "host\n"), allowed
+        # in the namespace the others left (kept for the next container), without their firewall
+        unlimited = await run(runtime, base, script, own_network=True)
+    assert allowed[:2] == unlimited[:2] == (0, "host\n"), (allowed, unlimited)
     for refused in (other, nothing):
         assert refused[0] != 0 and refused[1] == "", refused
 

@@ -25,6 +25,9 @@ from .spec import ContainerError
 SUBNETS = ipaddress.ip_network("10.233.0.0/16")  # where bridges take their /24s
 NETNS_DIR = "/run/netns"  # where `ip netns` names namespaces
 LOCK = "/run/shoal-bridges.lock"  # two runtimes choosing a /24 at once take turns
+KEEP_IDLE = 8  # namespaces a bridge keeps for its next containers
+# A kept namespace's firewall, emptied for a container with none
+_OPEN = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
 
 
 @dataclass(frozen=True)
@@ -41,64 +44,89 @@ class Bridge:
         self._veth_prefix = f"shv{tag}"
         self.subnet: ipaddress.IPv4Network | None = None
         self._used: dict[str, int] = {}  # container id -> its host number on the subnet
+        # Numbers whose namespace (with its veth and address) a container left, kept for the next:
+        # making one costs a few ms and removing one tens, on a container's start and end.
+        self._idle: list[int] = []
+        self._firewalled: set[int] = set()  # numbers whose namespace has firewall rules
         self._setup = asyncio.Lock()
         self._sni = SniFilter()  # started at the first container with a domain allowlist
 
     async def attach(
         self, container_id: str, allowed: list[str] | None = None, domains: list[str] | None = None
     ) -> Attached:
-        """A namespace for the container, on the bridge (made at the first one) with a free address.
-        With `allowed` (IPv4 networks) or `domains` (server names, `*.` wildcards), its outbound
-        connections may reach those networks alone (see _firewall), and TLS ones on port 443 those
-        names too (sni_filter.py)."""
+        """A namespace for the container, on the bridge (made at the first one) with an address of
+        its own. With `allowed` (IPv4 networks) or `domains` (server names, `*.` wildcards), its
+        outbound connections may reach those networks alone (see _firewall), and TLS ones on port
+        443 those names too (sni_filter.py)."""
         async with self._setup:
             if self.subnet is None:
                 self.subnet = await asyncio.to_thread(self._make_bridge)
             if domains is not None and not self._sni.port:
                 await self._sni.start(str(self.subnet[1]))
-            taken = set(self._used.values())
-            number = next((n for n in range(2, self.subnet.num_addresses - 1) if n not in taken), None)
-            if number is None:
-                raise ContainerError(f"no free address on {self.name} ({self.subnet})")
+            if self._idle:
+                number, made = self._idle.pop(), True
+            else:
+                taken = {*self._used.values()}
+                number = next((n for n in range(2, self.subnet.num_addresses - 1) if n not in taken), None)
+                if number is None:
+                    raise ContainerError(f"no free address on {self.name} ({self.subnet})")
+                made = False
             self._used[container_id] = number
-        netns, veth = self._netns_prefix + container_id, f"{self._veth_prefix}{number}"
-        address = self.subnet[number]
+        netns, address = self._netns(number), str(self.subnet[number])
         try:
-            await _ip_batch(
-                f"netns add {netns}",
-                f"link add {veth} type veth peer name eth0 netns {netns}",
-                f"link set {veth} master {self.name} up",
-            )
-            await _ip_batch(
-                "link set lo up",
-                f"addr add {address}/{self.subnet.prefixlen} dev eth0",
-                "link set eth0 up",
-                f"route add default via {self.subnet[1]}",
-                netns=netns,
-            )
+            if not made:
+                await self._make(number)
             if allowed is not None or domains is not None:
                 rules = _firewall(allowed or [], domains is not None)
                 await _run("ip", "netns", "exec", netns, "iptables-restore", stdin=rules)
+                self._firewalled.add(number)
+            elif number in self._firewalled:  # a namespace kept from a container that had one
+                await _run("ip", "netns", "exec", netns, "iptables-restore", stdin=_OPEN)
+                self._firewalled.discard(number)
             if domains is not None:
-                self._sni.allowed[str(address)] = Allowed(domains, allowed or [])
-                await _run("iptables", *self._to_sni_filter("-A", str(address)))
+                self._sni.allowed[address] = Allowed(domains, allowed or [])
+                await _run("iptables", *self._to_sni_filter("-A", address))
         except BaseException:
-            await self.detach(container_id)  # what was made of it
+            await self.detach(container_id, keep=False)  # what was made of it
             raise
-        return Attached(os.path.join(NETNS_DIR, netns), str(address))
+        return Attached(os.path.join(NETNS_DIR, netns), address)
 
-    async def detach(self, container_id: str) -> None:
-        """Its namespace and veth gone, its address free again; nothing for a container it has not."""
+    async def _make(self, number: int) -> None:
+        netns, veth = self._netns(number), f"{self._veth_prefix}{number}"
+        await _ip_batch(
+            f"netns add {netns}",
+            f"link add {veth} type veth peer name eth0 netns {netns}",
+            f"link set {veth} master {self.name} up",
+        )
+        await _ip_batch(
+            "link set lo up",
+            f"addr add {self.subnet[number]}/{self.subnet.prefixlen} dev eth0",
+            "link set eth0 up",
+            f"route add default via {self.subnet[1]}",
+            netns=netns,
+        )
+
+    async def detach(self, container_id: str, keep: bool = True) -> None:
+        """The container's namespace is kept for the next one (up to KEEP_IDLE of them) or removed;
+        nothing for a container that has none."""
         number = self._used.get(container_id)
         if number is None:
             return
         address = str(self.subnet[number])
         if self._sni.allowed.pop(address, None) is not None:
             await _run("iptables", *self._to_sni_filter("-D", address), check=False)
+        if keep and len(self._idle) < KEEP_IDLE:
+            del self._used[container_id]
+            self._idle.append(number)
+            return
         # The veth first: a namespace is destroyed lazily, and its pair with it.
         await _ip_batch(f"link del {self._veth_prefix}{number}", check=False)
-        await _ip_batch(f"netns del {self._netns_prefix}{container_id}", check=False)
+        await _ip_batch(f"netns del {self._netns(number)}", check=False)
+        self._firewalled.discard(number)
         del self._used[container_id]  # only now are its address and veth name free for another
+
+    def _netns(self, number: int) -> str:
+        return f"{self._netns_prefix}{number}"
 
     async def clear(self) -> None:
         """Every namespace, the bridge and its masquerade rule, this process's or an earlier one's."""
@@ -106,6 +134,8 @@ class Bridge:
             if name.startswith(self._netns_prefix):
                 await _ip_batch(f"netns del {name}", check=False)
         self._used.clear()
+        self._idle.clear()
+        self._firewalled.clear()
         self._sni.allowed.clear()
         await self._sni.close()
         for subnet in await asyncio.to_thread(self._bridge_subnets):
