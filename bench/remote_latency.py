@@ -1,6 +1,6 @@
 """Warm `.remote()` round trip: p50 and p99 over N calls to a running container.
 
-    eval "$(shoal env)"; python bench/remote_latency.py [N]
+eval "$(shoal env)"; python bench/remote_latency.py [N]
 """
 
 import statistics

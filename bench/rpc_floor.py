@@ -23,7 +23,11 @@ async def measure(n: int) -> dict:
         await client._stub.ClientHello(empty_pb2.Empty())
         samples.append((time.perf_counter() - t0) * 1000)
     samples.sort()
-    result = {"rpcs": n, "p50_ms": round(statistics.median(samples), 2), "p99_ms": round(samples[int(0.99 * (n - 1))], 2)}
+    result = {
+        "rpcs": n,
+        "p50_ms": round(statistics.median(samples), 2),
+        "p99_ms": round(samples[int(0.99 * (n - 1))], 2),
+    }
     print(f"empty RPC through the modal client x{n}: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
     return result
 

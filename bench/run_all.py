@@ -1,6 +1,6 @@
 """Runs every benchmark and prints a summary.
 
-    eval "$(shoal env)"; python bench/run_all.py
+eval "$(shoal env)"; python bench/run_all.py
 """
 
 import json

@@ -1,6 +1,6 @@
 """Wall time of a second `modal run examples/hello.py`, and how many layers it built.
 
-    eval "$(shoal env)"; python bench/second_run.py
+eval "$(shoal env)"; python bench/second_run.py
 """
 
 import os

@@ -15,10 +15,8 @@ import http.server
 import json
 import os
 import socket
-import statistics
 import threading
 import time
-from urllib.parse import urlsplit
 
 import aiohttp
 import modal
@@ -71,32 +69,9 @@ class Echo:
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
-def _ms(samples: list[float]) -> dict:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 2),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 2),
-    }
+async def figures(target, n: int, clients: int, mib: int) -> dict:
+    from web_endpoint import _ms  # here: the server's container imports this file, without its neighbours
 
-
-class Target:
-    """Requests to a base URL, naming `host` in the Host header (as curl does for *.localhost)."""
-
-    def __init__(self, session: aiohttp.ClientSession, base: str, host: str):
-        self.session, self.base, self.host = session, base, host
-
-    async def get(self, path: str = "/") -> bytes:
-        async with self.session.get(self.base + path, headers={"Host": self.host}) as response:
-            response.raise_for_status()
-            return await response.read()
-
-    async def post(self, body: bytes) -> bytes:
-        async with self.session.post(self.base + "/", data=body, headers={"Host": self.host}) as response:
-            response.raise_for_status()
-            return await response.read()
-
-
-async def figures(target: Target, n: int, clients: int, mib: int) -> dict:
     samples = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -128,15 +103,16 @@ async def figures(target: Target, n: int, clients: int, mib: int) -> dict:
 
 
 async def measure(url: str, n: int, clients: int, mib: int) -> dict:
-    parts = urlsplit(url)
+    from web_endpoint import Endpoint
+
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=clients)) as session:
-        shoal = Target(session, f"http://127.0.0.1:{parts.port or 80}", parts.netloc)
+        shoal = Endpoint(session, url)
         t0 = time.perf_counter()
         assert await shoal.get() == b"ok"
         cold = time.perf_counter() - t0
         address = (await shoal.get("/address")).decode()
-        direct = Target(session, f"http://{address}:{PORT}", f"{address}:{PORT}")
+        direct = Endpoint(session, f"http://{address}:{PORT}")
         return {
             "first_request_cold_s": round(cold, 2),
             "through_shoal": await figures(shoal, n, clients, mib),

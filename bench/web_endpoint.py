@@ -65,11 +65,12 @@ def _ms(samples: list[float]) -> dict:
 
 
 class Endpoint:
-    """Requests to an endpoint's URL: connect to its port and name its host, as curl does for *.localhost."""
+    """Requests to a URL, naming its host; a *.localhost one is this machine's, as curl has it."""
 
     def __init__(self, session: aiohttp.ClientSession, url: str):
         self.session, parts = session, urlsplit(url)
-        self.base, self.host = f"http://127.0.0.1:{parts.port or 80}", parts.netloc
+        machine = "127.0.0.1" if parts.hostname.endswith(".localhost") else parts.hostname
+        self.base, self.host = f"http://{machine}:{parts.port or 80}", parts.netloc
 
     async def get(self, path: str = "/") -> bytes:
         async with self.session.get(self.base + path, headers={"Host": self.host}) as response:

@@ -108,3 +108,8 @@ def test_the_autoscaler_of_a_server_is_updated_at_run_time(shoal, deployed):
         "print(settings.target_concurrency, settings.min_containers)\n"
     )
     assert shoal.python("-c", script).stdout.split() == ["2.5", "1"]
+
+
+def test_a_request_to_a_server_whose_container_fails_to_start_is_told_why(shoal, deployed):
+    status, _, body = request(shoal, "shoal--e2e-servers-broken")
+    assert status == 503 and b"failed to start" in body and b"no model here" in body, body

@@ -175,3 +175,22 @@ async def test_only_a_servers_container_says_it_is_ready_and_saying_it_twice_doe
     servers.lifecycle_ready(task, revision.definition)
     await asyncio.sleep(0.05)
     assert servers.workers.link("w").asked == [task.task_id]  # its port tried once
+
+
+async def test_requests_waiting_for_a_container_that_fails_to_start_are_told_why(harness):
+    scheduler, servers, _ = harness
+    revision = server()
+    scheduler.add(revision)
+
+    async def one_request() -> None:
+        async with servers.request(revision, wait=30):
+            pass
+
+    asking = asyncio.create_task(one_request())
+    await asyncio.sleep(0.05)
+    await scheduler.reconcile("rv-s", [])
+    (task,) = scheduler.live_tasks("rv-s")
+    task.startup_failure = api_pb2.GenericResult(exception="ModuleNotFoundError: No module named 'x'")
+    servers.container_ended(task, 1)
+    with pytest.raises(NoServer, match="failed to start: ModuleNotFoundError: No module named 'x'"):
+        await asyncio.wait_for(asking, 5)

@@ -61,8 +61,8 @@ class ServerProxy:
                 return await self._pass_on(backend.host, backend.port, request, _headers(request))
         except AtCapacity:
             return web.Response(status=429, text="Every container of this server is at its max_concurrency\n")
-        except NoServer:
-            return web.Response(status=503, text="No container of this server was ready in time\n")
+        except NoServer as e:
+            return web.Response(status=503, text=f"{e or 'No container of this server was ready in time'}\n")
 
     async def serve_sandbox(self, label: str, request: web.Request) -> web.StreamResponse:
         """A request bearing a sandbox's connect token, passed on to the port the token names."""

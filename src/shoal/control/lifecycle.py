@@ -163,7 +163,7 @@ class Lifecycle:
         self.scheduler.exited(task.task_id)
         await self.scheduler.break_cluster(task, code)
         await self.tunnels.container_ended(task.task_id)
-        self.servers.container_ended(task)
+        self.servers.container_ended(task, code)
         if task.sandbox:
             return  # it ran no inputs; its sandbox settles its own result
         if task.kill_status:

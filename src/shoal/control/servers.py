@@ -34,7 +34,8 @@ PROBE_TIMEOUT = 2.0
 
 
 class NoServer(Exception):
-    """No container of the server was ready in time for the request."""
+    """No container of the server was ready in time for the request, or one failed to start while
+    it waited (the exception's message says why)."""
 
 
 class AtCapacity(Exception):
@@ -59,6 +60,7 @@ class Servers:
         self._changed = Pulse()  # a container became ready or a request ended
         self._probes: set[asyncio.Task] = set()
         self._probing: set[str] = set()  # task ids whose ports are being tried
+        self._failed: dict[str, tuple[float, str]] = {}  # revision id -> when and why a container last failed to start
 
     def load(self, revision_id: str) -> tuple[int, Counter[str]]:
         """For the autoscaler: requests waiting for a container, and those in flight per task id."""
@@ -126,12 +128,15 @@ class Servers:
         when none is ready within `wait` seconds."""
         rid = revision.revision_id
         limit = revision.definition.max_concurrent_inputs  # the server's max_concurrency; 0: no bound
-        deadline = time.monotonic() + wait
+        began, deadline = time.monotonic(), time.monotonic() + wait
         self._waiting[rid] += 1
         try:
             while (backend := self._pick(rid, limit)) is None:
                 if self._pick(rid, 0) is not None:
                     raise AtCapacity
+                failed_at, why = self._failed.get(rid, (0.0, ""))
+                if failed_at > began:  # the request waits for no container that would fail the same way
+                    raise NoServer(why)
                 self.scheduler.kick(rid)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -160,7 +165,12 @@ class Servers:
         ]
         return min(ready, key=lambda b: (b.in_flight, b.served), default=None)
 
-    def container_ended(self, task: Task) -> None:
+    def container_ended(self, task: Task, code: int) -> None:
+        # one that was not stopped nor told to finish, yet never served
+        if not task.ready and not task.kill_status and not task.drain_deadline:
+            why = task.startup_failure.exception if task.startup_failure else f"it exited with code {code}"
+            self._failed[task.revision_id] = (time.monotonic(), f"A container of the server failed to start: {why}")
+            self._changed.notify()
         backends = self._backends.get(task.revision_id)
         if backends and backends.pop(task.task_id, None) and not backends:
             del self._backends[task.revision_id]

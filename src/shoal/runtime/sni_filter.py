@@ -6,15 +6,15 @@ reaches its destination.
 """
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
 
+from .relay import relay
+
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h: where a redirected connection was going
 HELLO_WAIT = 10.0  # seconds a client has to send its ClientHello
-CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,17 +55,7 @@ class SniFilter:
                 return
             if allowed is None or not _lets_through(allowed, destination[0], server_name(hello)):
                 return
-            try:
-                inner_reader, inner_writer = await asyncio.open_connection(*destination)
-            except OSError:
-                return
-            inner_writer.write(hello)
-            upward = asyncio.create_task(_copy(reader, inner_writer))
-            try:
-                await _copy(inner_reader, writer)
-            finally:
-                upward.cancel()
-                inner_writer.close()
+            await relay(reader, writer, *destination, first=hello)
         finally:
             writer.close()
             self._connections.discard(asyncio.current_task())
@@ -126,12 +116,3 @@ def _original_destination(sock: socket.socket) -> tuple[str, int]:
     raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
     port, packed = struct.unpack_from("!2xH4s", raw)
     return socket.inet_ntoa(packed), port
-
-
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()

@@ -15,9 +15,9 @@ import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable
 
+from ..runtime.relay import relay
 from .tls import server_context
 
-CHUNK = 64 * 1024
 ALPN = {False: ("http/1.1",), True: ("h2", "http/1.1")}  # by whether the tunnel is HTTP/2's
 Close = Callable[[], Awaitable[None]]
 Peers = list[str] | None  # the networks a port takes connections from; None for any
@@ -46,7 +46,7 @@ async def forward(
         connections.add(asyncio.current_task())
         try:
             if peers is None or peer_in(writer.get_extra_info("peername")[0], peers):
-                await _forward(reader, writer, host, port)
+                await relay(reader, writer, host, port)
             else:
                 writer.close()
         finally:
@@ -84,30 +84,3 @@ async def accepts(host: str, port: int, timeout: float) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
-
-
-async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int) -> None:
-    try:
-        try:
-            inner_reader, inner_writer = await asyncio.open_connection(host, port)
-        except OSError:
-            return  # nothing listens there (yet): the client sees the connection close
-        # The client's end of input is passed on; the sandbox's end of its answer ends the connection
-        # (TLS has no half-close to pass it on with).
-        upward = asyncio.create_task(_copy(reader, inner_writer))
-        try:
-            await _copy(inner_reader, writer)
-        finally:
-            upward.cancel()
-            inner_writer.close()
-    finally:
-        writer.close()
-
-
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, ssl.SSLError):
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()

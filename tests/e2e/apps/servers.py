@@ -83,3 +83,10 @@ class Brief:
 def classic():
     # A @modal.web_server's containers also get networks of their own: two share this machine's port.
     serve()
+
+
+@app.server(port=PORT, routing_region="us-east", unauthenticated=True)
+class Broken:
+    @modal.enter()
+    def start(self):
+        raise RuntimeError("no model here")
