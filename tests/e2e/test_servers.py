@@ -113,3 +113,39 @@ def test_the_autoscaler_of_a_server_is_updated_at_run_time(shoal, deployed):
 def test_a_request_to_a_server_whose_container_fails_to_start_is_told_why(shoal, deployed):
     status, _, body = request(shoal, "shoal--e2e-servers-broken")
     assert status == 503 and b"failed to start" in body and b"no model here" in body, body
+
+
+REDEPLOYED = '''
+import http.server, threading
+import modal
+app = modal.App("e2e-server-versions")
+VERSION = "{version}"
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(VERSION)))
+        self.end_headers()
+        self.wfile.write(VERSION.encode())
+@app.server(port=8000, routing_region="us-east", unauthenticated=True, min_containers=1)
+class Versioned:
+    @modal.enter()
+    def start(self):
+        server = http.server.ThreadingHTTPServer(("0.0.0.0", 8000), Answer)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    @modal.exit()
+    def stop(self):
+        print("exit of version", VERSION)
+'''
+
+
+def test_a_redeployed_server_answers_with_its_new_version_and_the_old_one_exits(shoal, tmp_path):
+    app = tmp_path / "versions.py"
+    try:
+        for version in ("one", "two"):
+            app.write_text(REDEPLOYED.format(version=version))
+            shoal.modal("deploy", str(app))
+            # the deploy switches once the new version's container serves
+            assert request(shoal, "shoal--e2e-server-versions-versioned")[2] == version.encode()
+        assert wait_for(lambda: "exit of version one" in shoal.modal("app", "logs", "e2e-server-versions").stdout)
+    finally:
+        shoal.modal("app", "stop", "e2e-server-versions", "--yes", check=False)
