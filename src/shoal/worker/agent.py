@@ -142,8 +142,8 @@ class LocalWorker:
         self.buckets_dir = f"/run/shoal-buckets/{home_tag}"
         self.sub_paths_dir = f"/run/shoal-volumes/{home_tag}"  # likewise: volume sub_paths (sub_paths.py)
         self.containers: dict[str, Container] = {}
-        self._exposed: dict[str, list[Callable[[], Awaitable[None]]]] = {}  # task id -> closes its forwarded ports
-        self._exposed_ports: dict[tuple[str, int], int] = {}  # (task id, its port) -> the port here in front
+        # (task id, its port) -> the port here in front of it (see expose), and what closes that
+        self._exposed: dict[tuple[str, int], tuple[int, Callable[[], Awaitable[None]]]] = {}
         self._inbound: dict[str, list[str]] = {}  # task id -> where its tunnels take connections from
         self._watchers: set[asyncio.Task] = set()
         self._cpu = CpuMeter()
@@ -264,10 +264,8 @@ class LocalWorker:
         async def cleanup() -> None:
             self.containers.pop(plan.task_id, None)
             self._inbound.pop(plan.task_id, None)
-            for close in self._exposed.pop(plan.task_id, []):
-                await close()
-            for exposed in [key for key in self._exposed_ports if key[0] == plan.task_id]:
-                del self._exposed_ports[exposed]
+            for key in [key for key in self._exposed if key[0] == plan.task_id]:
+                await self._exposed.pop(key)[1]()
             try:
                 await self.runtime.remove(container)
             finally:
@@ -414,18 +412,16 @@ class LocalWorker:
         given) to `port` of a container with a network of its own, opened once something listens
         there (within `wait` seconds; ContainerError if not); it closes with the container. A joined
         worker's way for the control plane to a server's or a sandbox's port."""
-        if exposed := self._exposed_ports.get((task_id, port)):
-            return exposed
+        if (task_id, port) in self._exposed:
+            return self._exposed[(task_id, port)][0]
         address, _ = await self.server_address(task_id, port)
         deadline = time.monotonic() + wait
         while not await accepts(address, port, PROBE_TIMEOUT):
             if time.monotonic() > deadline or task_id not in self.containers:
                 raise ContainerError(f"nothing accepted connections on port {port} within {wait:.0f} seconds")
             await asyncio.sleep(0.1)
-        exposed, close = await forward("0.0.0.0", address, port, peers=peers)
-        self._exposed.setdefault(task_id, []).append(close)
-        self._exposed_ports[(task_id, port)] = exposed
-        return exposed
+        self._exposed[(task_id, port)] = await forward("0.0.0.0", address, port, peers=peers)
+        return self._exposed[(task_id, port)][0]
 
     async def probe_tcp(self, task_id: str, port: int) -> bool:
         """Whether something accepts connections on a container's `port`."""
