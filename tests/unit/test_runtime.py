@@ -464,17 +464,21 @@ async def test_a_domain_allowlist_lets_tls_connections_through_by_their_server_n
 async def test_cleanup_all_removes_the_bridge_and_its_namespaces(base, tmp_path):
     state = str(tmp_path / "state")
     first = Runtime(state)
-    await first.start(
-        ContainerSpec(id=new_id(), lower_dirs=[base], args=["sleep", "100"], env=PATH_ENV, own_network=True)
-    )
+    for domains in (None, ["pypi.org"]):  # the second's TLS connections are redirected to the SNI filter
+        spec = ContainerSpec(id=new_id(), lower_dirs=[base], args=["sleep", "100"], env=PATH_ENV, own_network=True)
+        spec.allowed_domains = domains
+        await first.start(spec)
     bridge = first.bridge.name
-    assert os.path.exists(f"/sys/class/net/{bridge}")
+
+    def nat_rules() -> str:
+        return subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+
+    assert os.path.exists(f"/sys/class/net/{bridge}") and nat_rules().count(bridge) == 2
     second = Runtime(state)  # as after a restart
     await asyncio.wait_for(second.cleanup_all(), WAIT)
     assert not os.path.exists(f"/sys/class/net/{bridge}")
     assert not any(name.startswith(f"shoal-{bridge[3:]}-") for name in os.listdir(NETNS_DIR))
-    rules = subprocess.run(["iptables", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True).stdout
-    assert bridge not in rules
+    assert bridge not in nat_rules()  # its masquerade and its redirect
 
 
 async def test_start_cancelled_while_runc_sets_up_leaves_nothing(runtime, base):
