@@ -25,15 +25,15 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", 
 def web_app(requests: WebRequests, servers: ServerProxy) -> web.Application:
     async def serve(request: web.Request) -> web.StreamResponse:
         label = (request.host or "").rsplit(":", 1)[0].split(".", 1)[0].lower()
-        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
         if label.startswith(CONNECT_LABEL):
             return await servers.serve_sandbox(label, request)
-        scope = _scope(request, websocket)
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
         try:
-            endpoint, revision = await requests.resolve(label, dict(scope["headers"]))
-            if revision.definition.is_server:
+            headers = {name.lower(): value for name, value in request.raw_headers}
+            endpoint, revision = await requests.resolve(label, headers)
+            if revision.definition.is_server:  # passed on as it came: no ASGI scope
                 return await servers.serve(revision, request)
-            call = await requests.open(label, scope, (endpoint, revision))
+            call = await requests.open(label, _scope(request, websocket), (endpoint, revision))
         except NotFound as e:
             return web.Response(status=404, text=f"{e}\n")
         except Unauthenticated as e:
